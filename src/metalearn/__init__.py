@@ -1,0 +1,27 @@
+"""metalearn: meta-learning for PyTorch on ``torch.func``.
+
+The five steps of the workflow, each importable from here: task distributions
+(:class:`SinusoidTasks`), algorithms (:class:`MAML`, :class:`Pretrain`), meta-training
+(:func:`meta_train`, :class:`Trainer`), adaptation (``Algorithm.adapt``) and evaluation
+(:func:`evaluate_run`, :func:`mean_ci`).
+"""
+from . import functional, models
+from .algorithms import MAML, Algorithm, Learner, Pretrain, get_algorithm, list_algorithms
+from .config import Config, list_presets, load_preset
+from .errors import ConfigError, MetalearnError, RunError
+from .evaluate import EvalResult, evaluate_run
+from .functional import InnerRule, sgd
+from .models import mlp
+from .report import make_report
+from .runs import Run
+from .stats import mean_ci
+from .tasks import SinusoidTasks, TaskBatch, get_task_family, list_task_families
+from .train import Trainer, TrainResult, meta_train
+
+__version__ = "0.1.0"
+
+__all__ = ["Algorithm", "Config", "ConfigError", "EvalResult", "InnerRule", "Learner", "MAML",
+           "MetalearnError", "Pretrain", "Run", "RunError", "SinusoidTasks", "TaskBatch", "TrainResult",
+           "Trainer", "evaluate_run", "functional", "get_algorithm", "get_task_family", "list_algorithms",
+           "list_presets", "list_task_families", "load_preset", "make_report", "mean_ci", "meta_train",
+           "mlp", "models", "sgd"]

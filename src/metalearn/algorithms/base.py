@@ -1,0 +1,91 @@
+"""What every algorithm shares: the model it meta-learns, its loss, and adaptation to a new task."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..functional import (InnerRule, ParamDict, adapt, adaptation_curve, choose_engine, detached,
+                          make_forward, named_params)
+from ..tasks.batch import TaskBatch
+
+LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "mse": F.mse_loss,
+    "cross_entropy": F.cross_entropy,
+}
+
+
+def get_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
+
+
+class Learner:
+    """A model adapted to one task: callable on inputs, holding its own detached parameters.
+
+    It shares the module (the architecture) with the algorithm but never mutates it, and keeps no
+    autograd graph, so any number of learners can be made without memory growth.
+    """
+
+    def __init__(self, model: nn.Module, params: ParamDict) -> None:
+        self.model = model
+        self.params = detached(params)
+        self._forward = make_forward(model)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> Tensor:
+        return self._forward(self.params, x)
+
+    predict = __call__
+
+
+class Algorithm(nn.Module):
+    """Base class: an ``nn.Module`` whose parameters are the meta-parameters (the model's and any
+    learned inner-loop hyper-parameters), so that ``state_dict`` is the whole checkpoint."""
+
+    name = "algorithm"
+
+    def __init__(self, model: nn.Module, loss: str = "mse", inner_steps: int = 1,
+                 engine: str = "auto") -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(inner_steps, int) or inner_steps < 0:
+            raise ValueError(f"inner_steps must be a non-negative integer, got {inner_steps!r}")
+        self.model = model
+        self.loss_name = loss
+        self.loss_fn = get_loss(loss)
+        self.inner_steps = inner_steps
+        self.engine = choose_engine(engine, model)
+        self._forward = make_forward(model)
+
+    # -- what subclasses define -------------------------------------------------------------
+    def inner_rule(self) -> InnerRule:
+        raise NotImplementedError
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """The outer loss on a meta-batch; its gradient is the meta-gradient."""
+        raise NotImplementedError
+
+    # -- shared behaviour -------------------------------------------------------------------
+    def params(self) -> ParamDict:
+        """The model's meta-learned initial parameters."""
+        return named_params(self.model)
+
+    def adapt(self, x: Tensor, y: Tensor, steps: int | None = None) -> Learner:
+        """Adapt to one task's labelled examples ``(x, y)``; returns a new callable ``Learner``."""
+        steps = self.inner_steps if steps is None else steps
+        with torch.enable_grad():
+            fast = adapt(self._forward, self.loss_fn, detached(self.params()), x, y,
+                         self.inner_rule(), steps, mode="first_order")
+        return Learner(self.model, fast)
+
+    def adaptation_curve(self, batch: TaskBatch, steps: int,
+                         metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+        """Query metric of each task after 0..``steps`` inner updates, shape ``[tasks, steps + 1]``."""
+        return adaptation_curve(self._forward, self.loss_fn, self.params(), batch, self.inner_rule(),
+                                steps, engine=self.engine, metric=metric)

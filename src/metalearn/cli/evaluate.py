@@ -1,0 +1,45 @@
+"""``metalearn evaluate RUN [--shots K] [--tasks N] [--steps 1,2,5,10]``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from ..evaluate import eval_path, evaluate_run
+from ..runs import Run
+
+
+def _steps(text: str) -> list[int]:
+    try:
+        steps = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated step counts like 1,2,5,10, got {text!r}") from None
+    if not steps or any(s < 0 for s in steps):
+        raise argparse.ArgumentTypeError(f"step counts must be >= 0, got {text!r}")
+    return steps
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a run on held-out tasks before and after adaptation")
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("--shots", type=int, help="K support (and query) points per task (default: the run's)")
+    p.add_argument("--tasks", type=int, help="number of held-out tasks (default 1000)")
+    p.add_argument("--steps", type=_steps, help="inner steps to report, e.g. 1,2,5,10")
+    p.add_argument("--no-baseline", action="store_true", help="skip the pretrained baseline")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.shots is not None and args.shots <= 0:
+        raise ConfigError(f"--shots must be a positive integer, got {args.shots}")
+    if args.tasks is not None and args.tasks <= 0:
+        raise ConfigError(f"--tasks must be a positive integer, got {args.tasks}")
+    run_dir = Run.open(args.run)
+    torch.set_num_threads(run_dir.load_config().train.threads)
+    result = evaluate_run(args.run, shots=args.shots, tasks=args.tasks, steps=args.steps,
+                          baseline=not args.no_baseline, progress=not args.quiet)
+    print(result.table())
+    print(f"\nsaved {eval_path(run_dir, result.shots)} (and .md)")
+    return 0

@@ -1,0 +1,31 @@
+"""The ``metalearn`` command: a tiny dispatcher over one module per subcommand."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import MetalearnError
+from . import evaluate, info, report, train
+
+COMMANDS = {"train": train, "evaluate": evaluate, "report": report, "list": info}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metalearn", description="Meta-learning: train, adapt, evaluate, report.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command].run(args) or 0)
+    except MetalearnError as exc:
+        print(f"metalearn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

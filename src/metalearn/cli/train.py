@@ -1,0 +1,78 @@
+"""``metalearn train PRESET [--out DIR] [--steps N] [--set key=value ...]`` and ``--resume RUN``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..build import build_algorithm, build_tasks
+from ..config import apply_overrides, list_presets, load_preset, validate
+from ..errors import ConfigError, RunError
+from ..runs import Run
+from ..train import Trainer
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="meta-train from a preset (or resume a run)",
+                       description=f"Meta-train. Presets: {', '.join(list_presets())}.")
+    p.add_argument("preset", nargs="?", help="preset name (e.g. sinusoid) or a YAML config file")
+    p.add_argument("--out", type=Path, help="run folder (default: runs/PRESET)")
+    p.add_argument("--steps", type=int, help="total meta-steps (same as --set train.steps=N)")
+    p.add_argument("--algo", help="algorithm (same as --set algo.name=NAME)")
+    p.add_argument("--seed", type=int, help="seed (same as --set train.seed=N)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set task.shots=5 (repeatable)")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue a stopped or killed run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    extra = list(args.overrides)
+    if args.steps is not None:
+        extra.append(f"train.steps={args.steps}")
+    if args.algo is not None:
+        extra.append(f"algo.name={args.algo}")
+    if args.seed is not None:
+        extra.append(f"train.seed={args.seed}")
+    return extra
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        run_dir = Run.open(args.resume)
+        if args.preset or args.algo or args.seed is not None or args.overrides:
+            raise ConfigError("--resume continues a run with its own config; only --steps may change "
+                              "(to train longer)")
+        cfg = run_dir.load_config()
+        if not run_dir.last_checkpoint.is_file():
+            raise RunError(f"{run_dir.path} has no checkpoint to resume from; start it again with "
+                           f"'metalearn train PRESET --out {run_dir.path}' after removing the folder")
+        cfg = validate(apply_overrides(cfg, _overrides(args)))
+    else:
+        if not args.preset:
+            raise ConfigError(f"name a preset ({', '.join(list_presets())}) or use --resume RUN")
+        cfg = validate(apply_overrides(load_preset(args.preset), _overrides(args)))
+        out = args.out or Path("runs") / Path(args.preset).stem
+        run_dir = Run(out)
+        if run_dir.checkpoint_dir.exists() or run_dir.metrics_path.exists():
+            raise RunError(f"{run_dir.path} already holds a run; continue it with "
+                           f"'metalearn train --resume {run_dir.path}' or choose another --out")
+    torch.set_num_threads(cfg.train.threads)
+    tasks = build_tasks(cfg)
+    algo = build_algorithm(cfg, tasks)
+    run_dir.save_config(cfg)
+    t = cfg.train
+    trainer = Trainer(algo, tasks, run_dir.path, steps=t.steps, meta_batch=t.meta_batch, lr=t.lr,
+                      seed=t.seed, log_every=t.log_every, val_every=t.val_every, val_tasks=t.val_tasks,
+                      ckpt_every=t.ckpt_every, device=t.device, progress=not args.quiet,
+                      config=cfg.to_dict())
+    result = trainer.run(resume=args.resume is not None)
+    if result.interrupted:
+        print(f"interrupted at step {result.step}; checkpoint saved. Continue with: "
+              f"metalearn train --resume {run_dir.path}")
+        return 130
+    print(f"trained {result.step} meta-steps in {result.seconds:.0f} s; best validation loss "
+          f"{result.best_val:.4f} at step {result.best_step}; run folder {run_dir.path}\n"
+          f"next: metalearn evaluate {run_dir.path}")
+    return 0

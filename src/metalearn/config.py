@@ -1,0 +1,215 @@
+"""Typed configuration: dataclass defaults, then a YAML preset or file, then ``key=value`` overrides.
+
+Config lives at the CLI edge; library classes take plain arguments. Unknown keys and wrong types
+are rejected with the valid choices named.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class TaskConfig:
+    family: str = "sinusoid"
+    shots: int = 10
+    queries: typing.Optional[int] = None
+    amplitude: typing.List[float] = field(default_factory=lambda: [0.1, 5.0])
+    phase: typing.List[float] = field(default_factory=lambda: [0.0, 3.141592653589793])
+    x_range: typing.List[float] = field(default_factory=lambda: [-5.0, 5.0])
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    hidden: typing.List[int] = field(default_factory=lambda: [40, 40])
+    activation: str = "relu"
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "maml"
+    inner_lr: float = 0.01
+    inner_steps: int = 1
+    mode: str = "second_order"
+    engine: str = "auto"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 70000
+    meta_batch: int = 25
+    lr: float = 0.001
+    seed: int = 0
+    log_every: int = 100
+    val_every: int = 1000
+    val_tasks: int = 300
+    ckpt_every: int = 1000
+    threads: int = 1
+    device: str = "cpu"
+
+
+@dataclass
+class EvalConfig:
+    tasks: int = 1000
+    steps: typing.List[int] = field(default_factory=lambda: [1, 2, 5, 10])
+    seed: int = 12345
+
+
+@dataclass
+class Config:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin in (list, typing.List):
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of {_type_name(item)} such as [1, 2], got {value!r}")
+        return [_coerce(v, item, key) for v in value]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key {full!r}; valid keys here: "
+                              f"{', '.join(prefix + n for n in names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{full}: expected a section of keys ({', '.join(f.name for f in dataclasses.fields(current))}), got {value!r}")
+            _apply(current, value, prefix=f"{full}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """A ``Config`` from a nested dict (a YAML file's contents), checked key by key."""
+    cfg = Config()
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections (task, model, algo, train, eval), got {type(data).__name__}")
+    _apply(cfg, data)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.steps=100"`` -> ``(["train", "steps"], 100)``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. train.steps=1000), got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``key=value`` overrides in order; unknown keys and wrong types raise ``ConfigError``."""
+    for text in overrides:
+        path, value = parse_override(text)
+        nested: Any = value
+        for part in reversed(path):
+            nested = {part: nested}
+        _apply(cfg, nested)
+    return cfg
+
+
+def list_presets() -> list[str]:
+    files = resources.files("metalearn") / "presets"
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> Config:
+    """A named preset from ``metalearn/presets``, or a path to a YAML file."""
+    path = Path(name)
+    if name.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"config file {name} does not exist")
+        text = path.read_text()
+    else:
+        res = resources.files("metalearn") / "presets" / f"{name}.yaml"
+        if not res.is_file():
+            raise ConfigError(f"unknown preset or task family {name!r}; choose one of: {', '.join(list_presets())} "
+                              f"(or give a path to a YAML config file)")
+        text = res.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {name} is not valid YAML: {exc}") from None
+    return config_from_dict(data)
+
+
+def validate(cfg: Config) -> Config:
+    """Range checks that types alone cannot express."""
+    t = cfg.train
+    for key in ("steps", "meta_batch", "log_every", "val_every", "val_tasks", "ckpt_every", "threads"):
+        if getattr(t, key) <= 0:
+            raise ConfigError(f"train.{key} must be positive, got {getattr(t, key)}")
+    if t.lr <= 0:
+        raise ConfigError(f"train.lr must be positive, got {t.lr}")
+    if cfg.task.shots <= 0:
+        raise ConfigError(f"task.shots must be positive, got {cfg.task.shots}; use --set task.shots=10")
+    if cfg.task.queries is not None and cfg.task.queries <= 0:
+        raise ConfigError(f"task.queries must be positive, got {cfg.task.queries}")
+    if cfg.algo.inner_lr <= 0:
+        raise ConfigError(f"algo.inner_lr must be positive, got {cfg.algo.inner_lr}")
+    if cfg.algo.inner_steps < 0:
+        raise ConfigError(f"algo.inner_steps must be >= 0, got {cfg.algo.inner_steps}")
+    if cfg.eval.tasks <= 0 or any(s < 0 for s in cfg.eval.steps):
+        raise ConfigError("eval.tasks must be positive and eval.steps non-negative")
+    return cfg

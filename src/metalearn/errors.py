@@ -1,0 +1,17 @@
+"""Errors raised for bad user input.
+
+Every error a user can cause is a :class:`MetalearnError` whose message says what was expected,
+what was received and what to do. The CLI prints it on one line and exits with code 2.
+"""
+
+
+class MetalearnError(Exception):
+    """A problem with the user's input (config, data, run folder), not a bug in metalearn."""
+
+
+class ConfigError(MetalearnError):
+    """An unknown key, a wrong type or an out-of-range value in a config or a CLI flag."""
+
+
+class RunError(MetalearnError):
+    """A missing, corrupt or incompatible run folder or checkpoint."""

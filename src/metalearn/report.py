@@ -1,0 +1,122 @@
+"""Plots a person can look at, written as PNGs into ``RUN/report``:
+
+* ``training.png``: the meta-training curve (train and validation loss against meta-steps);
+* ``tasks.png``: held-out sine waves with the support points and the predictions before and after
+  1 and 10 inner steps, the meta-learned model beside the pretrained baseline (Finn et al. 2017,
+  Figure 2);
+* ``steps.png``: query loss against the number of inner gradient steps, with 95% CIs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import MetalearnError
+from .evaluate import ensure_baseline, evaluate_run, load_algorithm, load_eval
+from .runs import Run, atomic_write_bytes, atomic_write_text
+from .seeding import generator
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MetalearnError("metalearn report needs matplotlib; install it with "
+                             "pip install 'metalearn[plot]'") from None
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_training(run: Run, plt: Any) -> Path:
+    rows = run.read_metrics()
+    if not rows:
+        raise MetalearnError(f"{run.metrics_path} has no rows yet; train for at least train.log_every steps")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for key, label in (("train_loss", "meta-training loss (query, after adaptation)"),
+                       ("val_loss", "validation loss (fixed tasks)")):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            ax.plot(*zip(*pts), label=label, marker="." if key == "val_loss" else None)
+    ax.set_xlabel("meta-step")
+    ax.set_ylabel("MSE")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"Meta-training: {run.path.name}")
+    out = run.report_dir / "training.png"
+    _save(fig, out)
+    plt.close(fig)
+    return out
+
+
+def plot_tasks(run: Run, plt: Any, models: dict[str, Any], num: int = 3) -> Path:
+    cfg = run.load_config()
+    from .build import build_tasks
+    family = build_tasks(cfg)
+    batch, truth = family.sample_with_truth(num, generator("report", cfg.eval.seed))
+    lo, hi = family.x_range
+    xs = torch.linspace(lo, hi, 200).view(1, -1, 1)
+    fig, axes = plt.subplots(len(models), num, figsize=(4.2 * num, 3.2 * len(models)), squeeze=False)
+    for row, (name, algo) in enumerate(models.items()):
+        for t in range(num):
+            ax = axes[row][t]
+            ax.plot(xs[0, :, 0], truth(xs)[t, :, 0], color="k", lw=2, label="true function")
+            ax.scatter(batch.support_x[t, :, 0], batch.support_y[t, :, 0], color="tab:purple",
+                       zorder=5, label=f"{family.shots} support points")
+            for steps, style in ((0, ":"), (1, "--"), (10, "-")):
+                learner = algo.adapt(batch.support_x[t], batch.support_y[t], steps=steps)
+                label = "before adaptation" if steps == 0 else f"after {steps} step{'s' * (steps > 1)}"
+                ax.plot(xs[0, :, 0], learner(xs[0])[:, 0], style, label=label)
+            ax.set_title(f"{name}, task {t + 1}")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    out = run.report_dir / "tasks.png"
+    _save(fig, out)
+    plt.close(fig)
+    return out
+
+
+def plot_steps(run: Run, plt: Any, result: Any) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, st in result.methods.items():
+        m = torch.tensor(st.mean)
+        c = torch.tensor(st.ci)
+        ax.plot(st.steps, m, marker="o", label=name)
+        ax.fill_between(st.steps, m - c, m + c, alpha=0.25)
+    ax.set_xlabel("inner gradient steps on the support set")
+    ax.set_ylabel(f"query {result.metric}")
+    ax.set_title(f"K={result.shots}, {result.tasks} held-out tasks (95% CI)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    out = run.report_dir / "steps.png"
+    _save(fig, out)
+    plt.close(fig)
+    return out
+
+
+def make_report(path: Path | str, progress: bool = True) -> list[Path]:
+    """Write the report of the run at ``path``; runs the evaluation first if it is missing."""
+    plt = _pyplot()
+    run = Run.open(path)
+    cfg = run.load_config()
+    result = load_eval(run, cfg.task.shots) or evaluate_run(run.path, progress=progress)
+    models = {cfg.algo.name.upper(): load_algorithm(run, cfg)}
+    if cfg.algo.name != "pretrain":
+        models["pretrained baseline"] = ensure_baseline(run, cfg, progress=progress)
+    outs = [plot_training(run, plt), plot_tasks(run, plt, models), plot_steps(run, plt, result)]
+    summary = [f"# Report: {run.path.name}", "",
+               f"Algorithm {cfg.algo.name} ({cfg.algo.mode}), task family {cfg.task.family}, "
+               f"{cfg.train.steps} meta-steps of {cfg.train.meta_batch} tasks, seed {cfg.train.seed}.", "",
+               result.table(), "", *[f"![{p.stem}]({p.name})" for p in outs], ""]
+    atomic_write_text(run.report_dir / "summary.md", "\n".join(summary))
+    return outs + [run.report_dir / "summary.md"]

@@ -1,0 +1,25 @@
+"""Registry of task families by name, for the CLI and configs."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..errors import ConfigError
+from .sinusoid import SinusoidTasks
+
+_FAMILIES: dict[str, Callable[..., Any]] = {"sinusoid": SinusoidTasks}
+
+
+def list_task_families() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def get_task_family(name: str) -> Callable[..., Any]:
+    """The constructor of the task family ``name``; an unknown name lists the valid ones."""
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise ConfigError(f"unknown task family {name!r}; choose one of: {', '.join(list_task_families())}") from None
+
+
+def register_task_family(name: str, factory: Callable[..., Any]) -> None:
+    _FAMILIES[name] = factory

@@ -1,0 +1,203 @@
+"""Meta-training: meta-batches, the outer optimizer, validation on fixed tasks, best-checkpoint
+selection, resumable checkpoints, JSON-lines and TensorBoard logs, and a progress bar.
+
+A run stopped by Ctrl-C (or SIGTERM) finishes its current step, writes a checkpoint and returns;
+a killed run resumes from its last periodic checkpoint. Either way, resuming with the same seed
+ends with exactly the same weights as a run that was never stopped: the checkpoint holds the
+weights, the optimizer state and the state of the task sampler's random generator.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .algorithms.base import Algorithm
+from .errors import MetalearnError
+from .logs import MetricsLog
+from .runs import Run, load_checkpoint, load_weights, save_checkpoint
+from .seeding import generator
+
+
+@dataclass
+class TrainResult:
+    """What a call to :meth:`Trainer.run` did."""
+
+    step: int                 # the last completed meta-step
+    best_val: float           # best validation loss so far (inf before the first validation)
+    best_step: int
+    interrupted: bool         # stopped by a signal before reaching ``steps``
+    seconds: float            # meta-training wall time, summed over resumes
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between steps; a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __enter__(self) -> "_StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """Meta-trains ``algorithm`` on ``tasks`` (anything with ``sample(n, generator) -> TaskBatch``),
+    writing everything to the run folder ``out``.
+
+    Args:
+        steps: total meta-steps (outer updates) of the run.
+        meta_batch: tasks per meta-step.
+        lr: Adam learning rate of the outer loop.
+        seed: seeds the task stream; the validation tasks come from a separate fixed stream.
+        log_every, val_every, ckpt_every: intervals in meta-steps.
+        val_tasks: size of the fixed validation set.
+        config: the resolved config dict, stored in checkpoints for provenance.
+    """
+
+    def __init__(self, algorithm: Algorithm, tasks: Any, out: Path | str, *, steps: int,
+                 meta_batch: int = 25, lr: float = 1e-3, seed: int = 0, log_every: int = 100,
+                 val_every: int = 1000, val_tasks: int = 300, ckpt_every: int = 1000,
+                 device: str | torch.device = "cpu", progress: bool = True,
+                 config: dict[str, Any] | None = None) -> None:
+        for name, value in (("steps", steps), ("meta_batch", meta_batch), ("log_every", log_every),
+                            ("val_every", val_every), ("val_tasks", val_tasks), ("ckpt_every", ckpt_every)):
+            if not isinstance(value, int) or value <= 0:
+                raise MetalearnError(f"{name} must be a positive integer, got {value!r}")
+        self.algorithm = algorithm.to(device)
+        self.tasks = tasks
+        self.run_dir = Run(out)
+        self.steps, self.meta_batch, self.lr, self.seed = steps, meta_batch, lr, seed
+        self.log_every, self.val_every, self.ckpt_every = log_every, val_every, ckpt_every
+        self.device = torch.device(device)
+        self.progress = progress
+        self.config = config
+        self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=lr)
+        self.task_rng = generator("train", seed)
+        self.val_batch = tasks.sample(val_tasks, generator("validation", seed)).to(self.device)
+        self.step = 0
+        self.best_val = math.inf
+        self.best_step = 0
+        self.seconds = 0.0
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "model": self.algorithm.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "task_rng": self.task_rng.get_state(),
+                "torch_rng": torch.get_rng_state(), "best_val": self.best_val,
+                "best_step": self.best_step, "seconds": self.seconds, "algorithm": self.algorithm.name,
+                "config": self.config}
+
+    def save(self) -> None:
+        save_checkpoint(self.run_dir.last_checkpoint, self.state())
+
+    def load(self, path: Path | str | None = None) -> None:
+        """Restore everything from a checkpoint (default: the run's ``last.pt``)."""
+        path = Path(path) if path is not None else self.run_dir.last_checkpoint
+        state = load_checkpoint(path)
+        load_weights(self.algorithm, state["model"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.task_rng.set_state(state["task_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+        self.best_val, self.best_step = float(state["best_val"]), int(state["best_step"])
+        self.seconds = float(state.get("seconds", 0.0))
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self) -> float:
+        """Mean query loss on the fixed validation tasks after the training number of inner steps."""
+        curve = self.algorithm.adaptation_curve(self.val_batch, self.algorithm.inner_steps)
+        return float(curve[:, -1].mean())
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> TrainResult:
+        """Train until ``steps`` (continuing from ``last.pt`` when ``resume``)."""
+        if resume:
+            self.load()
+            self.run_dir.truncate_metrics(self.step)
+        log = MetricsLog(self.run_dir.metrics_path, self.run_dir.tb_dir)
+        bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, unit="step",
+                   mininterval=0.5, dynamic_ncols=True, desc=f"{self.algorithm.name}")
+        window, window_n = 0.0, 0
+        interrupted = False
+        t0 = time.perf_counter()
+        try:
+            with _StopFlag() as stop:
+                while self.step < self.steps:
+                    batch = self.tasks.sample(self.meta_batch, self.task_rng).to(self.device)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss = self.algorithm.meta_loss(batch)
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise MetalearnError(
+                            f"the meta-loss became {value} at step {self.step + 1}; stopped, and "
+                            f"{self.run_dir.last_checkpoint} keeps the last good weights (step {self._saved_step()}); "
+                            f"lower train.lr or algo.inner_lr and resume or retrain")
+                    loss.backward()
+                    self.optimizer.step()
+                    self.step += 1
+                    window += value
+                    window_n += 1
+                    bar.update(1)
+                    row: dict[str, Any] = {}
+                    if self.step % self.log_every == 0 or self.step == self.steps:
+                        row["train_loss"] = window / window_n
+                        window, window_n = 0.0, 0
+                    if self.step % self.val_every == 0 or self.step == self.steps:
+                        row["val_loss"] = self.validate()
+                        if row["val_loss"] < self.best_val:
+                            self.best_val, self.best_step = row["val_loss"], self.step
+                            save_checkpoint(self.run_dir.best_checkpoint,
+                                            {"step": self.step, "model": self.algorithm.state_dict(),
+                                             "val_loss": self.best_val, "algorithm": self.algorithm.name})
+                    if row:
+                        self.seconds += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        row["seconds"] = round(self.seconds, 3)
+                        log.log(self.step, **row)
+                        bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.4f}",
+                                        best_val=f"{self.best_val:.4f}", refresh=False)
+                    if self.step % self.ckpt_every == 0 or self.step == self.steps:
+                        self.seconds += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        self.save()
+                    if stop.set and self.step < self.steps:
+                        interrupted = True
+                        self.seconds += time.perf_counter() - t0
+                        self.save()
+                        break
+        finally:
+            bar.close()
+            log.close()
+        return TrainResult(self.step, self.best_val, self.best_step, interrupted, self.seconds)
+
+    def _saved_step(self) -> int:
+        try:
+            return int(load_checkpoint(self.run_dir.last_checkpoint)["step"])
+        except MetalearnError:
+            return 0
+
+
+def meta_train(algorithm: Algorithm, tasks: Any, out: Path | str, *, steps: int,
+               resume: bool = False, **kwargs: Any) -> TrainResult:
+    """Meta-train ``algorithm`` on ``tasks`` into the run folder ``out``; see :class:`Trainer`."""
+    return Trainer(algorithm, tasks, out, steps=steps, **kwargs).run(resume=resume)
