@@ -98,6 +98,7 @@ class Trainer:
         self.best_val = math.inf
         self.best_step = 0
         self.seconds = 0.0
+        self.window = (0.0, 0)     # (sum, count) of the training losses since the last log row
 
     # -- checkpoints ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -105,6 +106,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "task_rng": self.task_rng.get_state(),
                 "torch_rng": torch.get_rng_state(), "best_val": self.best_val,
                 "best_step": self.best_step, "seconds": self.seconds, "algorithm": self.algorithm.name,
+                "window": list(self.window),
                 "config": self.config}
 
     def save(self) -> None:
@@ -121,6 +123,7 @@ class Trainer:
         self.step = int(state["step"])
         self.best_val, self.best_step = float(state["best_val"]), int(state["best_step"])
         self.seconds = float(state.get("seconds", 0.0))
+        self.window = (float(state["window"][0]), int(state["window"][1]))
 
     # -- validation -------------------------------------------------------------------------
     def validate(self) -> float:
@@ -137,7 +140,6 @@ class Trainer:
         log = MetricsLog(self.run_dir.metrics_path, self.run_dir.tb_dir)
         bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, unit="step",
                    mininterval=0.5, dynamic_ncols=True, desc=f"{self.algorithm.name}")
-        window, window_n = 0.0, 0
         interrupted = False
         t0 = time.perf_counter()
         try:
@@ -155,13 +157,12 @@ class Trainer:
                     loss.backward()
                     self.optimizer.step()
                     self.step += 1
-                    window += value
-                    window_n += 1
+                    self.window = (self.window[0] + value, self.window[1] + 1)
                     bar.update(1)
                     row: dict[str, Any] = {}
                     if self.step % self.log_every == 0 or self.step == self.steps:
-                        row["train_loss"] = window / window_n
-                        window, window_n = 0.0, 0
+                        row["train_loss"] = self.window[0] / self.window[1]
+                        self.window = (0.0, 0)
                     if self.step % self.val_every == 0 or self.step == self.steps:
                         row["val_loss"] = self.validate()
                         if row["val_loss"] < self.best_val:

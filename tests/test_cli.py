@@ -1,0 +1,132 @@
+"""The CLI end to end, and its error cases: one clear line and exit code 2."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from metalearn.cli.main import main
+from metalearn.runs import load_checkpoint
+
+SMALL = ["--quiet", "--set", "train.log_every=10", "--set", "train.val_every=20",
+         "--set", "train.val_tasks=30", "--set", "train.ckpt_every=20", "--set", "eval.tasks=50",
+         "--set", "model.hidden=[20, 20]", "--set", "train.meta_batch=8"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "sinusoid", "--out", str(out), "--steps", "40", *SMALL]) == 0
+    return out
+
+
+def error_line(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_train_evaluate_report_end_to_end(trained_run, capsys):
+    assert (trained_run / "config.yaml").is_file()
+    assert load_checkpoint(trained_run / "checkpoints/last.pt")["step"] == 40
+    assert (trained_run / "checkpoints/best.pt").is_file()
+    assert any((trained_run / "tb").iterdir())
+    assert main(["evaluate", str(trained_run), "--quiet", "--steps", "1,10"]) == 0
+    out = capsys.readouterr().out
+    assert "| maml |" in out and "| pretrained baseline |" in out and "10 steps" in out
+    result = json.loads((trained_run / "eval/eval_k10.json").read_text())
+    assert result["tasks"] == 50 and result["methods"]["maml"]["steps"] == [0, 1, 10]
+    maml = result["methods"]["maml"]["mean"]
+    assert maml[2] < maml[0], "ten inner steps must beat no adaptation"
+    assert load_checkpoint(trained_run / "baseline/checkpoints/last.pt")["step"] == 40  # same tasks seen
+    assert main(["evaluate", str(trained_run), "--quiet", "--shots", "5", "--tasks", "20", "--no-baseline"]) == 0
+    assert json.loads((trained_run / "eval/eval_k5.json").read_text())["shots"] == 5
+    assert main(["report", str(trained_run), "--quiet"]) == 0
+    for name in ("training.png", "tasks.png", "steps.png"):
+        data = (trained_run / "report" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    assert "| maml |" in (trained_run / "report/summary.md").read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "nosuch"], "unknown preset or task family 'nosuch'; choose one of: sinusoid"),
+    (["train", "sinusoid", "--algo", "mamml"], "unknown algorithm 'mamml'; choose one of: maml, pretrain"),
+    (["train", "sinusoid", "--set", "train.foo=1"], "unknown config key 'train.foo'"),
+    (["train", "sinusoid", "--set", "train.steps=abc"], "train.steps: expected an integer, got 'abc'"),
+    (["train", "sinusoid", "--set", "task.shots=0"], "task.shots must be positive"),
+    (["train", "sinusoid", "--set", "task.family=cosine"], "unknown task family 'cosine'; choose one of: sinusoid"),
+    (["train"], "name a preset"),
+    (["evaluate", "/nonexistent/run"], "run folder /nonexistent/run does not exist"),
+    (["report", "/nonexistent/run"], "does not exist"),
+    (["train", "--resume", "/nonexistent/run"], "does not exist"),
+])
+def test_bad_input_gets_one_line_and_exit_code_2(capsys, tmp_path, argv, message):
+    argv = [a.replace("/nonexistent", str(tmp_path / "missing")) for a in argv]
+    message = message.replace("/nonexistent", str(tmp_path / "missing"))
+    if argv[0] == "train" and "--resume" not in argv:
+        argv += ["--out", str(tmp_path / "r"), "--quiet"]
+    assert message in error_line(capsys, argv)
+
+
+def test_evaluate_bad_shots_and_not_a_run(capsys, trained_run, tmp_path):
+    assert "--shots must be a positive integer" in error_line(capsys, ["evaluate", str(trained_run), "--shots", "0"])
+    (tmp_path / "empty").mkdir()
+    assert "is not a metalearn run: config.yaml is missing" in error_line(capsys, ["evaluate", str(tmp_path / "empty")])
+
+
+def test_existing_run_is_not_overwritten(capsys, trained_run):
+    assert "already holds a run; continue it with 'metalearn train --resume" in \
+        error_line(capsys, ["train", "sinusoid", "--out", str(trained_run), "--quiet"])
+
+
+def copy_run(src, dst):
+    import shutil
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("baseline", "eval", "report"))
+    return dst
+
+
+def test_corrupt_checkpoint_is_named(capsys, trained_run, tmp_path):
+    run = copy_run(trained_run, tmp_path / "corrupt")
+    data = (run / "checkpoints/best.pt").read_bytes()
+    (run / "checkpoints/best.pt").write_bytes(data[: len(data) // 2])
+    err = error_line(capsys, ["evaluate", str(run), "--no-baseline"])
+    assert f"checkpoint {run / 'checkpoints/best.pt'} is corrupt" in err
+
+
+def test_checkpoint_from_a_different_model(capsys, trained_run, tmp_path):
+    run = copy_run(trained_run, tmp_path / "other")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["model"]["hidden"] = [32, 32]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    err = error_line(capsys, ["evaluate", str(run), "--no-baseline"])
+    assert "was saved from a different model" in err and "model.0.weight: checkpoint (20, 1) vs model (32, 1)" in err
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL a real CLI process mid-run; resuming ends bit-identical to an uninterrupted run."""
+    args = ["--steps", "600", "--quiet", "--set", "train.ckpt_every=50", "--set", "train.val_every=100",
+            "--set", "train.log_every=50", "--set", "train.val_tasks=20", "--set", "model.hidden=[20, 20]"]
+    cmd = [sys.executable, "-m", "metalearn", "train", "sinusoid"]
+    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed"), *args])
+    ckpt = tmp_path / "killed/checkpoints/last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if ckpt.is_file() and load_checkpoint(ckpt)["step"] >= 150:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    stopped_at = load_checkpoint(ckpt)["step"]
+    assert 150 <= stopped_at < 600, "the run should have been killed mid-way"
+    subprocess.run(cmd[:4] + ["--resume", str(tmp_path / "killed"), "--quiet"], check=True)
+    subprocess.run(cmd + ["--out", str(tmp_path / "straight"), *args], check=True)
+    a = load_checkpoint(ckpt)["model"]
+    b = load_checkpoint(tmp_path / "straight/checkpoints/last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "killed/metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 600

@@ -1,0 +1,124 @@
+"""The trainer: resumable runs with bit-identical weights, NaN handling, logs."""
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+import metalearn as ml
+from metalearn.runs import load_checkpoint
+
+
+def trainer(out, steps, seed=0, tasks=None, **kw):
+    torch.manual_seed(seed)
+    algo = ml.MAML(ml.mlp(1, [16, 16], 1), inner_lr=0.01)
+    opts = dict(meta_batch=5, lr=1e-3, seed=seed, log_every=4, val_every=8, val_tasks=20,
+                ckpt_every=5, progress=False)
+    opts.update(kw)
+    return ml.Trainer(algo, tasks or ml.SinusoidTasks(shots=5), out, steps=steps, **opts)
+
+
+def weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_extending_a_finished_run_gives_bit_identical_weights(tmp_path):
+    full = trainer(tmp_path / "full", 30).run()
+    assert full.step == 30 and not full.interrupted
+    part = trainer(tmp_path / "part", 13).run()  # ends between periodic checkpoints
+    assert part.step == 13
+    resumed = trainer(tmp_path / "part", 30).run(resume=True)
+    assert resumed.step == 30
+    assert_same_weights(weights(tmp_path / "full/checkpoints/last.pt"),
+                        weights(tmp_path / "part/checkpoints/last.pt"))
+
+
+class SignalAt:
+    """A task family that delivers SIGINT to this process while sampling meta-step ``at``."""
+
+    def __init__(self, base, at):
+        self.base, self.at, self.calls = base, at, 0
+
+    def sample(self, n, generator=None):
+        if n == 5:  # training batches (validation draws 20)
+            self.calls += 1
+            if self.calls == self.at:
+                os.kill(os.getpid(), signal.SIGINT)
+        return self.base.sample(n, generator)
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resume_matches(tmp_path):
+    reference = trainer(tmp_path / "ref", 20).run()
+    assert not reference.interrupted
+    res = trainer(tmp_path / "int", 20, tasks=SignalAt(ml.SinusoidTasks(shots=5), 7)).run()
+    assert res.interrupted and res.step == 7
+    assert load_checkpoint(tmp_path / "int/checkpoints/last.pt")["step"] == 7
+    trainer(tmp_path / "int", 20).run(resume=True)
+    assert_same_weights(weights(tmp_path / "ref/checkpoints/last.pt"),
+                        weights(tmp_path / "int/checkpoints/last.pt"))
+    # Logs and best checkpoint read as if the run had never stopped.
+    ref_rows, int_rows = ml.Run(tmp_path / "ref").read_metrics(), ml.Run(tmp_path / "int").read_metrics()
+    assert [r["step"] for r in int_rows] == [r["step"] for r in ref_rows]
+    assert [r["train_loss"] for r in int_rows] == [r["train_loss"] for r in ref_rows]
+    assert_same_weights(weights(tmp_path / "ref/checkpoints/best.pt"),
+                        weights(tmp_path / "int/checkpoints/best.pt"))
+    # The handler was restored: SIGINT is Python's default again.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class NaNAfter:
+    def __init__(self, base, after):
+        self.base, self.after, self.calls = base, after, 0
+
+    def sample(self, n, generator=None):
+        b = self.base.sample(n, generator)
+        if n == 5:
+            self.calls += 1
+            if self.calls > self.after:
+                return ml.TaskBatch(b.support_x, b.support_y * float("nan"), b.query_x, b.query_y * float("nan"))
+        return b
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    t = trainer(tmp_path / "nan", 20, tasks=NaNAfter(ml.SinusoidTasks(shots=5), 12))
+    with pytest.raises(ml.MetalearnError, match=r"meta-loss became nan at step 13.*step 10"):
+        t.run()
+    state = load_checkpoint(tmp_path / "nan/checkpoints/last.pt")
+    assert state["step"] == 10
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_metrics_are_json_lines_and_tensorboard_events(tmp_path):
+    trainer(tmp_path / "r", 16).run()
+    rows = [json.loads(line) for line in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 8, 12, 16]
+    assert all("train_loss" in r for r in rows) and "val_loss" in rows[1] and "val_loss" not in rows[0]
+    loader = pytest.importorskip("tensorboard.backend.event_processing.event_file_loader")
+    (event_file,) = (tmp_path / "r/tb").iterdir()
+    seen = {}
+    for event in loader.EventFileLoader(str(event_file)).Load():
+        for v in event.summary.value:
+            seen.setdefault(v.tag, []).append((event.step, v.simple_value if v.HasField("simple_value")
+                                               else v.tensor.float_val[0]))
+    assert [s for s, _ in seen["train_loss"]] == [4, 8, 12, 16]
+    assert seen["val_loss"][0][1] == pytest.approx(rows[1]["val_loss"], rel=1e-6)
+
+
+def test_best_checkpoint_has_the_lowest_validation_loss(tmp_path):
+    trainer(tmp_path / "b", 24).run()
+    rows = ml.Run(tmp_path / "b").read_metrics()
+    vals = [(r["val_loss"], r["step"]) for r in rows if "val_loss" in r]
+    best = load_checkpoint(tmp_path / "b/checkpoints/best.pt")
+    assert (best["val_loss"], best["step"]) == pytest.approx(min(vals))
+
+
+def test_trainer_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ml.MetalearnError, match="meta_batch must be a positive integer"):
+        trainer(tmp_path / "x", 5, meta_batch=0)
