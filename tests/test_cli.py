@@ -40,9 +40,10 @@ def test_train_evaluate_report_end_to_end(trained_run, capsys):
     out = capsys.readouterr().out
     assert "| maml |" in out and "| pretrained baseline |" in out and "10 steps" in out
     result = json.loads((trained_run / "eval/eval_k10.json").read_text())
-    assert result["tasks"] == 50 and result["methods"]["maml"]["steps"] == [0, 1, 10]
+    assert result["tasks"] == 50 and result["steps"] == [0, 1, 10]
+    assert result["methods"]["maml"]["steps"] == list(range(11))
     maml = result["methods"]["maml"]["mean"]
-    assert maml[2] < maml[0], "ten inner steps must beat no adaptation"
+    assert maml[10] < maml[0], "ten inner steps must beat no adaptation"
     assert load_checkpoint(trained_run / "baseline/checkpoints/last.pt")["step"] == 40  # same tasks seen
     assert main(["evaluate", str(trained_run), "--quiet", "--shots", "5", "--tasks", "20", "--no-baseline"]) == 0
     assert json.loads((trained_run / "eval/eval_k5.json").read_text())["shots"] == 5
@@ -54,12 +55,12 @@ def test_train_evaluate_report_end_to_end(trained_run, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "nosuch"], "unknown preset or task family 'nosuch'; choose one of: sinusoid"),
+    (["train", "nosuch"], "unknown preset or task family 'nosuch'; choose one of: omniglot-20w1s"),
     (["train", "sinusoid", "--algo", "mamml"], "unknown algorithm 'mamml'; choose one of: maml, pretrain"),
     (["train", "sinusoid", "--set", "train.foo=1"], "unknown config key 'train.foo'"),
     (["train", "sinusoid", "--set", "train.steps=abc"], "train.steps: expected an integer, got 'abc'"),
     (["train", "sinusoid", "--set", "task.shots=0"], "task.shots must be positive"),
-    (["train", "sinusoid", "--set", "task.family=cosine"], "unknown task family 'cosine'; choose one of: sinusoid"),
+    (["train", "sinusoid", "--set", "task.family=cosine"], "unknown task family 'cosine'; choose one of: image_folder, mnist, omniglot, sinusoid"),
     (["train"], "name a preset"),
     (["evaluate", "/nonexistent/run"], "run folder /nonexistent/run does not exist"),
     (["report", "/nonexistent/run"], "does not exist"),

@@ -22,7 +22,16 @@ from .errors import ConfigError
 class TaskConfig:
     family: str = "sinusoid"
     shots: int = 10
-    queries: typing.Optional[int] = None
+    queries: typing.Optional[int] = None     # per class for image tasks; None: same as shots
+    # few-shot image families (omniglot, mnist, image_folder)
+    ways: int = 5
+    image_size: int = 28
+    protocol: str = "maml"                   # omniglot: maml or lake
+    rotations: bool = True                   # omniglot: rotated training characters as new classes
+    classes: typing.List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # mnist training digits
+    channels: int = 1                        # image_folder: 1 (grey) or 3 (RGB)
+    data_dir: typing.Optional[str] = None    # local copy of the data; default $METALEARN_DATA_DIR
+    # sinusoid
     amplitude: typing.List[float] = field(default_factory=lambda: [0.1, 5.0])
     phase: typing.List[float] = field(default_factory=lambda: [0.0, 3.141592653589793])
     x_range: typing.List[float] = field(default_factory=lambda: [-5.0, 5.0])
@@ -31,8 +40,9 @@ class TaskConfig:
 @dataclass
 class ModelConfig:
     name: str = "mlp"
-    hidden: typing.List[int] = field(default_factory=lambda: [40, 40])
-    activation: str = "relu"
+    hidden: typing.List[int] = field(default_factory=lambda: [40, 40])   # mlp
+    activation: str = "relu"                                             # mlp
+    width: int = 64                                                      # conv4 filters
 
 
 @dataclass
@@ -63,6 +73,7 @@ class EvalConfig:
     tasks: int = 1000
     steps: typing.List[int] = field(default_factory=lambda: [1, 2, 5, 10])
     seed: int = 12345
+    queries: typing.Optional[int] = None     # query examples (per class) at test; None: as in training
 
 
 @dataclass
@@ -210,6 +221,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"algo.inner_lr must be positive, got {cfg.algo.inner_lr}")
     if cfg.algo.inner_steps < 0:
         raise ConfigError(f"algo.inner_steps must be >= 0, got {cfg.algo.inner_steps}")
+    if cfg.task.ways <= 0 or cfg.task.image_size <= 0:
+        raise ConfigError("task.ways and task.image_size must be positive")
     if cfg.eval.tasks <= 0 or any(s < 0 for s in cfg.eval.steps):
         raise ConfigError("eval.tasks must be positive and eval.steps non-negative")
     return cfg

@@ -11,24 +11,28 @@ import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .algorithms.base import Algorithm
-from .build import build_algorithm, build_tasks
+import torch
+from torch import Tensor
+
+from .algorithms.base import Algorithm, accuracy
+from .build import build_algorithm, build_tasks, build_trainer
+from .errors import ConfigError
 from .config import Config
 from .runs import Run, atomic_write_text, load_checkpoint, load_weights
 from .seeding import generator
 from .stats import mean_ci
-from .train import Trainer
 
 
 @dataclass
 class CurveStats:
-    """Mean and 95% CI half-width of the query loss after each number of inner steps."""
+    """Mean, 95% CI half-width and median of the query loss after each number of inner steps."""
 
     steps: list[int]
     mean: list[float]
     ci: list[float]
+    median: list[float] = field(default_factory=list)
 
     def at(self, step: int) -> tuple[float, float]:
         i = self.steps.index(step)
@@ -37,38 +41,57 @@ class CurveStats:
 
 @dataclass
 class EvalResult:
+    """Statistics after every inner step 0..max; ``steps`` are the ones the table shows."""
+
     shots: int
     tasks: int
     seed: int
     metric: str
+    steps: list[int]
     methods: dict[str, CurveStats] = field(default_factory=dict)
+
+    dataset: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"shots": self.shots, "tasks": self.tasks, "seed": self.seed, "metric": self.metric,
+                "steps": self.steps, "dataset": self.dataset,
                 "methods": {k: vars(v) for k, v in self.methods.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
-        return cls(d["shots"], d["tasks"], d["seed"], d["metric"],
-                   {k: CurveStats(**v) for k, v in d["methods"].items()})
+        return cls(d["shots"], d["tasks"], d["seed"], d["metric"], d["steps"],
+                   {k: CurveStats(**v) for k, v in d["methods"].items()}, d.get("dataset", ""))
 
     def table(self) -> str:
-        """A Markdown table: one row per method, one column per number of inner steps."""
-        steps = next(iter(self.methods.values())).steps
+        """A Markdown table: one row per method, one column per reported number of inner steps."""
+        steps = self.steps
         head = "| method | " + " | ".join("before" if s == 0 else f"{s} step{'s' * (s > 1)}" for s in steps) + " |"
         rule = "|---|" + "---:|" * len(steps)
-        rows = [f"| {name} | " + " | ".join(f"{m:.3f} ± {c:.3f}" for m, c in zip(st.mean, st.ci)) + " |"
+        rows = [f"| {name} | " + " | ".join("{:.3f} ± {:.3f}".format(*st.at(s)) for s in steps) + " |"
                 for name, st in self.methods.items()]
-        title = (f"Query {self.metric} on {self.tasks} held-out tasks, K={self.shots} "
+        where = f" of {self.dataset}" if self.dataset else ""
+        title = (f"Query {self.metric} on {self.tasks} held-out tasks{where}, K={self.shots} "
                  f"(mean ± 95% CI, seed {self.seed})")
-        return "\n".join([title, "", head, rule, *rows])
+        last = steps[-1]
+        medians = "; ".join(f"{name} {st.median[st.steps.index(last)]:.3f}"
+                            for name, st in self.methods.items() if st.median)
+        return "\n".join([title, "", head, rule, *rows, "", f"Median after {last} steps: {medians}"])
 
 
-def curve_stats(algorithm: Algorithm, batch: Any, steps: list[int]) -> CurveStats:
-    """Query loss statistics of ``algorithm`` on ``batch`` after each count in ``steps`` (0 = before)."""
-    curve = algorithm.adaptation_curve(batch, max(steps))
-    stats = [mean_ci(curve[:, s]) for s in steps]
-    return CurveStats(list(steps), [m for m, _ in stats], [c for _, c in stats])
+def curve_stats(algorithm: Algorithm, family: Any, num_tasks: int, gen: torch.Generator,
+                max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | None = None,
+                chunk: int = 100) -> CurveStats:
+    """Query ``metric`` (default: the loss) of ``algorithm`` after 0..``max_steps`` inner steps on
+    ``num_tasks`` tasks of ``family`` drawn from ``gen``, ``chunk`` tasks at a time."""
+    device = next(algorithm.parameters()).device
+    parts = []
+    for start in range(0, num_tasks, chunk):
+        batch = family.sample(min(chunk, num_tasks - start), gen).to(device)
+        parts.append(algorithm.adaptation_curve(batch, max_steps, metric=metric).cpu())
+    curve = torch.cat(parts)
+    stats = [mean_ci(curve[:, s]) for s in range(max_steps + 1)]
+    return CurveStats(list(range(max_steps + 1)), [m for m, _ in stats], [c for _, c in stats],
+                      curve.median(dim=0).values.tolist())
 
 
 def load_algorithm(run: Run, cfg: Config | None = None, which: str = "best") -> Algorithm:
@@ -96,45 +119,60 @@ def ensure_baseline(run: Run, cfg: Config, progress: bool = True) -> Algorithm:
     if brun.last_checkpoint.is_file():
         done = int(load_checkpoint(brun.last_checkpoint)["step"]) >= base_cfg.train.steps
     if not done:
-        tasks = build_tasks(base_cfg)
-        algo = build_algorithm(base_cfg, tasks)
+        trainer = build_trainer(base_cfg, brun.path, progress=progress)
         brun.save_config(base_cfg)
-        t = base_cfg.train
-        trainer = Trainer(algo, tasks, brun.path, steps=t.steps, meta_batch=t.meta_batch, lr=t.lr,
-                          seed=t.seed, log_every=t.log_every, val_every=t.val_every,
-                          val_tasks=t.val_tasks, ckpt_every=t.ckpt_every, device=t.device,
-                          progress=progress, config=base_cfg.to_dict())
         trainer.run(resume=brun.last_checkpoint.is_file())
     return load_algorithm(brun, base_cfg)
 
 
-def eval_path(run: Run, shots: int) -> Path:
-    return run.path / "eval" / f"eval_k{shots}.json"
+def eval_path(run: Run, shots: int, dataset: str | None = None) -> Path:
+    return run.path / "eval" / (f"eval_{dataset}_k{shots}.json" if dataset else f"eval_k{shots}.json")
 
 
 def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None = None,
-                 steps: list[int] | None = None, baseline: bool = True,
-                 progress: bool = True) -> EvalResult:
-    """Evaluate the run at ``path`` (and its pretrained baseline) on fixed held-out tasks;
-    saves ``eval/eval_k{K}.json`` and ``.md`` in the run folder."""
+                 steps: list[int] | None = None, baseline: bool = True, progress: bool = True,
+                 dataset: str | None = None, queries: int | None = None,
+                 data_dir: str | None = None) -> EvalResult:
+    """Evaluate the run at ``path`` on fixed held-out tasks; saves ``eval/eval_*.json`` and ``.md``.
+
+    Regression runs are compared with the pretrained baseline (trained on first use). Image runs
+    report accuracy in percent; ``dataset`` tests on another image family (e.g. ``mnist``: a
+    model meta-trained on Omniglot, tested on all ten MNIST test digits).
+    """
     run = Run.open(path)
     cfg = run.load_config()
     k = shots if shots is not None else cfg.task.shots
     n = tasks if tasks is not None else cfg.eval.tasks
     step_list = sorted({0, *(steps if steps is not None else cfg.eval.steps)})
-    family = build_tasks(cfg, shots=k)
-    batch = family.sample(n, generator("test", cfg.eval.seed))
+    test_cfg = copy.deepcopy(cfg)
+    if data_dir is not None:
+        test_cfg.task.data_dir = data_dir
+    family_name = dataset or cfg.task.family
+    if (family_name == "sinusoid") != (cfg.task.family == "sinusoid"):
+        raise ConfigError(f"a {cfg.task.family} run cannot be tested on {family_name}")
+    if dataset == "mnist" and cfg.task.family != "mnist":
+        test_cfg.task.classes = []  # cross-domain: all ten test digits
+    q = queries if queries is not None else cfg.eval.queries
+    family = build_tasks(test_cfg, "test", shots=k, queries=q, family=family_name)
     algo = load_algorithm(run, cfg)
-    result = EvalResult(k, n, cfg.eval.seed, "mse" if family.loss == "mse" else family.loss)
-    result.methods[cfg.algo.name if cfg.algo.mode == "second_order" else f"{cfg.algo.name} (first order)"] = \
-        curve_stats(algo, batch.to(next(algo.parameters()).device), step_list)
-    if baseline and cfg.algo.name != "pretrain":
+    classification = family.loss == "cross_entropy"
+    metric = percent_correct if classification else None
+    result = EvalResult(k, n, cfg.eval.seed, "accuracy (%)" if classification else family.loss, step_list)
+    result.dataset = family_name
+    name = cfg.algo.name if cfg.algo.mode == "second_order" else f"{cfg.algo.name} (first order)"
+    result.methods[name] = curve_stats(algo, family, n, generator("test", cfg.eval.seed), max(step_list), metric)
+    if baseline and not classification and cfg.algo.name != "pretrain":
         base = ensure_baseline(run, cfg, progress=progress)
-        result.methods["pretrained baseline"] = curve_stats(base, batch, step_list)
-    out = eval_path(run, k)
+        result.methods["pretrained baseline"] = curve_stats(base, family, n, generator("test", cfg.eval.seed),
+                                                            max(step_list), metric)
+    out = eval_path(run, k, family_name if family_name != cfg.task.family else None)
     atomic_write_text(out, json.dumps(result.to_dict(), indent=1))
     atomic_write_text(out.with_suffix(".md"), result.table() + "\n")
     return result
+
+
+def percent_correct(logits: Tensor, labels: Tensor) -> Tensor:
+    return accuracy(logits, labels) * 100
 
 
 def load_eval(run: Run, shots: int) -> EvalResult | None:

@@ -1,10 +1,13 @@
 """Plots a person can look at, written as PNGs into ``RUN/report``:
 
-* ``training.png``: the meta-training curve (train and validation loss against meta-steps);
-* ``tasks.png``: held-out sine waves with the support points and the predictions before and after
-  1 and 10 inner steps, the meta-learned model beside the pretrained baseline (Finn et al. 2017,
-  Figure 2);
-* ``steps.png``: query loss against the number of inner gradient steps, with 95% CIs.
+* ``training.png``: the meta-training curve (train and validation loss, and validation accuracy
+  for classification, against meta-steps);
+* ``tasks.png`` (regression): held-out sine waves with the support points and the predictions
+  before and after 1 and 10 inner steps, the meta-learned model beside the pretrained baseline
+  (Finn et al. 2017, Figure 2);
+* ``episode.png`` (classification): one test episode, support images with their labels and query
+  images with predicted and true labels after adaptation;
+* ``steps.png``: query loss (or accuracy) against the number of inner gradient steps, with 95% CIs.
 """
 from __future__ import annotations
 
@@ -41,18 +44,26 @@ def plot_training(run: Run, plt: Any) -> Path:
     rows = run.read_metrics()
     if not rows:
         raise MetalearnError(f"{run.metrics_path} has no rows yet; train for at least train.log_every steps")
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    has_acc = any("val_acc" in r for r in rows)
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6.5, 4), squeeze=False)
+    ax = axes[0][0]
     for key, label in (("train_loss", "meta-training loss (query, after adaptation)"),
                        ("val_loss", "validation loss (fixed tasks)")):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         if pts:
             ax.plot(*zip(*pts), label=label, marker="." if key == "val_loss" else None)
     ax.set_xlabel("meta-step")
-    ax.set_ylabel("MSE")
+    ax.set_ylabel("cross-entropy" if has_acc else "MSE")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"Meta-training: {run.path.name}")
+    if has_acc:
+        pts = [(r["step"], 100 * r["val_acc"]) for r in rows if "val_acc" in r]
+        axes[0][1].plot(*zip(*pts), marker=".", color="tab:green")
+        axes[0][1].set_xlabel("meta-step")
+        axes[0][1].set_ylabel("validation accuracy after adaptation (%)")
+        axes[0][1].grid(alpha=0.3)
     out = run.report_dir / "training.png"
     _save(fig, out)
     plt.close(fig)
@@ -86,13 +97,44 @@ def plot_tasks(run: Run, plt: Any, models: dict[str, Any], num: int = 3) -> Path
     return out
 
 
+def plot_episode(run: Run, plt: Any, algo: Any, steps: int = 10) -> Path:
+    """One test episode: support images (with labels) and query images (predicted vs true)."""
+    from .build import build_tasks
+    cfg = run.load_config()
+    family = build_tasks(cfg, "test")
+    batch = family.sample(1, generator("report", cfg.eval.seed))
+    xs, ys, xq, yq = batch.support_x[0], batch.support_y[0], batch.query_x[0], batch.query_y[0]
+    pred = algo.adapt(xs, ys, steps=steps)(xq).argmax(-1)
+    cols = max(len(xs), min(len(xq), 20))
+    show_q = min(len(xq), 2 * cols)
+    rows = 1 + -(-show_q // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(len(xs)):
+        axes[0][i].imshow(xs[i].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray")
+        axes[0][i].set_title(f"support {int(ys[i])}", fontsize=7)
+    for j in range(show_q):
+        ax = axes[1 + j // cols][j % cols]
+        ax.imshow(xq[j].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray")
+        ok = bool(pred[j] == yq[j])
+        ax.set_title(f"pred {int(pred[j])} / true {int(yq[j])}", fontsize=7, color="green" if ok else "red")
+    fig.suptitle(f"A test episode after {steps} inner steps: {int((pred == yq).sum())}/{len(yq)} correct", fontsize=9)
+    out = run.report_dir / "episode.png"
+    _save(fig, out)
+    plt.close(fig)
+    return out
+
+
 def plot_steps(run: Run, plt: Any, result: Any) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, st in result.methods.items():
         m = torch.tensor(st.mean)
         c = torch.tensor(st.ci)
         ax.plot(st.steps, m, marker="o", label=name)
-        ax.fill_between(st.steps, m - c, m + c, alpha=0.25)
+        ax.fill_between(st.steps, (m - c).clamp(min=m.min() / 10), m + c, alpha=0.25)
+    if "accuracy" not in result.metric:
+        ax.set_yscale("log")
     ax.set_xlabel("inner gradient steps on the support set")
     ax.set_ylabel(f"query {result.metric}")
     ax.set_title(f"K={result.shots}, {result.tasks} held-out tasks (95% CI)")
@@ -110,10 +152,15 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
     run = Run.open(path)
     cfg = run.load_config()
     result = load_eval(run, cfg.task.shots) or evaluate_run(run.path, progress=progress)
-    models = {cfg.algo.name.upper(): load_algorithm(run, cfg)}
-    if cfg.algo.name != "pretrain":
-        models["pretrained baseline"] = ensure_baseline(run, cfg, progress=progress)
-    outs = [plot_training(run, plt), plot_tasks(run, plt, models), plot_steps(run, plt, result)]
+    algo = load_algorithm(run, cfg)
+    if cfg.task.family == "sinusoid":
+        models = {cfg.algo.name.upper(): algo}
+        if cfg.algo.name != "pretrain":
+            models["pretrained baseline"] = ensure_baseline(run, cfg, progress=progress)
+        picture = plot_tasks(run, plt, models)
+    else:
+        picture = plot_episode(run, plt, algo, steps=max(cfg.eval.steps))
+    outs = [plot_training(run, plt), picture, plot_steps(run, plt, result)]
     summary = [f"# Report: {run.path.name}", "",
                f"Algorithm {cfg.algo.name} ({cfg.algo.mode}), task family {cfg.task.family}, "
                f"{cfg.train.steps} meta-steps of {cfg.train.meta_batch} tasks, seed {cfg.train.seed}.", "",

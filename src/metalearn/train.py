@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .algorithms.base import Algorithm
+from .algorithms.base import Algorithm, accuracy
 from .errors import MetalearnError
 from .logs import MetricsLog
 from .runs import Run, load_checkpoint, load_weights, save_checkpoint
@@ -31,7 +31,7 @@ class TrainResult:
     """What a call to :meth:`Trainer.run` did."""
 
     step: int                 # the last completed meta-step
-    best_val: float           # best validation loss so far (inf before the first validation)
+    best_val: float           # best validation loss (accuracy for classification) so far
     best_step: int
     interrupted: bool         # stopped by a signal before reaching ``steps``
     seconds: float            # meta-training wall time, summed over resumes
@@ -72,13 +72,17 @@ class Trainer:
         log_every, val_every, ckpt_every: intervals in meta-steps.
         val_tasks: size of the fixed validation set.
         config: the resolved config dict, stored in checkpoints for provenance.
+        val_family: where validation tasks come from (default: ``tasks``, on its own seed stream);
+            for image tasks, the validation classes.
+
+    The best checkpoint is chosen on validation accuracy for classification, loss otherwise.
     """
 
     def __init__(self, algorithm: Algorithm, tasks: Any, out: Path | str, *, steps: int,
                  meta_batch: int = 25, lr: float = 1e-3, seed: int = 0, log_every: int = 100,
                  val_every: int = 1000, val_tasks: int = 300, ckpt_every: int = 1000,
                  device: str | torch.device = "cpu", progress: bool = True,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, val_family: Any | None = None) -> None:
         for name, value in (("steps", steps), ("meta_batch", meta_batch), ("log_every", log_every),
                             ("val_every", val_every), ("val_tasks", val_tasks), ("ckpt_every", ckpt_every)):
             if not isinstance(value, int) or value <= 0:
@@ -93,9 +97,11 @@ class Trainer:
         self.config = config
         self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=lr)
         self.task_rng = generator("train", seed)
-        self.val_batch = tasks.sample(val_tasks, generator("validation", seed)).to(self.device)
+        self.val_batch = (val_family or tasks).sample(val_tasks, generator("validation", seed)).to(self.device)
+        self.classification = algorithm.loss_name == "cross_entropy"
+        self.select = "val_acc" if self.classification else "val_loss"
         self.step = 0
-        self.best_val = math.inf
+        self.best_val = -math.inf if self.classification else math.inf
         self.best_step = 0
         self.seconds = 0.0
         self.window = (0.0, 0)     # (sum, count) of the training losses since the last log row
@@ -126,10 +132,18 @@ class Trainer:
         self.window = (float(state["window"][0]), int(state["window"][1]))
 
     # -- validation -------------------------------------------------------------------------
-    def validate(self) -> float:
-        """Mean query loss on the fixed validation tasks after the training number of inner steps."""
-        curve = self.algorithm.adaptation_curve(self.val_batch, self.algorithm.inner_steps)
-        return float(curve[:, -1].mean())
+    def validate(self) -> dict[str, float]:
+        """Mean query loss (and accuracy, for classification) on the fixed validation tasks after
+        the training number of inner steps."""
+        steps = self.algorithm.inner_steps
+        out = {"val_loss": float(self.algorithm.adaptation_curve(self.val_batch, steps)[:, -1].mean())}
+        if self.classification:
+            acc = self.algorithm.adaptation_curve(self.val_batch, steps, metric=accuracy)
+            out["val_acc"] = float(acc[:, -1].mean())
+        return out
+
+    def _better(self, value: float) -> bool:
+        return value > self.best_val if self.classification else value < self.best_val
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, resume: bool = False) -> TrainResult:
@@ -164,12 +178,12 @@ class Trainer:
                         row["train_loss"] = self.window[0] / self.window[1]
                         self.window = (0.0, 0)
                     if self.step % self.val_every == 0 or self.step == self.steps:
-                        row["val_loss"] = self.validate()
-                        if row["val_loss"] < self.best_val:
-                            self.best_val, self.best_step = row["val_loss"], self.step
+                        row.update(self.validate())
+                        if self._better(row[self.select]):
+                            self.best_val, self.best_step = row[self.select], self.step
                             save_checkpoint(self.run_dir.best_checkpoint,
                                             {"step": self.step, "model": self.algorithm.state_dict(),
-                                             "val_loss": self.best_val, "algorithm": self.algorithm.name})
+                                             self.select: self.best_val, "algorithm": self.algorithm.name})
                     if row:
                         self.seconds += time.perf_counter() - t0
                         t0 = time.perf_counter()

@@ -17,6 +17,11 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
+def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Fraction of correct argmax predictions (a metric for ``adaptation_curve``)."""
+    return (logits.argmax(dim=-1) == labels).float().mean()
+
+
 def get_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
     try:
         return LOSSES[name]

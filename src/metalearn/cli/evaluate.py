@@ -25,7 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score a run on held-out tasks before and after adaptation")
     p.add_argument("run", type=Path, help="run folder")
     p.add_argument("--shots", type=int, help="K support (and query) points per task (default: the run's)")
-    p.add_argument("--tasks", type=int, help="number of held-out tasks (default 1000)")
+    p.add_argument("--tasks", "--episodes", dest="tasks", type=int,
+                   help="number of held-out tasks or episodes (default: the config's eval.tasks)")
+    p.add_argument("--dataset", help="test on another image task family, e.g. mnist (cross-domain)")
+    p.add_argument("--queries", type=int, help="query examples per class at test (default: eval.queries)")
+    p.add_argument("--data-dir", help="local copy of the test data (default: the run's or $METALEARN_DATA_DIR)")
     p.add_argument("--steps", type=_steps, help="inner steps to report, e.g. 1,2,5,10")
     p.add_argument("--no-baseline", action="store_true", help="skip the pretrained baseline")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -36,10 +40,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--shots must be a positive integer, got {args.shots}")
     if args.tasks is not None and args.tasks <= 0:
         raise ConfigError(f"--tasks must be a positive integer, got {args.tasks}")
+    if args.queries is not None and args.queries <= 0:
+        raise ConfigError(f"--queries must be a positive integer, got {args.queries}")
     run_dir = Run.open(args.run)
     torch.set_num_threads(run_dir.load_config().train.threads)
     result = evaluate_run(args.run, shots=args.shots, tasks=args.tasks, steps=args.steps,
-                          baseline=not args.no_baseline, progress=not args.quiet)
+                          baseline=not args.no_baseline, progress=not args.quiet, dataset=args.dataset,
+                          queries=args.queries, data_dir=args.data_dir)
     print(result.table())
-    print(f"\nsaved {eval_path(run_dir, result.shots)} (and .md)")
+    cross = args.dataset if args.dataset and args.dataset != run_dir.load_config().task.family else None
+    print(f"\nsaved {eval_path(run_dir, result.shots, cross)} (and .md)")
     return 0

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import torch
 
-from ..build import build_algorithm, build_tasks
+from ..build import build_trainer
 from ..config import apply_overrides, list_presets, load_preset, validate
 from ..errors import ConfigError, RunError
 from ..runs import Run
-from ..train import Trainer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,20 +58,14 @@ def run(args: argparse.Namespace) -> int:
             raise RunError(f"{run_dir.path} already holds a run; continue it with "
                            f"'metalearn train --resume {run_dir.path}' or choose another --out")
     torch.set_num_threads(cfg.train.threads)
-    tasks = build_tasks(cfg)
-    algo = build_algorithm(cfg, tasks)
+    trainer = build_trainer(cfg, run_dir.path, progress=not args.quiet)
     run_dir.save_config(cfg)
-    t = cfg.train
-    trainer = Trainer(algo, tasks, run_dir.path, steps=t.steps, meta_batch=t.meta_batch, lr=t.lr,
-                      seed=t.seed, log_every=t.log_every, val_every=t.val_every, val_tasks=t.val_tasks,
-                      ckpt_every=t.ckpt_every, device=t.device, progress=not args.quiet,
-                      config=cfg.to_dict())
     result = trainer.run(resume=args.resume is not None)
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint saved. Continue with: "
               f"metalearn train --resume {run_dir.path}")
         return 130
-    print(f"trained {result.step} meta-steps in {result.seconds:.0f} s; best validation loss "
+    print(f"trained {result.step} meta-steps in {result.seconds:.0f} s; best {trainer.select.replace('_', ' ')} "
           f"{result.best_val:.4f} at step {result.best_step}; run folder {run_dir.path}\n"
           f"next: metalearn evaluate {run_dir.path}")
     return 0

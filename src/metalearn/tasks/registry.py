@@ -1,12 +1,19 @@
 """Registry of task families by name, for the CLI and configs."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from .image_families import image_tasks
 from .sinusoid import SinusoidTasks
 
-_FAMILIES: dict[str, Callable[..., Any]] = {"sinusoid": SinusoidTasks}
+_FAMILIES: dict[str, Callable[..., Any]] = {
+    "sinusoid": SinusoidTasks,
+    "omniglot": partial(image_tasks, "omniglot"),
+    "mnist": partial(image_tasks, "mnist"),
+    "image_folder": partial(image_tasks, "image_folder"),
+}
 
 
 def list_task_families() -> list[str]:

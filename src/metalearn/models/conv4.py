@@ -1,0 +1,36 @@
+"""Conv4: the few-shot image classifier of Vinyals et al. (2016), used by MAML (Finn et al. 2017):
+four blocks of 3x3 convolution (``width`` filters), BatchNorm, ReLU and 2x2 max-pooling, then a
+linear head with one output per way.
+
+BatchNorm keeps no running statistics: it always normalises with the statistics of the batch at
+hand, as MAML does in its inner and outer loops (transductive at test time).
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class Conv4(nn.Module):
+    def __init__(self, in_channels: int = 1, ways: int = 5, width: int = 64, image_size: int = 28,
+                 blocks: int = 4) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, size = in_channels, image_size
+        for _ in range(blocks):
+            layers += [nn.Conv2d(c, width, 3, padding=1),
+                       nn.BatchNorm2d(width, track_running_stats=False),
+                       nn.ReLU(),
+                       nn.MaxPool2d(2)]
+            c, size = width, size // 2
+        if size < 1:
+            raise ValueError(f"image_size {image_size} is too small for {blocks} pooling blocks")
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width * size * size, ways)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+def conv4(in_channels: int = 1, ways: int = 5, width: int = 64, image_size: int = 28) -> Conv4:
+    """A ``Conv4`` for ``image_size`` square inputs with ``in_channels`` channels and ``ways`` outputs."""
+    return Conv4(in_channels, ways, width, image_size)

@@ -1,0 +1,65 @@
+"""N-way K-shot Q-query episodes over an in-memory ``ImageDataset`` (Vinyals et al. 2016;
+Finn et al. 2017, section 5.2).
+
+Each episode picks ``ways`` distinct classes in a random order (so labels are permuted per
+episode), then ``shots + queries`` distinct images of each: the first ``shots`` form the support
+set, the rest the query set. Everything is tensor indexing on one uint8 tensor.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..data.images import ImageDataset
+from ..errors import ConfigError
+from .batch import TaskBatch
+
+
+class FewShotTasks:
+    """A distribution of N-way K-shot classification episodes over the classes of ``dataset``."""
+
+    loss = "cross_entropy"
+
+    def __init__(self, dataset: ImageDataset, ways: int, shots: int, queries: int, name: str = "") -> None:
+        label = f"{name}: " if name else ""
+        for key, value in (("ways", ways), ("shots", shots), ("queries", queries)):
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{label}{key} must be a positive integer, got {value!r}")
+        if ways > dataset.num_classes:
+            raise ConfigError(f"{label}ways={ways} but this split has {dataset.num_classes} classes; "
+                              f"use ways <= {dataset.num_classes}")
+        smallest = int(dataset.counts.min())
+        if shots + queries > smallest:
+            raise ConfigError(f"{label}shots + queries = {shots + queries} but the smallest class has "
+                              f"{smallest} images; use shots + queries <= {smallest}")
+        self.dataset, self.ways, self.shots, self.queries, self.name = dataset, ways, shots, queries, name
+        self.input_shape = dataset.image_shape
+        self.output_dim = ways
+        self._max_count = int(dataset.counts.max())
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    def sample_indices(self, num_tasks: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``(classes [T, ways], image indices [T, ways, shots + queries])`` of ``num_tasks`` episodes."""
+        ds = self.dataset
+        classes = torch.rand(num_tasks, ds.num_classes, generator=generator).argsort(dim=1)[:, :self.ways]
+        counts = ds.counts[classes]                                       # [T, ways]
+        keys = torch.rand(num_tasks, self.ways, self._max_count, generator=generator)
+        keys.masked_fill_(torch.arange(self._max_count) >= counts.unsqueeze(-1), 2.0)
+        within = keys.topk(self.shots + self.queries, dim=-1, largest=False).indices
+        return classes, ds.offsets[classes].unsqueeze(-1) + within
+
+    def sample(self, num_tasks: int, generator: torch.Generator | None = None) -> TaskBatch:
+        """``num_tasks`` episodes: inputs float ``[T, ways * n, C, H, W]`` in [0, 1], labels long."""
+        _, idx = self.sample_indices(num_tasks, generator)
+        x = self.dataset.images[idx].float().div_(255)                  # [T, ways, k+q, C, H, W]
+        labels = torch.arange(self.ways).view(1, -1, 1).expand(num_tasks, -1, self.shots + self.queries)
+        k = self.shots
+        flat = lambda t: t.reshape(num_tasks, -1, *t.shape[3:])  # noqa: E731
+        return TaskBatch(flat(x[:, :, :k]), flat(labels[:, :, :k]), flat(x[:, :, k:]), flat(labels[:, :, k:]))
+
+    def __repr__(self) -> str:
+        return (f"FewShotTasks({self.name or 'dataset'}: {self.num_classes} classes, {self.ways}-way "
+                f"{self.shots}-shot, {self.queries} queries)")

@@ -1,0 +1,171 @@
+"""Episode sampler properties, the Conv4 model's meta-gradient, and the image CLI end to end."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import metalearn as ml
+from metalearn.cli.main import main
+from metalearn.data.images import ImageDataset
+from metalearn.functional import make_forward, meta_loss, named_params, sgd
+from metalearn.tasks import FewShotTasks
+
+
+def toy_dataset(classes=12, per_class=7, size=6):
+    """Each image's pixels encode (class, index), so episodes can be decoded exactly."""
+    per, names = [], []
+    for c in range(classes):
+        n = per_class + (c % 3)  # unequal class sizes
+        imgs = torch.zeros(n, 1, size, size, dtype=torch.uint8)
+        imgs[:, 0, 0, 0] = c
+        imgs[:, 0, 0, 1] = torch.arange(n, dtype=torch.uint8)
+        per.append(imgs)
+        names.append(f"c{c}")
+    return ImageDataset.from_class_lists(per, names)
+
+
+def decode(x):
+    return (x[..., 0, 0, 0] * 255).round().long(), (x[..., 0, 0, 1] * 255).round().long()
+
+
+def test_episodes_are_balanced_disjoint_and_permuted():
+    fam = FewShotTasks(toy_dataset(), ways=5, shots=2, queries=3)
+    b = fam.sample(200, torch.Generator().manual_seed(0))
+    assert b.support_x.shape == (200, 10, 1, 6, 6) and b.query_x.shape == (200, 15, 1, 6, 6)
+    for t in range(200):
+        assert torch.bincount(b.support_y[t], minlength=5).tolist() == [2] * 5
+        assert torch.bincount(b.query_y[t], minlength=5).tolist() == [3] * 5
+        sc, si = decode(b.support_x[t])
+        qc, qi = decode(b.query_x[t])
+        # one class per label, distinct classes per episode
+        label_class = {int(y): int(c) for y, c in zip(b.support_y[t], sc)}
+        assert len(set(label_class.values())) == 5
+        assert all(label_class[int(y)] == int(c) for y, c in zip(b.query_y[t], qc))
+        # support and query images are different images
+        assert not {(int(c), int(i)) for c, i in zip(sc, si)} & {(int(c), int(i)) for c, i in zip(qc, qi)}
+    first = {int(decode(b.support_x[t])[0][0]) for t in range(200)}
+    assert len(first) == 12, "label 0 must map to different classes across episodes"
+
+
+def test_same_seed_same_episodes():
+    fam = FewShotTasks(toy_dataset(), ways=3, shots=1, queries=2)
+    a = fam.sample(5, torch.Generator().manual_seed(7))
+    b = fam.sample(5, torch.Generator().manual_seed(7))
+    c = fam.sample(5, torch.Generator().manual_seed(8))
+    assert torch.equal(a.query_x, b.query_x) and not torch.equal(a.query_x, c.query_x)
+
+
+def test_sampler_rejects_impossible_episodes():
+    with pytest.raises(ml.ConfigError, match="ways=13 but this split has 12 classes; use ways <= 12"):
+        FewShotTasks(toy_dataset(), ways=13, shots=1, queries=1)
+    with pytest.raises(ml.ConfigError, match="shots \\+ queries = 8 but the smallest class has 7 images"):
+        FewShotTasks(toy_dataset(), ways=2, shots=4, queries=4)
+
+
+def test_conv4_second_order_meta_gradient_matches_finite_differences():
+    """Batch-statistics BatchNorm inside the inner loop, differentiated twice, in float64."""
+    torch.manual_seed(0)
+    model = ml.models.conv4(1, 3, width=3, image_size=16).double()
+    fam = FewShotTasks(toy_dataset(classes=6, size=16), ways=3, shots=2, queries=2)
+    batch = fam.sample(2, torch.Generator().manual_seed(1)).to(dtype=torch.float64)
+    batch = ml.TaskBatch(batch.support_x + 0.1 * torch.randn_like(batch.support_x), batch.support_y,
+                         batch.query_x + 0.1 * torch.randn_like(batch.query_x), batch.query_y)
+    fwd, params = make_forward(model), named_params(model)
+    ce = torch.nn.functional.cross_entropy
+
+    def f():
+        return meta_loss(fwd, ce, params, batch, sgd(0.3), 2, "second_order", "loop")
+
+    grads = torch.autograd.grad(f(), list(params.values()))
+    gen = torch.Generator().manual_seed(0)
+    eps = 1e-6
+    with torch.no_grad():
+        for (name, p), g in zip(params.items(), grads):
+            for i in torch.randperm(p.numel(), generator=gen)[:3].tolist():
+                orig = p.view(-1)[i].item()
+                p.view(-1)[i] = orig + eps
+                with torch.enable_grad():
+                    up = f().item()
+                p.view(-1)[i] = orig - eps
+                with torch.enable_grad():
+                    down = f().item()
+                p.view(-1)[i] = orig
+                num = (up - down) / (2 * eps)
+                assert g.view(-1)[i].item() == pytest.approx(num, rel=1e-4, abs=1e-7), (name, i)
+
+
+def write_png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.astype(np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def omniglot_run(tmp_path_factory):
+    import os
+    from pathlib import Path
+    if not (Path(os.environ["METALEARN_DATA_DIR"]) / "omniglot/images_background.zip").is_file():
+        pytest.skip("no local Omniglot copy")
+    out = tmp_path_factory.mktemp("omni") / "run"
+    code = main(["train", "omniglot-5w1s", "--out", str(out), "--steps", "6", "--quiet",
+                 "--set", "model.width=8", "--set", "train.meta_batch=4", "--set", "train.val_every=3",
+                 "--set", "train.val_tasks=10", "--set", "train.log_every=3", "--set", "eval.tasks=20",
+                 "--set", "train.threads=1"])
+    assert code == 0
+    return out
+
+
+def test_omniglot_train_evaluate_report_end_to_end(omniglot_run, capsys):
+    rows = ml.Run(omniglot_run).read_metrics()
+    assert [r["step"] for r in rows] == [3, 6] and all(0 <= r["val_acc"] <= 1 for r in rows)
+    assert main(["evaluate", str(omniglot_run), "--quiet", "--episodes", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy (%)" in out and "| maml |" in out
+    assert main(["evaluate", str(omniglot_run), "--quiet", "--episodes", "10", "--dataset", "mnist"]) == 0
+    assert (omniglot_run / "eval/eval_mnist_k1.json").is_file()
+    assert main(["report", str(omniglot_run), "--quiet"]) == 0
+    for name in ("training.png", "episode.png", "steps.png"):
+        assert (omniglot_run / "report" / name).stat().st_size > 5000
+
+
+def test_adapt_on_user_folders(omniglot_run, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    sup, qry = tmp_path / "support", tmp_path / "query"
+    for cls in ("alpha", "beta", "gamma"):
+        for i in range(2):
+            write_png(sup / cls / f"{i}.png", 255 - rng.integers(0, 40, (40, 40)))  # light background
+        write_png(qry / cls / "q.png", 255 - rng.integers(0, 40, (40, 40)))
+    out = tmp_path / "pred.csv"
+    assert main(["adapt", str(omniglot_run), "--support", str(sup), "--query", str(qry), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "adapted to 3 classes (alpha, beta, gamma) from 6 support images" in printed
+    assert "query accuracy:" in printed
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["image", "predicted", "p_alpha", "p_beta", "p_gamma"] and len(rows) == 4
+    for r in rows[1:]:
+        assert r[1] in ("alpha", "beta", "gamma")
+        assert sum(map(float, r[2:])) == pytest.approx(1.0, abs=1e-3)
+
+
+def error(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    return err
+
+
+def test_adapt_errors(omniglot_run, tmp_path, capsys):
+    img = np.zeros((28, 28))
+    sup = tmp_path / "s"
+    for c in "abcdef":
+        write_png(sup / c / "1.png", img)
+    write_png(tmp_path / "q" / "1.png", img)
+    base = ["adapt", str(omniglot_run), "--support", str(sup), "--query", str(tmp_path / "q"), "--out", str(tmp_path / "p.csv")]
+    assert "support folder has 6 classes but the model was meta-trained for 5-way tasks" in error(capsys, base)
+    (sup / "f" / "1.png").unlink()
+    assert f"class folder {sup / 'f'} has no images" in error(capsys, base)
+    (sup / "f").rmdir()
+    write_png(tmp_path / "q" / "2.png", np.zeros((30, 28)))
+    assert "image sizes differ" in error(capsys, base) and "2.png is 28x30" in error(capsys, base)
+    assert main(base + ["--resize"]) == 0
