@@ -122,3 +122,15 @@ def test_best_checkpoint_has_the_lowest_validation_loss(tmp_path):
 def test_trainer_rejects_bad_arguments(tmp_path):
     with pytest.raises(ml.MetalearnError, match="meta_batch must be a positive integer"):
         trainer(tmp_path / "x", 5, meta_batch=0)
+
+
+def test_time_limit_stops_saves_and_resumes(tmp_path):
+    res = trainer(tmp_path / "t", 10_000, time_limit=0.01, keep=[3]).run()  # 0.6 s of training
+    assert res.time_limited and not res.interrupted and 3 <= res.step < 10_000
+    state = load_checkpoint(tmp_path / "t/checkpoints/last.pt")
+    assert state["step"] == res.step
+    assert load_checkpoint(tmp_path / "t/checkpoints/step-3.pt")["step"] == 3
+    last_row = ml.Run(tmp_path / "t").read_metrics()[-1]
+    assert last_row["step"] == res.step and "val_loss" in last_row  # validated before stopping
+    more = trainer(tmp_path / "t", res.step + 5).run(resume=True)
+    assert more.step == res.step + 5 and not more.time_limited

@@ -83,4 +83,4 @@ def build_trainer(cfg: Config, out: Any, progress: bool = True, algo_name: str |
     return Trainer(algo, tasks, out, steps=t.steps, meta_batch=t.meta_batch, lr=t.lr, seed=t.seed,
                    log_every=t.log_every, val_every=t.val_every, val_tasks=t.val_tasks,
                    ckpt_every=t.ckpt_every, device=t.device, progress=progress,
-                   config=cfg.to_dict(), val_family=val)
+                   config=cfg.to_dict(), val_family=val, time_limit=t.time_limit, keep=t.keep)

@@ -66,6 +66,8 @@ class TrainConfig:
     ckpt_every: int = 1000
     threads: int = 1
     device: str = "cpu"
+    time_limit: typing.Optional[float] = None   # minutes of meta-training, then stop (resumable)
+    keep: typing.List[int] = field(default_factory=list)  # also keep checkpoints/step-N.pt at these steps
 
 
 @dataclass
@@ -211,6 +213,8 @@ def validate(cfg: Config) -> Config:
     for key in ("steps", "meta_batch", "log_every", "val_every", "val_tasks", "ckpt_every", "threads"):
         if getattr(t, key) <= 0:
             raise ConfigError(f"train.{key} must be positive, got {getattr(t, key)}")
+    if t.time_limit is not None and t.time_limit <= 0:
+        raise ConfigError(f"train.time_limit must be positive minutes, got {t.time_limit}")
     if t.lr <= 0:
         raise ConfigError(f"train.lr must be positive, got {t.lr}")
     if cfg.task.shots <= 0:

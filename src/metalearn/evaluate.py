@@ -125,14 +125,16 @@ def ensure_baseline(run: Run, cfg: Config, progress: bool = True) -> Algorithm:
     return load_algorithm(brun, base_cfg)
 
 
-def eval_path(run: Run, shots: int, dataset: str | None = None) -> Path:
-    return run.path / "eval" / (f"eval_{dataset}_k{shots}.json" if dataset else f"eval_k{shots}.json")
+def eval_path(run: Run, shots: int, dataset: str | None = None, checkpoint: str | None = None) -> Path:
+    """``eval/eval[_DATASET]_kK[_CHECKPOINT].json``"""
+    name = "eval" + (f"_{dataset}" if dataset else "") + f"_k{shots}" + (f"_{checkpoint}" if checkpoint else "")
+    return run.path / "eval" / f"{name}.json"
 
 
 def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None = None,
                  steps: list[int] | None = None, baseline: bool = True, progress: bool = True,
                  dataset: str | None = None, queries: int | None = None,
-                 data_dir: str | None = None) -> EvalResult:
+                 data_dir: str | None = None, checkpoint: str = "best") -> EvalResult:
     """Evaluate the run at ``path`` on fixed held-out tasks; saves ``eval/eval_*.json`` and ``.md``.
 
     Regression runs are compared with the pretrained baseline (trained on first use). Image runs
@@ -154,7 +156,7 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
         test_cfg.task.classes = []  # cross-domain: all ten test digits
     q = queries if queries is not None else cfg.eval.queries
     family = build_tasks(test_cfg, "test", shots=k, queries=q, family=family_name)
-    algo = load_algorithm(run, cfg)
+    algo = load_algorithm(run, cfg, checkpoint)
     classification = family.loss == "cross_entropy"
     metric = percent_correct if classification else None
     result = EvalResult(k, n, cfg.eval.seed, "accuracy (%)" if classification else family.loss, step_list)
@@ -165,7 +167,8 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
         base = ensure_baseline(run, cfg, progress=progress)
         result.methods["pretrained baseline"] = curve_stats(base, family, n, generator("test", cfg.eval.seed),
                                                             max(step_list), metric)
-    out = eval_path(run, k, family_name if family_name != cfg.task.family else None)
+    out = eval_path(run, k, family_name if family_name != cfg.task.family else None,
+                    None if checkpoint == "best" else checkpoint)
     atomic_write_text(out, json.dumps(result.to_dict(), indent=1))
     atomic_write_text(out.with_suffix(".md"), result.table() + "\n")
     return result

@@ -125,7 +125,14 @@ class Run:
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def find_checkpoint(self, which: str = "best") -> Path:
-        """``best`` (falls back to ``last``) or ``last``."""
+        """``best`` (falls back to ``last``), ``last``, or a kept ``step-N``."""
+        if which not in ("best", "last"):
+            path = self.checkpoint_dir / f"{which}.pt"
+            if not path.is_file():
+                kept = sorted(p.stem for p in self.checkpoint_dir.glob("step-*.pt"))
+                raise RunError(f"no checkpoint {which!r} in {self.checkpoint_dir}; choose best, last"
+                               + (f" or one of {', '.join(kept)}" if kept else ""))
+            return path
         order = [self.best_checkpoint, self.last_checkpoint] if which == "best" else [self.last_checkpoint]
         for p in order:
             if p.is_file():

@@ -35,6 +35,7 @@ class TrainResult:
     best_step: int
     interrupted: bool         # stopped by a signal before reaching ``steps``
     seconds: float            # meta-training wall time, summed over resumes
+    time_limited: bool = False  # stopped by ``time_limit`` before reaching ``steps``
 
 
 class _StopFlag:
@@ -74,6 +75,9 @@ class Trainer:
         config: the resolved config dict, stored in checkpoints for provenance.
         val_family: where validation tasks come from (default: ``tasks``, on its own seed stream);
             for image tasks, the validation classes.
+        time_limit: minutes of meta-training (summed over resumes) after which the run validates,
+            saves and stops; ``--resume`` with a larger limit or none continues it.
+        keep: steps at which a copy of the checkpoint is kept as ``checkpoints/step-N.pt``.
 
     The best checkpoint is chosen on validation accuracy for classification, loss otherwise.
     """
@@ -82,7 +86,8 @@ class Trainer:
                  meta_batch: int = 25, lr: float = 1e-3, seed: int = 0, log_every: int = 100,
                  val_every: int = 1000, val_tasks: int = 300, ckpt_every: int = 1000,
                  device: str | torch.device = "cpu", progress: bool = True,
-                 config: dict[str, Any] | None = None, val_family: Any | None = None) -> None:
+                 config: dict[str, Any] | None = None, val_family: Any | None = None,
+                 time_limit: float | None = None, keep: tuple[int, ...] | list[int] = ()) -> None:
         for name, value in (("steps", steps), ("meta_batch", meta_batch), ("log_every", log_every),
                             ("val_every", val_every), ("val_tasks", val_tasks), ("ckpt_every", ckpt_every)):
             if not isinstance(value, int) or value <= 0:
@@ -95,6 +100,8 @@ class Trainer:
         self.device = torch.device(device)
         self.progress = progress
         self.config = config
+        self.time_limit = None if time_limit is None else 60.0 * time_limit
+        self.keep = set(keep)
         self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=lr)
         self.task_rng = generator("train", seed)
         self.val_batch = (val_family or tasks).sample(val_tasks, generator("validation", seed)).to(self.device)
@@ -154,7 +161,7 @@ class Trainer:
         log = MetricsLog(self.run_dir.metrics_path, self.run_dir.tb_dir)
         bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, unit="step",
                    mininterval=0.5, dynamic_ncols=True, desc=f"{self.algorithm.name}")
-        interrupted = False
+        interrupted = time_limited = False
         t0 = time.perf_counter()
         try:
             with _StopFlag() as stop:
@@ -174,10 +181,12 @@ class Trainer:
                     self.window = (self.window[0] + value, self.window[1] + 1)
                     bar.update(1)
                     row: dict[str, Any] = {}
-                    if self.step % self.log_every == 0 or self.step == self.steps:
+                    out_of_time = (self.time_limit is not None and self.step < self.steps
+                                   and self.seconds + time.perf_counter() - t0 >= self.time_limit)
+                    if self.step % self.log_every == 0 or self.step == self.steps or out_of_time:
                         row["train_loss"] = self.window[0] / self.window[1]
                         self.window = (0.0, 0)
-                    if self.step % self.val_every == 0 or self.step == self.steps:
+                    if self.step % self.val_every == 0 or self.step == self.steps or out_of_time:
                         row.update(self.validate())
                         if self._better(row[self.select]):
                             self.best_val, self.best_step = row[self.select], self.step
@@ -191,10 +200,15 @@ class Trainer:
                         log.log(self.step, **row)
                         bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.4f}",
                                         best_val=f"{self.best_val:.4f}", refresh=False)
-                    if self.step % self.ckpt_every == 0 or self.step == self.steps:
+                    if self.step % self.ckpt_every == 0 or self.step == self.steps or out_of_time:
                         self.seconds += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         self.save()
+                    if self.step in self.keep:
+                        save_checkpoint(self.run_dir.checkpoint_dir / f"step-{self.step}.pt", self.state())
+                    if out_of_time:
+                        time_limited = True
+                        break
                     if stop.set and self.step < self.steps:
                         interrupted = True
                         self.seconds += time.perf_counter() - t0
@@ -203,7 +217,7 @@ class Trainer:
         finally:
             bar.close()
             log.close()
-        return TrainResult(self.step, self.best_val, self.best_step, interrupted, self.seconds)
+        return TrainResult(self.step, self.best_val, self.best_step, interrupted, self.seconds, time_limited)
 
     def _saved_step(self) -> int:
         try:

@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", type=int, help="query examples per class at test (default: eval.queries)")
     p.add_argument("--data-dir", help="local copy of the test data (default: the run's or $METALEARN_DATA_DIR)")
     p.add_argument("--steps", type=_steps, help="inner steps to report, e.g. 1,2,5,10")
+    p.add_argument("--checkpoint", default="best", help="best (default), last, or a kept step-N")
     p.add_argument("--no-baseline", action="store_true", help="skip the pretrained baseline")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -46,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(run_dir.load_config().train.threads)
     result = evaluate_run(args.run, shots=args.shots, tasks=args.tasks, steps=args.steps,
                           baseline=not args.no_baseline, progress=not args.quiet, dataset=args.dataset,
-                          queries=args.queries, data_dir=args.data_dir)
+                          queries=args.queries, data_dir=args.data_dir, checkpoint=args.checkpoint)
     print(result.table())
     cross = args.dataset if args.dataset and args.dataset != run_dir.load_config().task.family else None
-    print(f"\nsaved {eval_path(run_dir, result.shots, cross)} (and .md)")
+    ckpt = None if args.checkpoint == "best" else args.checkpoint
+    print(f"\nsaved {eval_path(run_dir, result.shots, cross, ckpt)} (and .md)")
     return 0

@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="total meta-steps (same as --set train.steps=N)")
     p.add_argument("--algo", help="algorithm (same as --set algo.name=NAME)")
     p.add_argument("--seed", type=int, help="seed (same as --set train.seed=N)")
+    p.add_argument("--data-dir", help="local copy of the dataset (same as --set task.data_dir=DIR; "
+                                      "default $METALEARN_DATA_DIR, else download)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set task.shots=5 (repeatable)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue a stopped or killed run")
@@ -34,15 +36,19 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         extra.append(f"algo.name={args.algo}")
     if args.seed is not None:
         extra.append(f"train.seed={args.seed}")
+    if getattr(args, "data_dir", None) is not None:
+        extra.append(f"task.data_dir={str(Path(args.data_dir).resolve())!r}")
     return extra
 
 
 def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         run_dir = Run.open(args.resume)
-        if args.preset or args.algo or args.seed is not None or args.overrides:
-            raise ConfigError("--resume continues a run with its own config; only --steps may change "
-                              "(to train longer)")
+        allowed = ("train.steps=", "train.time_limit=")
+        if args.preset or args.algo or args.seed is not None or args.data_dir or any(
+                not o.startswith(allowed) for o in args.overrides):
+            raise ConfigError("--resume continues a run with its own config; only --steps (or "
+                              "--set train.steps=N / train.time_limit=M) may change, to train longer")
         cfg = run_dir.load_config()
         if not run_dir.last_checkpoint.is_file():
             raise RunError(f"{run_dir.path} has no checkpoint to resume from; start it again with "
@@ -65,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted at step {result.step}; checkpoint saved. Continue with: "
               f"metalearn train --resume {run_dir.path}")
         return 130
+    if result.time_limited:
+        print(f"stopped at the time limit ({cfg.train.time_limit:g} min) after {result.step} meta-steps; "
+              f"continue with: metalearn train --resume {run_dir.path} --set train.time_limit=null")
     print(f"trained {result.step} meta-steps in {result.seconds:.0f} s; best {trainer.select.replace('_', ' ')} "
           f"{result.best_val:.4f} at step {result.best_step}; run folder {run_dir.path}\n"
           f"next: metalearn evaluate {run_dir.path}")
