@@ -169,3 +169,27 @@ def test_adapt_errors(omniglot_run, tmp_path, capsys):
     write_png(tmp_path / "q" / "2.png", np.zeros((30, 28)))
     assert "image sizes differ" in error(capsys, base) and "2.png is 28x30" in error(capsys, base)
     assert main(base + ["--resize"]) == 0
+
+
+def test_compare_runs_on_the_same_episodes(omniglot_run, tmp_path, capsys):
+    proto = tmp_path / "proto"
+    assert main(["train", "omniglot-5w1s", "--algo", "protonet", "--out", str(proto), "--steps", "4", "--quiet",
+                 "--set", "model.width=8", "--set", "train.meta_batch=2", "--set", "train.val_every=4",
+                 "--set", "train.val_tasks=5", "--set", "train.threads=1"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", str(omniglot_run), str(proto), "--episodes", "12", "--scratch", "--out", str(out)]) == 0
+    table = (out / "compare.md").read_text()
+    assert "12 test episodes of omniglot 5-way 1-shot" in table
+    assert "| maml [run]" in table and "| protonet [proto]" in table and "| from scratch" in table
+    assert (out / "compare.png").stat().st_size > 5000
+    printed = capsys.readouterr().out
+    assert "adaptation ms/task" in printed
+
+
+def test_compare_refuses_runs_of_different_settings(omniglot_run, tmp_path, capsys):
+    other = tmp_path / "20w"
+    assert main(["train", "omniglot-20w1s", "--out", str(other), "--steps", "2", "--quiet", "--set", "model.width=4",
+                 "--set", "train.meta_batch=1", "--set", "train.val_every=2", "--set", "train.val_tasks=2",
+                 "--set", "algo.inner_steps=1", "--set", "train.threads=1"]) == 0
+    assert main(["compare", str(omniglot_run), str(other), "--episodes", "5"]) == 2
+    assert "compare runs of one setting" in capsys.readouterr().err

@@ -31,6 +31,13 @@ class TaskConfig:
     classes: typing.List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # mnist training digits
     channels: int = 1                        # image_folder: 1 (grey) or 3 (RGB)
     data_dir: typing.Optional[str] = None    # local copy of the data; default $METALEARN_DATA_DIR
+    # learned-optimizer problems (quadratic, mnist_mlp)
+    horizon: int = 100                       # optimisation steps per problem
+    unroll: int = 20                         # truncated back-propagation length
+    dim: int = 10                            # quadratic dimension
+    mlp_hidden: typing.List[int] = field(default_factory=lambda: [20])
+    mlp_activation: str = "sigmoid"
+    minibatch: int = 128
     # sinusoid
     amplitude: typing.List[float] = field(default_factory=lambda: [0.1, 5.0])
     phase: typing.List[float] = field(default_factory=lambda: [0.0, 3.141592653589793])
@@ -43,6 +50,9 @@ class ModelConfig:
     hidden: typing.List[int] = field(default_factory=lambda: [40, 40])   # mlp
     activation: str = "relu"                                             # mlp
     width: int = 64                                                      # conv4 filters
+    lstm_hidden: int = 20                                                # lstm_optimizer
+    preprocess_p: float = 10.0                                           # lstm_optimizer
+    output_scale: float = 0.1                                            # lstm_optimizer
 
 
 @dataclass
@@ -52,6 +62,17 @@ class AlgoConfig:
     inner_steps: int = 1
     mode: str = "second_order"
     engine: str = "auto"
+    head: typing.Optional[str] = None        # anil: parameter-name prefix of the head (default: last layer)
+    # mamlpp
+    msl_steps: int = 5000                    # meta-steps over which the multi-step loss anneals
+    first_order_steps: int = 0               # derivative-order annealing: first order before this step
+    multi_step_loss: bool = True
+    learn_lrs: bool = True
+    per_step_bn: bool = True
+    # reptile
+    inner_optimizer: str = "adam"            # sgd or adam
+    # transfer
+    classifier: str = "cosine"               # cosine (Baseline++) or linear (Baseline)
 
 
 @dataclass
@@ -66,6 +87,9 @@ class TrainConfig:
     ckpt_every: int = 1000
     threads: int = 1
     device: str = "cpu"
+    optimizer: str = "adam"                     # outer optimizer: adam or sgd
+    lr_schedule: str = "constant"               # constant, cosine (MAML++) or linear (Reptile)
+    min_lr: float = 0.0                         # end of the cosine or linear schedule
     time_limit: typing.Optional[float] = None   # minutes of meta-training, then stop (resumable)
     keep: typing.List[int] = field(default_factory=list)  # also keep checkpoints/step-N.pt at these steps
 
@@ -76,6 +100,7 @@ class EvalConfig:
     steps: typing.List[int] = field(default_factory=lambda: [1, 2, 5, 10])
     seed: int = 12345
     queries: typing.Optional[int] = None     # query examples (per class) at test; None: as in training
+    ways: typing.Optional[int] = None        # ways at test (protonet, transfer); None: as in training
 
 
 @dataclass

@@ -155,6 +155,7 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
     if dataset == "mnist" and cfg.task.family != "mnist":
         test_cfg.task.classes = []  # cross-domain: all ten test digits
     q = queries if queries is not None else cfg.eval.queries
+    test_cfg.task.ways = test_ways(cfg)
     family = build_tasks(test_cfg, "test", shots=k, queries=q, family=family_name)
     algo = load_algorithm(run, cfg, checkpoint)
     classification = family.loss == "cross_entropy"
@@ -172,6 +173,17 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
     atomic_write_text(out, json.dumps(result.to_dict(), indent=1))
     atomic_write_text(out.with_suffix(".md"), result.table() + "\n")
     return result
+
+
+def test_ways(cfg: Config) -> int:
+    """Ways at test: ``eval.ways`` for encoder-only algorithms (ProtoNets train with more ways
+    than they test with), else the training ways (the model's head has that many outputs)."""
+    from .build import ENCODER_ONLY
+    ways = cfg.eval.ways if cfg.eval.ways is not None else cfg.task.ways
+    if ways != cfg.task.ways and cfg.algo.name not in ENCODER_ONLY:
+        raise ConfigError(f"eval.ways={ways} but {cfg.algo.name}'s model has a {cfg.task.ways}-way head; "
+                          f"only {', '.join(ENCODER_ONLY)} can test with other ways")
+    return ways
 
 
 def percent_correct(logits: Tensor, labels: Tensor) -> Tensor:

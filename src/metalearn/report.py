@@ -151,6 +151,8 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
     plt = _pyplot()
     run = Run.open(path)
     cfg = run.load_config()
+    if cfg.task.family in ("quadratic", "mnist_mlp"):
+        return _l2l_report(run, cfg, plt)
     result = load_eval(run, cfg.task.shots) or evaluate_run(run.path, progress=progress)
     algo = load_algorithm(run, cfg)
     if cfg.task.family == "sinusoid":
@@ -165,5 +167,18 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
                f"Algorithm {cfg.algo.name} ({cfg.algo.mode}), task family {cfg.task.family}, "
                f"{cfg.train.steps} meta-steps of {cfg.train.meta_batch} tasks, seed {cfg.train.seed}.", "",
                result.table(), "", *[f"![{p.stem}]({p.name})" for p in outs], ""]
+    atomic_write_text(run.report_dir / "summary.md", "\n".join(summary))
+    return outs + [run.report_dir / "summary.md"]
+
+
+def _l2l_report(run: Run, cfg: Any, plt: Any) -> list[Path]:
+    import json
+    from .learned_optim.evaluate import evaluate_l2l_run, l2l_table, plot_l2l
+    path = run.path / "eval" / "l2l.json"
+    report = json.loads(path.read_text()) if path.is_file() else evaluate_l2l_run(run, cfg, load_algorithm(run, cfg))
+    outs = [plot_training(run, plt), plot_l2l(run, plt, report)]
+    summary = [f"# Report: {run.path.name}", "", f"Learned LSTM optimizer on {cfg.task.family}, "
+               f"{cfg.train.steps} unrolls of {cfg.task.unroll} steps, {cfg.train.meta_batch} problems each, "
+               f"seed {cfg.train.seed}.", "", l2l_table(report), "", *[f"![{p.stem}]({p.name})" for p in outs], ""]
     atomic_write_text(run.report_dir / "summary.md", "\n".join(summary))
     return outs + [run.report_dir / "summary.md"]

@@ -170,7 +170,8 @@ def load_weights(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], s
     missing = sorted(set(own) - set(state_dict))
     extra = sorted(set(state_dict) - set(own))
     shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state_dict and own[k].shape != state_dict[k].shape]
+              for k in own if k in state_dict and torch.is_tensor(own[k]) and torch.is_tensor(state_dict[k])
+              and own[k].shape != state_dict[k].shape]
     if missing or extra or shapes:
         detail = "; ".join(filter(None, [
             f"missing {', '.join(missing[:4])}" if missing else "",

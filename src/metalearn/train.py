@@ -20,10 +20,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .algorithms.base import Algorithm, accuracy
+from .distributed import DistContext
 from .errors import MetalearnError
 from .logs import MetricsLog
 from .runs import Run, load_checkpoint, load_weights, save_checkpoint
 from .seeding import generator
+
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine", "linear")
 
 
 @dataclass
@@ -87,22 +92,34 @@ class Trainer:
                  val_every: int = 1000, val_tasks: int = 300, ckpt_every: int = 1000,
                  device: str | torch.device = "cpu", progress: bool = True,
                  config: dict[str, Any] | None = None, val_family: Any | None = None,
-                 time_limit: float | None = None, keep: tuple[int, ...] | list[int] = ()) -> None:
+                 time_limit: float | None = None, keep: tuple[int, ...] | list[int] = (),
+                 optimizer: str = "adam", lr_schedule: str = "constant", min_lr: float = 0.0,
+                 dist: DistContext | None = None) -> None:
         for name, value in (("steps", steps), ("meta_batch", meta_batch), ("log_every", log_every),
                             ("val_every", val_every), ("val_tasks", val_tasks), ("ckpt_every", ckpt_every)):
             if not isinstance(value, int) or value <= 0:
                 raise MetalearnError(f"{name} must be a positive integer, got {value!r}")
+        self.dist = dist or DistContext(device=torch.device(device))
+        if self.dist.active:
+            device = self.dist.device
         self.algorithm = algorithm.to(device)
-        self.tasks = tasks
+        self.tasks = algorithm.training_tasks(tasks)
         self.run_dir = Run(out)
         self.steps, self.meta_batch, self.lr, self.seed = steps, meta_batch, lr, seed
         self.log_every, self.val_every, self.ckpt_every = log_every, val_every, ckpt_every
         self.device = torch.device(device)
-        self.progress = progress
+        self.progress = progress and self.dist.is_main
         self.config = config
         self.time_limit = None if time_limit is None else 60.0 * time_limit
         self.keep = set(keep)
-        self.optimizer = torch.optim.Adam(self.algorithm.parameters(), lr=lr)
+        if optimizer not in OPTIMIZERS:
+            raise MetalearnError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if lr_schedule not in SCHEDULES:
+            raise MetalearnError(f"unknown lr schedule {lr_schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        params = [p for p in self.algorithm.parameters() if p.requires_grad]
+        self.optimizer = (torch.optim.Adam(params, lr=lr) if optimizer == "adam"
+                          else torch.optim.SGD(params, lr=lr))
+        self.lr_schedule, self.min_lr = lr_schedule, min_lr
         self.task_rng = generator("train", seed)
         self.val_batch = (val_family or tasks).sample(val_tasks, generator("validation", seed)).to(self.device)
         self.classification = algorithm.loss_name == "cross_entropy"
@@ -112,6 +129,21 @@ class Trainer:
         self.best_step = 0
         self.seconds = 0.0
         self.window = (0.0, 0)     # (sum, count) of the training losses since the last log row
+
+    def lr_at(self, step: int) -> float:
+        """The outer learning rate for meta-step ``step`` (0-based): constant, cosine-annealed
+        (MAML++) or linearly annealed (Reptile) from ``lr`` to ``min_lr``."""
+        frac = step / max(self.steps, 1)
+        if self.lr_schedule == "cosine":
+            return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * frac))
+        if self.lr_schedule == "linear":
+            return self.lr + (self.min_lr - self.lr) * frac
+        return self.lr
+
+    def _set_lr(self) -> None:
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     # -- checkpoints ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -123,7 +155,8 @@ class Trainer:
                 "config": self.config}
 
     def save(self) -> None:
-        save_checkpoint(self.run_dir.last_checkpoint, self.state())
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir.last_checkpoint, self.state())
 
     def load(self, path: Path | str | None = None) -> None:
         """Restore everything from a checkpoint (default: the run's ``last.pt``)."""
@@ -143,10 +176,15 @@ class Trainer:
         """Mean query loss (and accuracy, for classification) on the fixed validation tasks after
         the training number of inner steps."""
         steps = self.algorithm.inner_steps
-        out = {"val_loss": float(self.algorithm.adaptation_curve(self.val_batch, steps)[:, -1].mean())}
+        batch = self.val_batch[self.dist.shard(self.val_batch.num_tasks)] if self.dist.active else self.val_batch
+        n = self.val_batch.num_tasks
+
+        def mean_final(metric: Any = None) -> float:
+            return float(self.dist.sum(self.algorithm.adaptation_curve(batch, steps, metric=metric)[:, -1].sum()) / n)
+
+        out = {"val_loss": mean_final()}
         if self.classification:
-            acc = self.algorithm.adaptation_curve(self.val_batch, steps, metric=accuracy)
-            out["val_acc"] = float(acc[:, -1].mean())
+            out["val_acc"] = mean_final(accuracy)
         return out
 
     def _better(self, value: float) -> bool:
@@ -157,8 +195,9 @@ class Trainer:
         """Train until ``steps`` (continuing from ``last.pt`` when ``resume``)."""
         if resume:
             self.load()
-            self.run_dir.truncate_metrics(self.step)
-        log = MetricsLog(self.run_dir.metrics_path, self.run_dir.tb_dir)
+            if self.dist.is_main:
+                self.run_dir.truncate_metrics(self.step)
+        log = MetricsLog(self.run_dir.metrics_path, self.run_dir.tb_dir) if self.dist.is_main else None
         bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, unit="step",
                    mininterval=0.5, dynamic_ncols=True, desc=f"{self.algorithm.name}")
         interrupted = time_limited = False
@@ -167,22 +206,30 @@ class Trainer:
             with _StopFlag() as stop:
                 while self.step < self.steps:
                     batch = self.tasks.sample(self.meta_batch, self.task_rng).to(self.device)
+                    self.algorithm.on_step(self.step, self.steps)
+                    self._set_lr()
                     self.optimizer.zero_grad(set_to_none=True)
-                    loss = self.algorithm.meta_loss(batch)
-                    value = loss.item()
+                    if self.dist.active:
+                        local = self.dist.local_batch(batch)
+                        loss = self.algorithm.meta_loss(local) * (local.num_tasks / batch.num_tasks)
+                        value = self.dist.sum(loss.detach()).item()
+                    else:
+                        loss = self.algorithm.meta_loss(batch)
+                        value = loss.item()
                     if not math.isfinite(value):
                         raise MetalearnError(
                             f"the meta-loss became {value} at step {self.step + 1}; stopped, and "
                             f"{self.run_dir.last_checkpoint} keeps the last good weights (step {self._saved_step()}); "
                             f"lower train.lr or algo.inner_lr and resume or retrain")
                     loss.backward()
+                    self.dist.all_reduce_grads(self.algorithm)
                     self.optimizer.step()
                     self.step += 1
                     self.window = (self.window[0] + value, self.window[1] + 1)
                     bar.update(1)
                     row: dict[str, Any] = {}
-                    out_of_time = (self.time_limit is not None and self.step < self.steps
-                                   and self.seconds + time.perf_counter() - t0 >= self.time_limit)
+                    out_of_time = self.time_limit is not None and self.step < self.steps and self.dist.any(
+                        self.seconds + time.perf_counter() - t0 >= self.time_limit)
                     if self.step % self.log_every == 0 or self.step == self.steps or out_of_time:
                         row["train_loss"] = self.window[0] / self.window[1]
                         self.window = (0.0, 0)
@@ -190,33 +237,36 @@ class Trainer:
                         row.update(self.validate())
                         if self._better(row[self.select]):
                             self.best_val, self.best_step = row[self.select], self.step
-                            save_checkpoint(self.run_dir.best_checkpoint,
-                                            {"step": self.step, "model": self.algorithm.state_dict(),
-                                             self.select: self.best_val, "algorithm": self.algorithm.name})
+                            if self.dist.is_main:
+                                save_checkpoint(self.run_dir.best_checkpoint,
+                                                {"step": self.step, "model": self.algorithm.state_dict(),
+                                                 self.select: self.best_val, "algorithm": self.algorithm.name})
                     if row:
                         self.seconds += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         row["seconds"] = round(self.seconds, 3)
-                        log.log(self.step, **row)
+                        if log is not None:
+                            log.log(self.step, **row)
                         bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.4f}",
                                         best_val=f"{self.best_val:.4f}", refresh=False)
                     if self.step % self.ckpt_every == 0 or self.step == self.steps or out_of_time:
                         self.seconds += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         self.save()
-                    if self.step in self.keep:
+                    if self.step in self.keep and self.dist.is_main:
                         save_checkpoint(self.run_dir.checkpoint_dir / f"step-{self.step}.pt", self.state())
                     if out_of_time:
                         time_limited = True
                         break
-                    if stop.set and self.step < self.steps:
+                    if self.dist.any(stop.set) and self.step < self.steps:
                         interrupted = True
                         self.seconds += time.perf_counter() - t0
                         self.save()
                         break
         finally:
             bar.close()
-            log.close()
+            if log is not None:
+                log.close()
         return TrainResult(self.step, self.best_val, self.best_step, interrupted, self.seconds, time_limited)
 
     def _saved_step(self) -> int:

@@ -1,7 +1,7 @@
 """What every algorithm shares: the model it meta-learns, its loss, and adaptation to a new task."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..functional import (InnerRule, ParamDict, adapt, adaptation_curve, choose_engine, detached,
                           make_forward, named_params)
+from ..functional.rules import detached_rule
 from ..tasks.batch import TaskBatch
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -50,9 +51,14 @@ class Learner:
 
 class Algorithm(nn.Module):
     """Base class: an ``nn.Module`` whose parameters are the meta-parameters (the model's and any
-    learned inner-loop hyper-parameters), so that ``state_dict`` is the whole checkpoint."""
+    learned inner-loop hyper-parameters), so that ``state_dict`` is the whole checkpoint.
+
+    A subclass says which parameters adapt (``fast_keys``), with which rule (``inner_rule``), and
+    how the outer loss is formed (``meta_loss``).
+    """
 
     name = "algorithm"
+    gradient_based = True      # adapts by gradient steps (False: metric-based, e.g. ProtoNets)
 
     def __init__(self, model: nn.Module, loss: str = "mse", inner_steps: int = 1,
                  engine: str = "auto") -> None:
@@ -72,6 +78,17 @@ class Algorithm(nn.Module):
     def inner_rule(self) -> InnerRule:
         raise NotImplementedError
 
+    def fast_keys(self) -> list[str] | None:
+        """Names of the parameters the inner loop adapts (None: all of them)."""
+        return None
+
+    def on_step(self, step: int, total: int) -> None:
+        """Called by the trainer before each meta-step (for schedules such as MAML++'s)."""
+
+    def training_tasks(self, tasks: Any) -> Any:
+        """What the trainer samples meta-batches from (the transfer baseline samples plain batches)."""
+        return tasks
+
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         """The outer loss on a meta-batch; its gradient is the meta-gradient."""
         raise NotImplementedError
@@ -86,11 +103,13 @@ class Algorithm(nn.Module):
         steps = self.inner_steps if steps is None else steps
         with torch.enable_grad():
             fast = adapt(self._forward, self.loss_fn, detached(self.params()), x, y,
-                         self.inner_rule(), steps, mode="first_order")
+                         detached_rule(self.inner_rule()), steps, "first_order", self.fast_keys())
         return Learner(self.model, fast)
 
     def adaptation_curve(self, batch: TaskBatch, steps: int,
                          metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
         """Query metric of each task after 0..``steps`` inner updates, shape ``[tasks, steps + 1]``."""
-        return adaptation_curve(self._forward, self.loss_fn, self.params(), batch, self.inner_rule(),
-                                steps, engine=self.engine, metric=metric)
+        with torch.enable_grad():
+            return adaptation_curve(self._forward, self.loss_fn, self.params(), batch,
+                                    detached_rule(self.inner_rule()), steps, engine=self.engine,
+                                    metric=metric, fast_keys=self.fast_keys())

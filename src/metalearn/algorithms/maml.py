@@ -38,5 +38,5 @@ class MAML(Algorithm):
         return self._rule
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
-        return meta_loss(self._forward, self.loss_fn, self.params(), batch, self._rule,
-                         self.inner_steps, self.mode, self.engine)
+        return meta_loss(self._forward, self.loss_fn, self.params(), batch, self.inner_rule(),
+                         self.inner_steps, self.mode, self.engine, self.fast_keys())

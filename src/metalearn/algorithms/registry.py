@@ -2,11 +2,28 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .anil import ANIL
 from .base import Algorithm
 from .maml import MAML
+from .mamlpp import MAMLpp
+from .metasgd import MetaSGD
 from .pretrain import Pretrain
+from .protonet import ProtoNet
+from .reptile import Reptile
+from .transfer import Transfer
 
-_ALGORITHMS: dict[str, type[Algorithm]] = {"maml": MAML, "pretrain": Pretrain}
+_ALGORITHMS: dict[str, type[Algorithm]] = {
+    "maml": MAML, "anil": ANIL, "metasgd": MetaSGD, "mamlpp": MAMLpp, "reptile": Reptile,
+    "protonet": ProtoNet, "transfer": Transfer, "pretrain": Pretrain,
+}
+
+
+def _register_l2l() -> None:
+    from ..learned_optim.training import L2L
+    _ALGORITHMS["l2l"] = L2L
+
+
+_register_l2l()
 
 
 def list_algorithms() -> list[str]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from ..evaluate import eval_path, evaluate_run
+from ..build import L2L_FAMILIES
+from ..evaluate import eval_path, evaluate_run, load_algorithm
 from ..runs import Run
 
 
@@ -44,7 +45,14 @@ def run(args: argparse.Namespace) -> int:
     if args.queries is not None and args.queries <= 0:
         raise ConfigError(f"--queries must be a positive integer, got {args.queries}")
     run_dir = Run.open(args.run)
-    torch.set_num_threads(run_dir.load_config().train.threads)
+    cfg = run_dir.load_config()
+    torch.set_num_threads(cfg.train.threads)
+    if cfg.task.family in L2L_FAMILIES:
+        from ..learned_optim.evaluate import evaluate_l2l_run, l2l_table
+        report = evaluate_l2l_run(run_dir, cfg, load_algorithm(run_dir, cfg, args.checkpoint), problems=args.tasks)
+        print(l2l_table(report))
+        print(f"\nsaved {run_dir.path / 'eval' / 'l2l.json'} (and .md)")
+        return 0
     result = evaluate_run(args.run, shots=args.shots, tasks=args.tasks, steps=args.steps,
                           baseline=not args.no_baseline, progress=not args.quiet, dataset=args.dataset,
                           queries=args.queries, data_dir=args.data_dir, checkpoint=args.checkpoint)

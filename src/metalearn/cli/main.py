@@ -5,9 +5,9 @@ import argparse
 import sys
 
 from ..errors import MetalearnError
-from . import adapt, evaluate, info, report, train
+from . import adapt, compare, evaluate, info, report, train
 
-COMMANDS = {"train": train, "evaluate": evaluate, "adapt": adapt, "report": report, "list": info}
+COMMANDS = {"train": train, "evaluate": evaluate, "adapt": adapt, "compare": compare, "report": report, "list": info}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..build import build_trainer
+from ..distributed import from_environment
 from ..config import apply_overrides, list_presets, load_preset, validate
 from ..errors import ConfigError, RunError
 from ..runs import Run
@@ -64,9 +65,14 @@ def run(args: argparse.Namespace) -> int:
             raise RunError(f"{run_dir.path} already holds a run; continue it with "
                            f"'metalearn train --resume {run_dir.path}' or choose another --out")
     torch.set_num_threads(cfg.train.threads)
-    trainer = build_trainer(cfg, run_dir.path, progress=not args.quiet)
-    run_dir.save_config(cfg)
+    ctx = from_environment(cfg.train.device)
+    ctx.barrier()  # every rank has checked the run folder before rank 0 writes to it
+    trainer = build_trainer(cfg, run_dir.path, progress=not args.quiet, dist=ctx)
+    if ctx.is_main:
+        run_dir.save_config(cfg)
     result = trainer.run(resume=args.resume is not None)
+    if not ctx.is_main:
+        return 130 if result.interrupted else 0
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint saved. Continue with: "
               f"metalearn train --resume {run_dir.path}")

@@ -16,7 +16,7 @@ updates (MAML, Finn et al. 2017), ``"first_order"`` treats the inner gradients a
 """
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -48,48 +48,71 @@ def choose_engine(engine: str, model: nn.Module) -> str:
     return "loop" if conv or has_batchnorm(model) else "vmap"
 
 
-def adapt(forward: Forward, loss_fn: LossFn, params: ParamDict, x: Tensor, y: Tensor,
-          rule: InnerRule, steps: int, mode: str = "second_order") -> ParamDict:
-    """Adapt ``params`` to one task's support set ``(x, y)`` with ``steps`` updates of ``rule``.
+def _split(params: ParamDict, fast_keys: Sequence[str] | None) -> tuple[ParamDict, ParamDict]:
+    if fast_keys is None:
+        return params, {}
+    return {k: params[k] for k in fast_keys}, {k: v for k, v in params.items() if k not in fast_keys}
 
-    Written with ``torch.func.grad`` so that it runs as is under ``vmap``; in ``"second_order"``
-    mode the result stays differentiable with respect to ``params``.
-    """
-    state = rule.init(params)
-    support_loss = lambda p: loss_fn(forward(p, x), y)  # noqa: E731
+
+def inner_step(forward: Forward, loss_fn: LossFn, params: ParamDict, state: Any, x: Tensor, y: Tensor,
+               rule: InnerRule, mode: str = "second_order",
+               fast_keys: Sequence[str] | None = None) -> tuple[ParamDict, Any]:
+    """One inner update of the ``fast_keys`` parameters (all when None) on ``(x, y)``, written
+    with ``torch.func.grad`` so that it runs as is under ``vmap``."""
+    fast, slow = _split(params, fast_keys)
+    g = grad(lambda f: loss_fn(forward({**slow, **f}, x), y))(fast)
+    if mode == "first_order":
+        g = detached(g)
+    fast, state = rule.update(g, state, fast)
+    return {**slow, **fast}, state
+
+
+def inner_step_reference(forward: Forward, loss_fn: LossFn, params: ParamDict, state: Any, x: Tensor,
+                         y: Tensor, rule: InnerRule, mode: str = "second_order",
+                         fast_keys: Sequence[str] | None = None) -> tuple[ParamDict, Any]:
+    """The same update written with ``torch.autograd.grad``: the reference path."""
+    fast, slow = _split(params, fast_keys)
+    names = list(fast)
+    loss = loss_fn(forward(params, x), y)
+    needs_graph = mode == "second_order" and torch.is_grad_enabled()
+    gs = torch.autograd.grad(loss, [fast[k] for k in names], create_graph=needs_graph, allow_unused=True)
+    g = {k: (torch.zeros_like(fast[k]) if gi is None else gi) for k, gi in zip(names, gs)}
+    if not needs_graph:
+        g = detached(g)
+    fast, state = rule.update(g, state, fast)
+    return {**slow, **fast}, state
+
+
+def adapt(forward: Forward, loss_fn: LossFn, params: ParamDict, x: Tensor, y: Tensor,
+          rule: InnerRule, steps: int, mode: str = "second_order",
+          fast_keys: Sequence[str] | None = None) -> ParamDict:
+    """Adapt ``params`` to one task's support set ``(x, y)`` with ``steps`` updates of ``rule``
+    (only ``fast_keys`` change when given, as in ANIL). Runs under ``vmap``; in
+    ``"second_order"`` mode the result stays differentiable with respect to ``params``."""
+    state = rule.init(_split(params, fast_keys)[0])
     for _ in range(steps):
-        g = grad(support_loss)(params)
-        if mode == "first_order":
-            g = detached(g)
-        params, state = rule.update(g, state, params)
+        params, state = inner_step(forward, loss_fn, params, state, x, y, rule, mode, fast_keys)
     return params
 
 
 def adapt_reference(forward: Forward, loss_fn: LossFn, params: ParamDict, x: Tensor, y: Tensor,
-                    rule: InnerRule, steps: int, mode: str = "second_order") -> ParamDict:
-    """The same inner loop written with ``torch.autograd.grad``: the reference path."""
-    state = rule.init(params)
-    names = list(params)
+                    rule: InnerRule, steps: int, mode: str = "second_order",
+                    fast_keys: Sequence[str] | None = None) -> ParamDict:
+    """``adapt`` on the reference path (``torch.autograd.grad``, one task at a time)."""
+    state = rule.init(_split(params, fast_keys)[0])
     for _ in range(steps):
-        loss = loss_fn(forward(params, x), y)
-        needs_graph = mode == "second_order" and torch.is_grad_enabled()
-        gs = torch.autograd.grad(loss, [params[k] for k in names], create_graph=needs_graph,
-                                 allow_unused=True)
-        g = {k: (torch.zeros_like(params[k]) if gi is None else gi) for k, gi in zip(names, gs)}
-        if not needs_graph:
-            g = detached(g)
-        params, state = rule.update(g, state, params)
+        params, state = inner_step_reference(forward, loss_fn, params, state, x, y, rule, mode, fast_keys)
     return params
 
 
 def meta_loss(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskBatch,
               rule: InnerRule, steps: int, mode: str = "second_order",
-              engine: str = "loop") -> Tensor:
+              engine: str = "loop", fast_keys: Sequence[str] | None = None) -> Tensor:
     """Mean over the tasks of ``batch`` of the query loss after adapting on the support set."""
     check_mode(mode)
     if engine == "vmap":
         def one_task(p: ParamDict, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
-            return loss_fn(forward(adapt(forward, loss_fn, p, xs, ys, rule, steps, mode), xq), yq)
+            return loss_fn(forward(adapt(forward, loss_fn, p, xs, ys, rule, steps, mode, fast_keys), xq), yq)
 
         losses = vmap(one_task, in_dims=(None, 0, 0, 0, 0), randomness="same")(
             params, batch.support_x, batch.support_y, batch.query_x, batch.query_y)
@@ -99,14 +122,14 @@ def meta_loss(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskB
     total = 0.0
     for t in range(batch.num_tasks):
         fast = adapt_reference(forward, loss_fn, params, batch.support_x[t], batch.support_y[t],
-                               rule, steps, mode)
+                               rule, steps, mode, fast_keys)
         total = total + loss_fn(forward(fast, batch.query_x[t]), batch.query_y[t])
     return total / batch.num_tasks
 
 
 def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskBatch,
                      rule: InnerRule, steps: int, engine: str = "loop",
-                     metric: LossFn | None = None) -> Tensor:
+                     metric: LossFn | None = None, fast_keys: Sequence[str] | None = None) -> Tensor:
     """Query ``metric`` (default: the loss) of each task after 0, 1, ..., ``steps`` inner updates.
 
     Returns a detached tensor of shape ``[num_tasks, steps + 1]``. No meta-gradient is formed.
@@ -115,11 +138,10 @@ def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch
     params = detached(params)
 
     def one_task(p: ParamDict, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
-        state = rule.init(p)
+        state = rule.init(_split(p, fast_keys)[0])
         out = [metric(forward(p, xq), yq)]
         for _ in range(steps):
-            g = grad(lambda q: loss_fn(forward(q, xs), ys))(p)
-            p, state = rule.update(g, state, p)
+            p, state = inner_step(forward, loss_fn, p, state, xs, ys, rule, "first_order", fast_keys)
             out.append(metric(forward(p, xq), yq))
         return torch.stack(out)
 

@@ -8,7 +8,7 @@ learned rates (Meta-SGD, MAML++) and learned optimizers plug in the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from .params import ParamDict
 
@@ -23,6 +23,8 @@ class InnerRule:
     init: InitFn
     update: UpdateFn
     name: str = "rule"
+    # the same rule with its learned tensors detached (None: the rule has none)
+    frozen: Optional[Callable[[], "InnerRule"]] = None
 
 
 def sgd(lr: float) -> InnerRule:
@@ -37,3 +39,55 @@ def sgd(lr: float) -> InnerRule:
         return {k: p - lr * grads[k] for k, p in params.items()}, state
 
     return InnerRule(init, update, name=f"sgd(lr={lr})")
+
+
+def per_parameter_sgd(lrs: ParamDict, per_step: bool = False) -> InnerRule:
+    """SGD with learned step sizes (meta-parameters, differentiable).
+
+    ``per_step=False``: ``lrs[name]`` has the shape of the parameter, one rate per coordinate
+    (Meta-SGD, Li et al. 2017). ``per_step=True``: ``lrs[name]`` is a vector with one rate per
+    inner step for that parameter tensor (LSLR of MAML++, Antoniou et al. 2019); steps beyond its
+    length reuse the last rate.
+    """
+
+    def init(params: ParamDict) -> int:
+        return 0
+
+    def update(grads: ParamDict, step: int, params: ParamDict) -> tuple[ParamDict, int]:
+        if per_step:
+            out = {k: p - lrs[k][min(step, lrs[k].shape[0] - 1)] * grads[k] for k, p in params.items()}
+        else:
+            out = {k: p - lrs[k] * grads[k] for k, p in params.items()}
+        return out, step + 1
+
+    return InnerRule(init, update, name="per_step_sgd" if per_step else "meta_sgd",
+                     frozen=lambda: per_parameter_sgd({k: v.detach() for k, v in lrs.items()}, per_step))
+
+
+def adam(lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> InnerRule:
+    """Adam (Kingma & Ba 2015) as a pure inner-loop rule, e.g. for Reptile's inner loop."""
+    if not lr > 0:
+        raise ValueError(f"the inner learning rate must be positive, got {lr}")
+    b1, b2 = betas
+
+    def init(params: ParamDict) -> tuple[int, ParamDict, ParamDict]:
+        zeros = {k: p.detach() * 0 for k, p in params.items()}
+        return 0, zeros, dict(zeros)
+
+    def update(grads: ParamDict, state: tuple[int, ParamDict, ParamDict], params: ParamDict
+               ) -> tuple[ParamDict, tuple[int, ParamDict, ParamDict]]:
+        t, m, v = state
+        t += 1
+        m = {k: b1 * m[k] + (1 - b1) * grads[k] for k in params}
+        v = {k: b2 * v[k] + (1 - b2) * grads[k] ** 2 for k in params}
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        new = {k: p - lr * (m[k] / c1) / ((v[k] / c2).sqrt() + eps) for k, p in params.items()}
+        return new, (t, m, v)
+
+    return InnerRule(init, update, name=f"adam(lr={lr})")
+
+
+def detached_rule(rule: InnerRule) -> InnerRule:
+    """The same rule with its learned hyper-parameters cut from the graph (for test-time
+    adaptation, where no meta-gradient is formed). Rules without learned tensors are unchanged."""
+    return rule if getattr(rule, "frozen", None) is None else rule.frozen()

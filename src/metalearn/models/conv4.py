@@ -25,7 +25,8 @@ class Conv4(nn.Module):
         if size < 1:
             raise ValueError(f"image_size {image_size} is too small for {blocks} pooling blocks")
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(width * size * size, ways)
+        # ways=0: no head, the model outputs its flattened features (ProtoNets, transfer encoders)
+        self.head = nn.Linear(width * size * size, ways) if ways > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x).flatten(1))

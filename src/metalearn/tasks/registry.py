@@ -16,6 +16,20 @@ _FAMILIES: dict[str, Callable[..., Any]] = {
 }
 
 
+def _quadratic(*args: Any, **kwargs: Any) -> Any:
+    from ..learned_optim.optimizees import QuadraticProblems
+    return QuadraticProblems(*args, **kwargs)
+
+
+def _mnist_mlp(*args: Any, **kwargs: Any) -> Any:
+    from ..learned_optim.optimizees import MLPProblems
+    return MLPProblems(*args, **kwargs)
+
+
+# learned-optimizer problem families (Andrychowicz et al. 2016), imported on use
+_FAMILIES.update(quadratic=_quadratic, mnist_mlp=_mnist_mlp)
+
+
 def list_task_families() -> list[str]:
     return sorted(_FAMILIES)
 

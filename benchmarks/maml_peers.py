@@ -1,0 +1,257 @@
+"""MAML meta-step speed and memory: metalearn against learn2learn, higher and TorchOpt, side by side.
+
+Work unit (issue 3): a MAML meta-step on Omniglot-shaped tasks (1x28x28 inputs), Conv4 with 64
+filters and batch-statistics BatchNorm, one inner SGD step with lr 0.4, Adam outer; second and
+first order. Settings: ``5w1s-q15`` (5-way 1-shot, 15 queries per class, meta-batch 32), ``5w1s``
+(the paper's 1 query per class, meta-batch 32) and ``20w1s`` (20-way 1-shot, 1 query, meta-batch
+16, one inner step here too so that every library runs the same work).
+
+Every implementation runs in its own process, written from its library's documented API, on the
+same initial weights and the same batches; before any timing counts, each one's meta-gradient is
+checked against a float64 per-task reference (relative error under 1e-4). Runs alternate between
+implementations, and the table shows the median of ``--repeats``: meta-steps/s, tasks/s, peak
+resident memory, and each row's speed relative to metalearn. Libraries that are not installed are
+skipped (``pip install 'metalearn[bench]'`` installs them where they build).
+
+    python benchmarks/maml_peers.py [--setting 5w1s-q15] [--order second] [--steps 4] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import types
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SETTINGS = {"5w1s-q15": (5, 1, 15, 32), "5w1s": (5, 1, 1, 32), "20w1s": (20, 1, 1, 16)}
+IMPLS = ("metalearn", "bare-loop", "higher", "learn2learn", "torchopt")
+INNER_LR = 0.4
+
+
+def conv4(ways: int) -> nn.Module:
+    layers = []
+    c = 1
+    for _ in range(4):
+        layers += [nn.Conv2d(c, 64, 3, padding=1), nn.BatchNorm2d(64, track_running_stats=False), nn.ReLU(),
+                   nn.MaxPool2d(2)]
+        c = 64
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(64, ways))
+
+
+def make_batches(ways: int, shots: int, queries: int, tasks: int, n: int, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(n):
+        xs = torch.rand(tasks, ways * shots, 1, 28, 28, generator=g, dtype=dtype)
+        xq = torch.rand(tasks, ways * queries, 1, 28, 28, generator=g, dtype=dtype)
+        ys = torch.arange(ways).repeat_interleave(shots).expand(tasks, -1)
+        yq = torch.arange(ways).repeat_interleave(queries).expand(tasks, -1)
+        out.append((xs, ys, xq, yq))
+    return out
+
+
+def reference_grad(model: nn.Module, batch, second: bool) -> list[torch.Tensor]:
+    """float64 per-task loop with torch.autograd.grad: the reference every implementation must match."""
+    m = conv4(model[-1].out_features).double()
+    m.load_state_dict(model.state_dict())
+    params = dict(m.named_parameters())
+    xs, ys, xq, yq = (t.double() if t.is_floating_point() else t for t in batch)
+    total = 0.0
+    for t in range(xs.shape[0]):
+        loss = F.cross_entropy(torch.func.functional_call(m, params, (xs[t],)), ys[t])
+        gs = torch.autograd.grad(loss, list(params.values()), create_graph=second)
+        fast = {k: v - INNER_LR * g for (k, v), g in zip(params.items(), gs)}
+        total = total + F.cross_entropy(torch.func.functional_call(m, fast, (xq[t],)), yq[t])
+    return [g.float() for g in torch.autograd.grad(total / xs.shape[0], list(params.values()))]
+
+
+# -- one meta-step per implementation: returns the meta-loss, leaves gradients in model's .grad ---
+def step_metalearn(model: nn.Module, second: bool):
+    import metalearn as ml
+    algo = ml.MAML(model, inner_lr=INNER_LR, inner_steps=1, mode="second_order" if second else "first_order",
+                   loss="cross_entropy")
+
+    def step(batch):
+        loss = algo.meta_loss(ml.TaskBatch(*batch))
+        loss.backward()
+        return loss
+    return step
+
+
+def step_bare(model: nn.Module, second: bool):
+    params = dict(model.named_parameters())
+
+    def step(batch):
+        xs, ys, xq, yq = batch
+        total = 0.0
+        for t in range(xs.shape[0]):
+            loss = F.cross_entropy(torch.func.functional_call(model, params, (xs[t],)), ys[t])
+            gs = torch.autograd.grad(loss, list(params.values()), create_graph=second)
+            fast = {k: v - INNER_LR * g for (k, v), g in zip(params.items(), gs)}
+            total = total + F.cross_entropy(torch.func.functional_call(model, fast, (xq[t],)), yq[t])
+        total = total / xs.shape[0]
+        total.backward()
+        return total
+    return step
+
+
+def step_higher(model: nn.Module, second: bool):
+    import higher
+    inner_opt = torch.optim.SGD(model.parameters(), lr=INNER_LR)
+
+    def step(batch):
+        xs, ys, xq, yq = batch
+        total = 0.0
+        for t in range(xs.shape[0]):
+            with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False,
+                                      track_higher_grads=second) as (fmodel, diffopt):
+                diffopt.step(F.cross_entropy(fmodel(xs[t]), ys[t]))
+                q = F.cross_entropy(fmodel(xq[t]), yq[t]) / xs.shape[0]
+                q.backward()
+                total += q.item()
+        return torch.tensor(total)
+    return step
+
+
+def step_learn2learn(model: nn.Module, second: bool):
+    # learn2learn's top-level import needs a torchvision matching torch; its MAML class does not.
+    sys.modules.setdefault("torchvision", types.ModuleType("torchvision"))
+    import importlib
+    maml_mod = importlib.import_module("learn2learn.algorithms.maml")
+    maml = maml_mod.MAML(model, lr=INNER_LR, first_order=not second)
+
+    def step(batch):
+        xs, ys, xq, yq = batch
+        total = 0.0
+        for t in range(xs.shape[0]):
+            learner = maml.clone()
+            learner.adapt(F.cross_entropy(learner(xs[t]), ys[t]))
+            q = F.cross_entropy(learner(xq[t]), yq[t]) / xs.shape[0]
+            q.backward()
+            total += q.item()
+        return torch.tensor(total)
+    return step
+
+
+def step_torchopt(model: nn.Module, second: bool):
+    import torchopt
+    names = [n for n, _ in model.named_parameters()]
+    inner = torchopt.sgd(lr=INNER_LR)
+
+    def step(batch):
+        xs, ys, xq, yq = batch
+        params = tuple(model.parameters())
+        total = 0.0
+        for t in range(xs.shape[0]):
+            state = inner.init(params)
+            loss = F.cross_entropy(torch.func.functional_call(model, dict(zip(names, params)), (xs[t],)), ys[t])
+            grads = torch.autograd.grad(loss, params, create_graph=second)
+            updates, state = inner.update(grads, state, inplace=False)
+            fast = torchopt.apply_updates(params, updates, inplace=False)
+            q = F.cross_entropy(torch.func.functional_call(model, dict(zip(names, fast)), (xq[t],)), yq[t]) / xs.shape[0]
+            q.backward()
+            total += q.item()
+        return torch.tensor(total)
+    return step
+
+
+STEPS = {"metalearn": step_metalearn, "bare-loop": step_bare, "higher": step_higher,
+         "learn2learn": step_learn2learn, "torchopt": step_torchopt}
+
+
+def worker(impl: str, setting: str, order: str, steps: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    ways, shots, queries, tasks = SETTINGS[setting]
+    second = order == "second"
+    torch.manual_seed(0)
+    model = conv4(ways)
+    batches = make_batches(ways, shots, queries, tasks, steps + 1)
+    step = STEPS[impl](model, second)
+    # correctness before timing: the meta-gradient against the float64 reference
+    model.zero_grad()
+    step(batches[0])
+    ref = reference_grad(model, batches[0], second)
+    got = [p.grad for p in model.parameters()]
+    rel = max(((g - r).norm() / r.norm().clamp_min(1e-12)).item() for g, r in zip(got, ref) if r.norm() > 1e-8)
+    if rel > 1e-4:
+        return {"impl": impl, "error": f"meta-gradient relative error {rel:.2e} > 1e-4"}
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    t0 = time.perf_counter()
+    for b in batches[1:]:
+        opt.zero_grad()
+        step(b)
+        opt.step()
+    dt = time.perf_counter() - t0
+    return {"impl": impl, "steps_s": steps / dt, "tasks_s": steps * tasks / dt, "rel_err": rel,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def available(impl: str) -> bool:
+    mod = {"higher": "higher", "learn2learn": "learn2learn", "torchopt": "torchopt"}.get(impl)
+    if mod is None:
+        return True
+    import importlib.util
+    return importlib.util.find_spec(mod) is not None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--setting", choices=SETTINGS, default="5w1s-q15")
+    ap.add_argument("--order", choices=("second", "first"), default="second")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--impls", default=",".join(IMPLS))
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.setting, args.order, args.steps, args.threads)))
+        return
+    impls = [i for i in args.impls.split(",") if available(i)]
+    skipped = [i for i in args.impls.split(",") if i not in impls]
+    results: dict[str, list[dict]] = {i: [] for i in impls}
+    for _ in range(args.repeats):
+        for impl in impls:  # alternate implementations within each repeat
+            cmd = [sys.executable, __file__, "--worker", impl, "--setting", args.setting, "--order", args.order,
+                   "--steps", str(args.steps), "--threads", str(args.threads)]
+            out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else json.dumps(
+                {"impl": impl, "error": (out.stderr.strip().splitlines() or ["failed"])[-1][:120]})
+            results[impl].append(json.loads(line))
+    ways, shots, queries, tasks = SETTINGS[args.setting]
+    print(f"MAML {args.order} order, {ways}-way {shots}-shot, {queries} queries/class, meta-batch {tasks}, "
+          f"Conv4-64 + BatchNorm, {args.threads} threads, median of {args.repeats}")
+    base = None
+    rows = []
+    for impl, runs in results.items():
+        ok = [r for r in runs if "error" not in r]
+        if not ok:
+            rows.append((impl, None, runs[0].get("error", "failed")))
+            continue
+        med = {k: statistics.median(r[k] for r in ok) for k in ("steps_s", "tasks_s", "peak_mb", "rel_err")}
+        rows.append((impl, med, ""))
+        if impl == "metalearn":
+            base = med["tasks_s"]
+    print(f"| {'implementation':<14} | {'meta-steps/s':>12} | {'tasks/s':>8} | {'peak MB':>8} | {'grad rel err':>12} | {'metalearn is':>12} |")
+    print(f"|{'-' * 16}|{'-' * 14}|{'-' * 10}|{'-' * 10}|{'-' * 14}|{'-' * 14}|")
+    for impl, med, err in rows:
+        if med is None:
+            print(f"| {impl:<14} | {'error: ' + err} |")
+            continue
+        ratio = f"{base / med['tasks_s']:.2f}x" if base else "-"
+        print(f"| {impl:<14} | {med['steps_s']:>12.3f} | {med['tasks_s']:>8.2f} | {med['peak_mb']:>8.0f} | "
+              f"{med['rel_err']:>12.1e} | {ratio:>12} |")
+    if skipped:
+        print(f"not installed (skipped): {', '.join(skipped)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""MAML++: Antoniou, Edwards & Storkey (2019), "How to train your MAML", ICLR.
+
+MAML with the paper's fixes, each a switch:
+
+* multi-step loss (MSL): the query loss after *every* inner step, weighted; the weights start
+  uniform and anneal over ``msl_steps`` meta-steps until only the final step counts (non-final
+  weights decay to a floor of 0.03 / steps, as in the authors' code);
+* per-layer per-step learned inner rates (LSLR), initialised to ``inner_lr``;
+* per-step BatchNorm weights and biases (BNWB): inner step ``s`` uses its own copy; BatchNorm
+  parameters are not adapted in the inner loop;
+* derivative-order annealing (DA): first order for the first ``first_order_steps`` meta-steps,
+  second order after;
+* cosine annealing of the outer learning rate: ``train.lr_schedule=cosine`` in the trainer.
+
+Steps beyond the trained number (e.g. ten at test after five in training) reuse the last step's
+rate and BatchNorm copy.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from ..functional import InnerRule, ParamDict, detached, inner_step, inner_step_reference
+from ..functional.rules import per_parameter_sgd
+from ..tasks.batch import TaskBatch
+from .base import Algorithm, Learner
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+def batchnorm_parameter_names(model: nn.Module) -> list[str]:
+    names = []
+    for mname, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            names += [f"{mname}.weight" if mname else "weight", f"{mname}.bias" if mname else "bias"]
+    return names
+
+
+class MAMLpp(Algorithm):
+    name = "mamlpp"
+
+    def __init__(self, model: nn.Module, inner_lr: float = 0.1, inner_steps: int = 5, loss: str = "mse",
+                 engine: str = "auto", msl_steps: int = 5000, first_order_steps: int = 0,
+                 multi_step_loss: bool = True, learn_lrs: bool = True, per_step_bn: bool = True,
+                 mode: str = "second_order") -> None:
+        super().__init__(model, loss=loss, inner_steps=inner_steps, engine=engine)
+        if inner_steps < 1:
+            raise ValueError("MAML++ needs at least one inner step")
+        self.inner_lr = float(inner_lr)
+        self.msl_steps, self.first_order_steps = int(msl_steps), int(first_order_steps)
+        self.multi_step_loss, self.per_step_bn = multi_step_loss, per_step_bn
+        self.base_mode = mode
+        params = self.params()
+        self._bn = batchnorm_parameter_names(model) if per_step_bn else []
+        self._fast = [n for n in params if n not in self._bn]
+        self.lrs = nn.ParameterDict({_key(n): nn.Parameter(torch.full((inner_steps,), self.inner_lr),
+                                                           requires_grad=learn_lrs) for n in self._fast})
+        # copies of the BatchNorm parameters for inner steps 1..S-1 (step 0 uses the model's own)
+        self.bn_steps = nn.ParameterDict({_key(n): nn.Parameter(params[n].detach().clone().unsqueeze(0)
+                                                                .repeat(inner_steps - 1, 1))
+                                          for n in self._bn} if inner_steps > 1 else {})
+        self._progress = 0
+
+    # -- schedules ---------------------------------------------------------------------------
+    def on_step(self, step: int, total: int) -> None:
+        self._progress = step
+
+    @property
+    def mode(self) -> str:
+        return "first_order" if self._progress < self.first_order_steps else self.base_mode
+
+    def step_weights(self) -> Tensor:
+        """Multi-step loss weights for the current meta-step (sum to one)."""
+        s = self.inner_steps
+        w = torch.zeros(s)
+        if not self.multi_step_loss or s == 1 or self._progress >= self.msl_steps:
+            w[-1] = 1.0
+            return w
+        decay = (1.0 / s) * self._progress / max(self.msl_steps, 1)
+        floor = 0.03 / s
+        w[:-1] = max(1.0 / s - decay, floor)
+        w[-1] = 1.0 - w[:-1].sum()
+        return w
+
+    # -- the inner loop ---------------------------------------------------------------------
+    def inner_rule(self) -> InnerRule:
+        return per_parameter_sgd({n: self.lrs[_key(n)] for n in self._fast}, per_step=True)
+
+    def fast_keys(self) -> list[str]:
+        return self._fast
+
+    def _at_step(self, params: ParamDict, s: int, bn: dict[str, Tensor]) -> ParamDict:
+        """``params`` with the BatchNorm weights of inner step ``s`` (the model's own for step 0)."""
+        idx = min(s, self.inner_steps - 1) - 1
+        if idx < 0 or not bn:
+            return params
+        return {**params, **{n: bn[n][idx] for n in self._bn}}
+
+    def _run(self, params: ParamDict, bn: dict[str, Tensor], rule: InnerRule, xs: Tensor, ys: Tensor,
+             xq: Tensor, yq: Tensor, steps: int, mode: str, step_fn: Callable[..., Any],
+             metric: Callable[[Tensor, Tensor], Tensor]) -> tuple[ParamDict, Tensor]:
+        """Adapt for ``steps``; returns the final parameters and ``metric`` on the query set before
+        adaptation and after each step (shape ``[steps + 1]``)."""
+        state = rule.init({k: params[k] for k in self._fast})
+        out = [metric(self._forward(self._at_step(params, 0, bn), xq), yq)]
+        p = params
+        for s in range(steps):
+            p = self._at_step(p, s, bn)
+            p, state = step_fn(self._forward, self.loss_fn, p, state, xs, ys, rule, mode, self._fast)
+            out.append(metric(self._forward(p, xq), yq))
+        return p, torch.stack(out)
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        weights = self.step_weights().to(batch.query_x.device)
+        params, rule, mode = self.params(), self.inner_rule(), self.mode
+        bn = {n: self.bn_steps[_key(n)] for n in self._bn if _key(n) in self.bn_steps}
+        steps = self.inner_steps
+
+        def one(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor, step_fn: Callable[..., Any]) -> Tensor:
+            _, losses = self._run(params, bn, rule, xs, ys, xq, yq, steps, mode, step_fn, self.loss_fn)
+            return (weights * losses[1:]).sum()
+
+        if self.engine == "vmap":
+            per_task = vmap(lambda *a: one(*a, inner_step), randomness="same")(
+                batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+            return per_task.mean()
+        total = 0.0
+        for t in range(batch.num_tasks):
+            total = total + one(batch.support_x[t], batch.support_y[t], batch.query_x[t], batch.query_y[t],
+                                inner_step_reference)
+        return total / batch.num_tasks
+
+    # -- adaptation at test time -------------------------------------------------------------
+    def _frozen(self) -> tuple[ParamDict, dict[str, Tensor], InnerRule]:
+        return (detached(self.params()), {n: self.bn_steps[_key(n)].detach() for n in self._bn
+                                          if _key(n) in self.bn_steps},
+                per_parameter_sgd({n: self.lrs[_key(n)].detach() for n in self._fast}, per_step=True))
+
+    def adapt(self, x: Tensor, y: Tensor, steps: int | None = None) -> Learner:
+        steps = self.inner_steps if steps is None else steps
+        params, bn, rule = self._frozen()
+        with torch.enable_grad():
+            p, _ = self._run(params, bn, rule, x, y, x, y, steps, "first_order", inner_step,
+                             self.loss_fn)
+        return Learner(self.model, p)
+
+    def adaptation_curve(self, batch: TaskBatch, steps: int,
+                         metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+        params, bn, rule = self._frozen()
+        metric = metric or self.loss_fn
+        rows = []
+        with torch.enable_grad():
+            for t in range(batch.num_tasks):
+                _, curve = self._run(params, bn, rule, batch.support_x[t], batch.support_y[t],
+                                     batch.query_x[t], batch.query_y[t], steps, "first_order",
+                                     inner_step, metric)
+                rows.append(curve.detach())
+        return torch.stack(rows)

@@ -1,0 +1,76 @@
+"""Prototypical Networks: Snell, Swersky & Zemel (2017), "Prototypical Networks for Few-shot
+Learning", NeurIPS. No inner loop: each class is represented by the mean embedding of its
+support examples (its prototype), and a query is classified by a softmax over negative squared
+Euclidean distances to the prototypes. The paper trains with more ways than it tests with
+(e.g. 60-way episodes for 5-way testing on Omniglot): set ``task.ways`` for training and
+``eval.ways`` for testing.
+
+The encoder's BatchNorm uses the batch statistics of each episode (support and query together),
+like the MAML-family models here.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..functional import InnerRule, sgd
+from ..tasks.batch import TaskBatch
+from .base import Algorithm
+
+
+def prototype_logits(emb_s: Tensor, ys: Tensor, emb_q: Tensor) -> Tensor:
+    """Negative squared distances of query embeddings to the class means of support embeddings."""
+    ways = int(ys.max()) + 1
+    onehot = F.one_hot(ys, ways).to(emb_s.dtype)                 # [Ns, ways]
+    protos = onehot.T @ emb_s / onehot.sum(0).unsqueeze(1)       # [ways, D]
+    return -(emb_q.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)
+
+
+class ProtoLearner:
+    """A ProtoNet adapted to one task: the encoder plus the task's prototypes."""
+
+    def __init__(self, encoder: nn.Module, xs: Tensor, ys: Tensor) -> None:
+        self.encoder, self.xs, self.ys = encoder, xs, ys
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> Tensor:
+        emb = self.encoder(torch.cat([self.xs, x])).flatten(1)
+        return prototype_logits(emb[: len(self.xs)], self.ys, emb[len(self.xs):])
+
+
+class ProtoNet(Algorithm):
+    name = "protonet"
+    gradient_based = False
+
+    def __init__(self, model: nn.Module, loss: str = "cross_entropy", engine: str = "loop",
+                 inner_steps: int = 0, **_: object) -> None:
+        super().__init__(model, loss="cross_entropy", inner_steps=0, engine="loop")
+
+    def inner_rule(self) -> InnerRule:
+        return sgd(1.0)  # unused: ProtoNets have no inner loop
+
+    def _task_logits(self, xs: Tensor, ys: Tensor, xq: Tensor) -> Tensor:
+        emb = self.model(torch.cat([xs, xq])).flatten(1)
+        return prototype_logits(emb[: len(xs)], ys, emb[len(xs):])
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        total = 0.0
+        for t in range(batch.num_tasks):
+            logits = self._task_logits(batch.support_x[t], batch.support_y[t], batch.query_x[t])
+            total = total + F.cross_entropy(logits, batch.query_y[t])
+        return total / batch.num_tasks
+
+    def adapt(self, x: Tensor, y: Tensor, steps: int | None = None) -> ProtoLearner:  # type: ignore[override]
+        return ProtoLearner(self.model, x, y)
+
+    @torch.no_grad()
+    def adaptation_curve(self, batch: TaskBatch, steps: int,
+                         metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+        """The same value at every step count: prototypes need no gradient steps."""
+        metric = metric or self.loss_fn
+        vals = torch.stack([metric(self._task_logits(batch.support_x[t], batch.support_y[t], batch.query_x[t]),
+                                   batch.query_y[t]) for t in range(batch.num_tasks)])
+        return vals.unsqueeze(1).expand(-1, steps + 1).clone()

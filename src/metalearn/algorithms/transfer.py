@@ -1,0 +1,150 @@
+"""Transfer-learning baselines of Chen, Liu, Kira, Wang & Huang (2019), "A Closer Look at
+Few-shot Classification", ICLR: what meta-learning buys over plain training.
+
+* ``transfer``: pretrain the encoder with a classifier over *all* meta-training classes (ordinary
+  mini-batch supervised learning, no episodes); at test, freeze the encoder and fit a new head on
+  the support set: a cosine classifier (their Baseline++, the default) or a linear one (Baseline),
+  trained with SGD (momentum 0.9) for ``inner_steps`` steps (100 by default).
+* ``scratch``: the same network, randomly initialised, trained on the support set alone with Adam.
+  It needs no meta-training; ``metalearn compare --scratch`` adds it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..functional import InnerRule, adam, sgd
+from ..tasks.batch import TaskBatch
+from .base import Algorithm
+
+
+class PooledBatches:
+    """Plain labelled mini-batches over every class of a few-shot task family's dataset, as a
+    one-task ``TaskBatch`` (support = the batch, labels = global class ids)."""
+
+    def __init__(self, tasks: Any) -> None:
+        self.dataset = tasks.dataset
+        self.num_classes = self.dataset.num_classes
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> TaskBatch:
+        ds = self.dataset
+        idx = torch.randint(len(ds.images), (n,), generator=generator)
+        labels = torch.searchsorted(ds.offsets, idx, right=True) - 1
+        x = ds.images[idx].float().div_(255).unsqueeze(0)
+        y = labels.unsqueeze(0)
+        return TaskBatch(x, y, x[:, :0], y[:, :0])
+
+
+def head_logits(features: Tensor, weight: Tensor, bias: Tensor | None, cosine: bool, scale: float = 10.0) -> Tensor:
+    if cosine:
+        return scale * F.normalize(features, dim=-1) @ F.normalize(weight, dim=-1).T
+    return features @ weight.T + bias
+
+
+class HeadLearner:
+    def __init__(self, encoder: nn.Module, weight: Tensor, bias: Tensor | None, cosine: bool) -> None:
+        self.encoder, self.weight, self.bias, self.cosine = encoder, weight, bias, cosine
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> Tensor:
+        return head_logits(self.encoder(x).flatten(1), self.weight, self.bias, self.cosine)
+
+
+class Transfer(Algorithm):
+    name = "transfer"
+
+    def __init__(self, model: nn.Module, num_classes: int = 1, feature_dim: int = 64, head: str = "cosine",
+                 inner_lr: float = 0.01, inner_steps: int = 100, loss: str = "cross_entropy",
+                 engine: str = "loop", **_: object) -> None:
+        super().__init__(model, loss="cross_entropy", inner_steps=inner_steps, engine="loop")
+        if head not in ("cosine", "linear"):
+            raise ValueError(f"unknown head {head!r}; choose cosine or linear")
+        self.cosine = head == "cosine"
+        self.inner_lr = float(inner_lr)
+        self.classifier = nn.Linear(feature_dim, num_classes, bias=not self.cosine)
+
+    def inner_rule(self) -> InnerRule:
+        return sgd(self.inner_lr)
+
+    def training_tasks(self, tasks: Any) -> PooledBatches:
+        if not hasattr(tasks, "dataset"):
+            raise ConfigError("the transfer baseline needs a classification task family (omniglot, mnist, image_folder)")
+        if tasks.dataset.num_classes != self.classifier.out_features:
+            raise ConfigError(f"transfer: the classifier has {self.classifier.out_features} outputs but the "
+                              f"training split has {tasks.dataset.num_classes} classes")
+        return PooledBatches(tasks)
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        x, y = batch.support_x[0], batch.support_y[0]
+        f = self.model(x).flatten(1)
+        return F.cross_entropy(head_logits(f, self.classifier.weight, self.classifier.bias, self.cosine), y)
+
+    def _fit_head(self, fs: Tensor, ys: Tensor, steps: int, fq: Tensor | None = None, yq: Tensor | None = None,
+                  metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor | None, list[Tensor]]:
+        ways = int(ys.max()) + 1
+        gen = torch.Generator().manual_seed(0)
+        w = (torch.randn(ways, fs.shape[1], generator=gen) * 0.01).to(fs)
+        b = None if self.cosine else torch.zeros(ways, dtype=fs.dtype, device=fs.device)
+        mw = torch.zeros_like(w)
+        mb = None if b is None else torch.zeros_like(b)
+        curve = []
+        for s in range(steps + 1):
+            if metric is not None:
+                curve.append(metric(head_logits(fq, w, b, self.cosine), yq))
+            if s == steps:
+                break
+            wl = w.requires_grad_(True)
+            bl = None if b is None else b.requires_grad_(True)
+            loss = F.cross_entropy(head_logits(fs, wl, bl, self.cosine), ys)
+            grads = torch.autograd.grad(loss, [wl] + ([bl] if bl is not None else []))
+            with torch.no_grad():
+                mw = 0.9 * mw + grads[0]
+                w = (wl - self.inner_lr * mw).detach()
+                if b is not None:
+                    mb = 0.9 * mb + grads[1]
+                    b = (bl - self.inner_lr * mb).detach()
+        return w, b, curve
+
+    def adapt(self, x: Tensor, y: Tensor, steps: int | None = None) -> HeadLearner:  # type: ignore[override]
+        steps = self.inner_steps if steps is None else steps
+        with torch.no_grad():
+            fs = self.model(x).flatten(1)
+        with torch.enable_grad():
+            w, b, _ = self._fit_head(fs, y, steps)
+        return HeadLearner(self.model, w, b, self.cosine)
+
+    def adaptation_curve(self, batch: TaskBatch, steps: int,
+                         metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+        """Query metric after 0..``steps`` head-training steps (before: an untrained head)."""
+        metric = metric or self.loss_fn
+        rows = []
+        for t in range(batch.num_tasks):
+            xs, ys, xq, yq = batch.support_x[t], batch.support_y[t], batch.query_x[t], batch.query_y[t]
+            with torch.no_grad():
+                f = self.model(torch.cat([xs, xq])).flatten(1)
+            with torch.enable_grad():
+                _, _, curve = self._fit_head(f[: len(xs)], ys, steps, f[len(xs):], yq, metric)
+            rows.append(torch.stack(curve).detach())
+        return torch.stack(rows)
+
+
+class Scratch(Algorithm):
+    """The network trained from a random initialisation on the support set alone (Adam)."""
+
+    name = "scratch"
+
+    def __init__(self, model: nn.Module, inner_lr: float = 0.001, inner_steps: int = 100,
+                 loss: str = "cross_entropy", engine: str = "auto", **_: object) -> None:
+        super().__init__(model, loss=loss, inner_steps=inner_steps, engine=engine)
+        self.inner_lr = float(inner_lr)
+
+    def inner_rule(self) -> InnerRule:
+        return adam(self.inner_lr)
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        raise ConfigError("the from-scratch baseline has nothing to meta-train; add it to a comparison "
+                          "with 'metalearn compare RUN ... --scratch'")

@@ -1,0 +1,117 @@
+"""Optimizee task families of Andrychowicz et al. (2016): each task is an optimisation problem,
+and a batch holds ``B`` independent problems whose parameters carry a leading problem dimension,
+so one coordinatewise LSTM call updates all of them.
+
+* ``QuadraticProblems``: ``f(theta) = ||W theta - y||^2`` with ``W``, ``y`` and ``theta_0``
+  standard Gaussian, 10-dimensional by default (section 3.1).
+* ``MLPProblems``: an MLP on MNIST, one hidden layer of 20 sigmoid units by default, cross-entropy
+  on minibatches of 128 (section 3.2); a problem is an initialisation plus its minibatch sequence.
+  Other widths, depths and activations give the paper's generalisation tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..functional import ParamDict
+
+ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+
+
+@dataclass(frozen=True)
+class OptimizeeBatch:
+    """``B`` problems: their initial parameters and their data, each with a leading ``B`` dimension."""
+
+    params: ParamDict
+    data: dict[str, Tensor]
+
+    @property
+    def num_tasks(self) -> int:
+        return next(iter(self.params.values())).shape[0]
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "OptimizeeBatch":
+        conv = lambda t: t.to(device=device, dtype=dtype) if (dtype is not None and t.is_floating_point()) else t.to(device=device)  # noqa: E731
+        return OptimizeeBatch({k: conv(v) for k, v in self.params.items()}, {k: conv(v) for k, v in self.data.items()})
+
+
+class QuadraticProblems:
+    loss = "optimizee"
+
+    def __init__(self, dim: int = 10, horizon: int = 100) -> None:
+        if dim <= 0 or horizon <= 0:
+            raise ConfigError(f"quadratic problems need positive dim and horizon, got {dim}, {horizon}")
+        self.dim, self.horizon = dim, horizon
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> OptimizeeBatch:
+        d = self.dim
+        return OptimizeeBatch({"theta": torch.randn(n, d, generator=generator)},
+                              {"W": torch.randn(n, d, d, generator=generator), "y": torch.randn(n, d, generator=generator)})
+
+    def losses(self, params: ParamDict, data: dict[str, Tensor], t: int) -> Tensor:
+        r = torch.bmm(data["W"], params["theta"].unsqueeze(-1)).squeeze(-1) - data["y"]
+        return r.pow(2).sum(-1)
+
+    final_loss = losses
+
+    def __repr__(self) -> str:
+        return f"QuadraticProblems(dim={self.dim}, horizon={self.horizon})"
+
+
+class MLPProblems:
+    loss = "optimizee"
+
+    def __init__(self, hidden: Sequence[int] = (20,), activation: str = "sigmoid", minibatch: int = 128,
+                 horizon: int = 100, data_dir: str | Path | None = None, eval_size: int = 1024) -> None:
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+        if minibatch <= 0 or horizon <= 0 or any(h <= 0 for h in hidden):
+            raise ConfigError("MLP problems need positive minibatch, horizon and hidden sizes")
+        from ..data.mnist import load_mnist
+        ds = load_mnist(data_dir, "train")
+        self.images = ds.images.flatten(1).float().div_(255)                        # [60000, 784]
+        self.labels = torch.searchsorted(ds.offsets, torch.arange(len(ds.images)), right=True) - 1
+        self.hidden, self.activation, self.minibatch, self.horizon = list(hidden), activation, minibatch, horizon
+        self.sizes = [784, *self.hidden, 10]
+        self.eval_idx = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(0))[:eval_size]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> OptimizeeBatch:
+        params = {}
+        for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            bound = a ** -0.5
+            params[f"w{i}"] = (torch.rand(n, b, a, generator=generator) * 2 - 1) * bound
+            params[f"b{i}"] = (torch.rand(n, b, generator=generator) * 2 - 1) * bound
+        idx = torch.randint(len(self.images), (n, self.horizon, self.minibatch), generator=generator)
+        return OptimizeeBatch(params, {"idx": idx})
+
+    def _forward(self, params: ParamDict, x: Tensor) -> Tensor:
+        act = ACTIVATIONS[self.activation]
+        layers = len(self.sizes) - 1
+        for i in range(layers):
+            x = torch.baddbmm(params[f"b{i}"].unsqueeze(1), x, params[f"w{i}"].transpose(1, 2))
+            if i < layers - 1:
+                x = act(x)
+        return x
+
+    def _ce(self, params: ParamDict, idx: Tensor) -> Tensor:
+        x = self.images[idx]                                                       # [B, m, 784]
+        logits = self._forward(params, x)
+        y = self.labels[idx]
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(idx.shape).mean(1)
+
+    def losses(self, params: ParamDict, data: dict[str, Tensor], t: int) -> Tensor:
+        """Minibatch cross-entropy of each problem at optimisation step ``t``."""
+        return self._ce(params, data["idx"][:, t % data["idx"].shape[1]])
+
+    def final_loss(self, params: ParamDict, data: dict[str, Tensor], t: int = 0) -> Tensor:
+        """Training cross-entropy on a fixed set of 1,024 MNIST training images (less noisy)."""
+        n = next(iter(params.values())).shape[0]
+        return self._ce(params, self.eval_idx.unsqueeze(0).expand(n, -1))
+
+    def __repr__(self) -> str:
+        return f"MLPProblems(hidden={self.hidden}, activation={self.activation}, minibatch={self.minibatch})"

@@ -1,0 +1,113 @@
+"""Meta-training the learned optimizer (Andrychowicz et al. 2016): optimisation runs of
+``horizon`` steps on freshly sampled problems, cut into truncated unrolls of ``unroll`` steps;
+each unroll's loss ``mean_t f(theta_t)`` is back-propagated into the LSTM, then the optimizee
+state is detached and carried into the next unroll. By default the optimizee's second derivatives
+are dropped, as in the paper (``mode="second_order"`` keeps them).
+
+One trainer step is one unroll, so the ordinary trainer gives runs, checkpoints, logging, resume
+and validation. The optimizee state in flight is part of the checkpoint (``get_extra_state``), so a
+resumed run continues mid-run exactly.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from ..algorithms.base import Algorithm
+from ..functional import InnerRule, ParamDict, check_mode, detached
+from .lstm import LSTMOptimizerNet, lstm_rule
+from .optimizees import OptimizeeBatch
+
+
+def optimize(family: Any, batch: OptimizeeBatch, rule: InnerRule, steps: int,
+             record: Callable[[ParamDict, int], Tensor] | None = None) -> tuple[ParamDict, Tensor]:
+    """Run ``rule`` for ``steps`` steps on every problem of ``batch`` (no meta-gradient).
+
+    Returns the final parameters and ``record(params, t)`` (default: the step's loss) before each
+    step and after the last, shape ``[B, steps + 1]``."""
+    params = detached(batch.params)
+    state = rule.init(params)
+    curve = []
+    for t in range(steps + 1):
+        leaf = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        with torch.enable_grad():
+            loss = family.losses(leaf, batch.data, t)
+            grads = dict(zip(leaf, torch.autograd.grad(loss.sum(), list(leaf.values()))))
+        curve.append((loss if record is None else record(leaf, t)).detach())
+        if t == steps:
+            break
+        with torch.no_grad():
+            params, state = rule.update(grads, state, {k: v.detach() for k, v in leaf.items()})
+            state = tuple(s.detach() for s in state) if isinstance(state, tuple) and all(
+                torch.is_tensor(s) for s in state) else state
+    return params, torch.stack(curve, dim=1)
+
+
+class L2L(Algorithm):
+    """Meta-learns the LSTM optimizer ``model`` on problems of ``family``."""
+
+    name = "l2l"
+
+    def __init__(self, model: LSTMOptimizerNet, family: Any = None, horizon: int = 100, unroll: int = 20,
+                 mode: str = "first_order", **_: object) -> None:
+        super().__init__(model, loss="mse", inner_steps=horizon, engine="loop")
+        check_mode(mode)
+        self.family, self.horizon, self.unroll, self.mode = family, horizon, unroll, mode
+        self._run: dict[str, Any] | None = None
+
+    def inner_rule(self) -> InnerRule:
+        return lstm_rule(self.model)  # type: ignore[arg-type]
+
+    def meta_loss(self, batch: OptimizeeBatch) -> Tensor:
+        run = self._run
+        if run is None or run["t"] >= self.horizon:
+            params = detached(batch.params)
+            run = {"t": 0, "params": params, "state": self.inner_rule().init(params), "data": batch.data}
+        rule, second = self.inner_rule(), self.mode == "second_order"
+        params = {k: v.detach().requires_grad_(True) for k, v in run["params"].items()}
+        state, t = run["state"], run["t"]
+        steps = min(self.unroll, self.horizon - t)
+        total = 0.0
+        for i in range(steps):
+            loss = self.family.losses(params, run["data"], t + i)
+            if i > 0:
+                total = total + loss.mean()
+            grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=second, retain_graph=True)
+            g = {k: (gi if second else gi.detach()) for k, gi in zip(params, grads)}
+            params, state = rule.update(g, state, params)
+        total = (total + self.family.losses(params, run["data"], t + steps).mean()) / steps
+        self._run = {"t": t + steps, "params": detached(params), "state": tuple(s.detach() for s in state),
+                     "data": run["data"]}
+        return total
+
+    def adaptation_curve(self, batch: OptimizeeBatch, steps: int,  # type: ignore[override]
+                         metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+        """Each problem's loss before each of ``steps`` learned-optimizer steps and after the last."""
+        _, curve = optimize(self.family, batch, _no_grad_rule(lstm_rule(self.model)), steps)  # type: ignore[arg-type]
+        return curve
+
+    def adapt(self, x: Any, y: Any = None, steps: int | None = None) -> Any:  # type: ignore[override]
+        raise NotImplementedError("use LearnedOptimizer.from_run(RUN) to optimise your own model")
+
+    # the optimizee state in flight travels with the checkpoint
+    def get_extra_state(self) -> dict[str, Any]:
+        if self._run is None:
+            return {}
+        r = self._run
+        return {"t": torch.tensor(r["t"]), "params": r["params"], "state": list(r["state"]), "data": r["data"]}
+
+    def set_extra_state(self, extra: dict[str, Any]) -> None:
+        if not extra:
+            self._run = None
+            return
+        self._run = {"t": int(extra["t"]), "params": dict(extra["params"]), "state": tuple(extra["state"]),
+                     "data": dict(extra["data"])}
+
+
+def _no_grad_rule(rule: InnerRule) -> InnerRule:
+    def update(g: ParamDict, s: Any, p: ParamDict) -> tuple[ParamDict, Any]:
+        with torch.no_grad():
+            return rule.update(g, s, p)
+    return InnerRule(rule.init, update, name=rule.name)

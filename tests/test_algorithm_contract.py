@@ -1,0 +1,228 @@
+"""The contract every registered algorithm meets, on tiny few-shot image episodes (and the
+gradient-based ones also on sine waves). A new algorithm gets all of this by registering."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import metalearn as ml
+from metalearn.algorithms import get_algorithm
+from metalearn.data.images import ImageDataset
+from metalearn.functional import make_forward
+from metalearn.tasks import FewShotTasks
+
+WAYS = 3
+
+
+def toy_images(classes=8, per_class=6, size=16, seed=0):
+    """Classes are noisy copies of a per-class template, so they are learnable."""
+    gen = torch.Generator().manual_seed(seed)
+    per, names = [], []
+    for c in range(classes):
+        template = torch.rand(1, size, size, generator=gen)
+        imgs = (template + 0.3 * torch.rand(per_class, 1, size, size, generator=gen)).clamp(0, 1)
+        per.append((imgs * 255).to(torch.uint8))
+        names.append(str(c))
+    return ImageDataset.from_class_lists(per, names)
+
+
+def make(name, dtype=torch.float32, seed=0):
+    torch.manual_seed(seed)
+    tasks = FewShotTasks(toy_images(), WAYS, 2, 2)
+    if name in ("protonet", "transfer"):
+        model = ml.models.conv4(1, 0, width=4, image_size=16)
+    else:
+        model = ml.models.conv4(1, WAYS, width=4, image_size=16)
+    kw = dict(loss="cross_entropy")
+    if name == "transfer":
+        kw.update(num_classes=8, feature_dim=4, inner_steps=20, inner_lr=0.1)
+    elif name == "reptile":
+        kw.update(inner_lr=0.01, inner_steps=3)
+    elif name == "mamlpp":
+        kw.update(inner_lr=0.3, inner_steps=2, msl_steps=10)
+    elif name in ("maml", "anil", "metasgd", "pretrain"):
+        kw.update(inner_lr=0.3, inner_steps=1)
+    algo = get_algorithm(name)(model.to(dtype), **kw)
+    return algo.to(dtype), tasks
+
+
+def training_batch(algo, tasks, n=3, dtype=torch.float32):
+    b = algo.training_tasks(tasks).sample(n if algo.name != "transfer" else 12, torch.Generator().manual_seed(1))
+    return b.to(dtype=dtype)
+
+
+ALGOS = ml.list_algorithms()
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_adaptation_lowers_the_support_loss(name):
+    algo, tasks = make(name)
+    batch = tasks.sample(6, torch.Generator().manual_seed(2))
+    for t in range(batch.num_tasks):
+        x, y = batch.support_x[t], batch.support_y[t]
+        after = F.cross_entropy(algo.adapt(x, y, steps=10)(x), y)
+        if algo.gradient_based and name != "transfer":
+            before = F.cross_entropy(algo.adapt(x, y, steps=0)(x), y)
+        else:  # an untrained head / no adaptation is at chance
+            before = torch.tensor(math.log(WAYS))
+        assert after < before, (name, t, float(before), float(after))
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_meta_gradient_is_finite_and_reaches_every_meta_parameter(name):
+    algo, tasks = make(name)
+    algo.on_step(0, 100)
+    algo.meta_loss(training_batch(algo, tasks)).backward()
+    conv_biases = {n for n, _ in algo.named_parameters() if n.startswith("model.features.") and n.endswith("0.bias")}
+    for pname, p in algo.named_parameters():
+        if not p.requires_grad:
+            continue
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        if pname not in conv_biases:  # a bias right before BatchNorm has an exactly-zero gradient
+            assert p.grad.abs().sum() > 0, pname
+
+
+def _fd_check(algo, batch, coords=3, rel=1e-4):
+    params = [(n, p) for n, p in algo.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(algo.meta_loss(batch), [p for _, p in params])
+    gen = torch.Generator().manual_seed(0)
+    eps = 1e-6
+    with torch.no_grad():
+        for (name, p), g in zip(params, grads):
+            for i in torch.randperm(p.numel(), generator=gen)[:coords].tolist():
+                orig = p.view(-1)[i].item()
+                p.view(-1)[i] = orig + eps
+                with torch.enable_grad():
+                    up = algo.meta_loss(batch).item()
+                p.view(-1)[i] = orig - eps
+                with torch.enable_grad():
+                    down = algo.meta_loss(batch).item()
+                p.view(-1)[i] = orig
+                assert g.view(-1)[i].item() == pytest.approx((up - down) / (2 * eps), rel=rel, abs=1e-7), (name, i)
+
+
+@pytest.mark.parametrize("name", ["maml", "anil", "metasgd", "mamlpp", "protonet", "transfer", "pretrain"])
+def test_meta_gradient_matches_finite_differences_in_float64(name):
+    algo, tasks = make(name, dtype=torch.float64)
+    algo.on_step(3, 100)  # MAML++: multi-step weights mid-annealing, second order
+    _fd_check(algo, training_batch(algo, tasks, dtype=torch.float64))
+
+
+def test_reptile_update_moves_toward_the_adapted_weights():
+    """Reptile's gradient is theta - mean(phi): recompute phi with a plain loop and compare."""
+    algo, tasks = make("reptile", dtype=torch.float64)
+    batch = training_batch(algo, tasks, dtype=torch.float64)
+    theta = {k: v.detach().clone() for k, v in algo.params().items()}
+    loss = algo.meta_loss(batch)
+    grads = torch.autograd.grad(loss, list(algo.params().values()))
+    fwd = make_forward(algo.model)
+    mean_phi = {k: torch.zeros_like(v) for k, v in theta.items()}
+    for t in range(batch.num_tasks):
+        x = torch.cat([batch.support_x[t], batch.query_x[t]])
+        y = torch.cat([batch.support_y[t], batch.query_y[t]])
+        w = {k: v.clone().requires_grad_(True) for k, v in theta.items()}
+        opt = torch.optim.Adam(w.values(), lr=0.01, betas=(0.0, 0.999))
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(fwd(w, x), y).backward()
+            opt.step()
+        for k in mean_phi:
+            mean_phi[k] += w[k].detach() / batch.num_tasks
+    for (k, th), g in zip(theta.items(), grads):
+        assert torch.allclose(g, th - mean_phi[k], rtol=1e-6, atol=1e-9), k
+
+
+@pytest.mark.parametrize("name", ["maml", "anil", "metasgd", "mamlpp", "reptile"])
+def test_vmap_path_equals_the_per_task_loop_on_an_mlp(name):
+    torch.manual_seed(0)
+    batch = ml.SinusoidTasks(shots=5).sample(4, torch.Generator().manual_seed(0)).to(dtype=torch.float64)
+    out = {}
+    for engine in ("loop", "vmap"):
+        torch.manual_seed(0)
+        kw = dict(inner_steps=2, engine=engine)
+        if name == "mamlpp":
+            kw.update(msl_steps=10)
+        algo = get_algorithm(name)(ml.mlp(1, [8, 8], 1, "tanh").double(), inner_lr=0.05, **kw).double()
+        algo.on_step(3, 100)
+        loss = algo.meta_loss(batch)
+        out[engine] = (loss, torch.autograd.grad(loss, [p for p in algo.parameters() if p.requires_grad]))
+    assert torch.allclose(out["loop"][0], out["vmap"][0], rtol=1e-10)
+    for a, b in zip(out["loop"][1], out["vmap"][1]):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_checkpoint_round_trip(name, tmp_path):
+    algo, tasks = make(name)
+    algo.meta_loss(training_batch(algo, tasks)).backward()
+    torch.save(algo.state_dict(), tmp_path / "a.pt")
+    other, _ = make(name, seed=1)
+    other.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True))
+    batch = tasks.sample(2, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(algo.adaptation_curve(batch, 2), other.adaptation_curve(batch, 2))
+
+
+def test_anil_adapts_only_the_head():
+    algo, tasks = make("anil")
+    assert algo.fast_keys() == ["head.weight", "head.bias"]
+    b = tasks.sample(1)
+    learner = algo.adapt(b.support_x[0], b.support_y[0], steps=3)
+    for k, v in algo.params().items():
+        same = torch.equal(learner.params[k], v)
+        assert same == (not k.startswith("head")), k
+
+
+def test_metasgd_and_mamlpp_learn_their_rates():
+    for name in ("metasgd", "mamlpp"):
+        algo, tasks = make(name)
+        opt = torch.optim.Adam(algo.parameters(), 1e-2)
+        before = {k: v.clone() for k, v in algo.lrs.items()}
+        for _ in range(3):
+            opt.zero_grad()
+            algo.meta_loss(training_batch(algo, tasks)).backward()
+            opt.step()
+        assert any(not torch.equal(before[k], v) for k, v in algo.lrs.items()), name
+
+
+def test_mamlpp_schedules():
+    algo, _ = make("mamlpp")
+    algo.first_order_steps = 5
+    algo.on_step(0, 100)
+    w0 = algo.step_weights()
+    assert torch.allclose(w0, torch.full((2,), 0.5)) and algo.mode == "first_order"
+    algo.on_step(5, 100)
+    w5 = algo.step_weights()
+    assert w5[-1] > w0[-1] and w5.sum().item() == pytest.approx(1.0) and algo.mode == "second_order"
+    algo.on_step(10, 100)
+    assert torch.equal(algo.step_weights(), torch.tensor([0.0, 1.0]))
+
+
+def test_protonet_classifies_by_nearest_prototype():
+    from metalearn.algorithms.protonet import prototype_logits
+    emb_s = torch.tensor([[0.0, 0.0], [0.2, 0.0], [5.0, 5.0]])
+    ys = torch.tensor([0, 0, 1])
+    logits = prototype_logits(emb_s, ys, torch.tensor([[0.1, 0.1], [4.0, 4.0]]))
+    assert logits.argmax(1).tolist() == [0, 1]
+    assert logits[0, 0].item() == pytest.approx(-0.01)  # distance to the mean (0.1, 0)
+
+
+@pytest.mark.parametrize("name", ["maml", "protonet", "transfer"])
+def test_memory_is_flat_over_outer_steps(name, rss_bytes):
+    algo, tasks = make(name)
+    sampler = algo.training_tasks(tasks)
+    opt = torch.optim.Adam(algo.parameters(), 1e-3)
+    gen = torch.Generator().manual_seed(0)
+
+    def step():
+        opt.zero_grad()
+        algo.meta_loss(sampler.sample(3 if name != "transfer" else 12, gen)).backward()
+        opt.step()
+
+    for _ in range(20):
+        step()
+    start = rss_bytes()
+    for _ in range(100):
+        step()
+    assert (rss_bytes() - start) / 2**20 < 30
