@@ -52,7 +52,7 @@ def training_batch(algo, tasks, n=3, dtype=torch.float32):
     return b.to(dtype=dtype)
 
 
-ALGOS = ml.list_algorithms()
+ALGOS = [a for a in ml.list_algorithms() if "classification" in get_algorithm(a).task_kinds]
 
 
 @pytest.mark.parametrize("name", ALGOS)

@@ -4,7 +4,7 @@ import torch
 
 import metalearn as ml
 
-ALGOS = ml.list_algorithms()
+ALGOS = [a for a in ml.list_algorithms() if "regression" in ml.get_algorithm(a).task_kinds]
 
 
 def make(name, seed=0, **kw):
@@ -46,7 +46,7 @@ def test_adapt_returns_a_new_learner_and_leaves_the_model_alone(name):
     assert out.shape == b.query_y[0].shape and not out.requires_grad
     for k, v in algo.state_dict().items():
         assert torch.equal(v, before[k])
-    assert not torch.equal(learner.params["0.weight"], algo.model[0].weight)
+    assert any(not torch.equal(learner.params[k], v) for k, v in algo.params().items())
 
 
 def test_adaptation_curve_starts_at_the_unadapted_loss():

@@ -55,12 +55,12 @@ def test_train_evaluate_report_end_to_end(trained_run, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "nosuch"], "unknown preset or task family 'nosuch'; choose one of: omniglot-20w1s"),
-    (["train", "sinusoid", "--algo", "mamml"], "unknown algorithm 'mamml'; choose one of: maml, pretrain"),
+    (["train", "nosuch"], "unknown preset or task family 'nosuch'; choose one of: l2l-mnist, l2l-quadratic, omniglot-20w1s"),
+    (["train", "sinusoid", "--algo", "mamml"], "unknown algorithm 'mamml'; choose one of: anil, l2l, maml, mamlpp, metasgd, pretrain, protonet, reptile, transfer"),
     (["train", "sinusoid", "--set", "train.foo=1"], "unknown config key 'train.foo'"),
     (["train", "sinusoid", "--set", "train.steps=abc"], "train.steps: expected an integer, got 'abc'"),
     (["train", "sinusoid", "--set", "task.shots=0"], "task.shots must be positive"),
-    (["train", "sinusoid", "--set", "task.family=cosine"], "unknown task family 'cosine'; choose one of: image_folder, mnist, omniglot, sinusoid"),
+    (["train", "sinusoid", "--set", "task.family=cosine"], "unknown task family 'cosine'; choose one of: image_folder, mnist, mnist_mlp, omniglot, quadratic, sinusoid"),
     (["train"], "name a preset"),
     (["evaluate", "/nonexistent/run"], "run folder /nonexistent/run does not exist"),
     (["report", "/nonexistent/run"], "does not exist"),

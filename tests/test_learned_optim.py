@@ -13,13 +13,13 @@ from metalearn.learned_optim import (L2L, LearnedOptimizer, LSTMOptimizerNet, Qu
 
 def test_preprocessing_matches_the_paper():
     p = 10.0
-    g = torch.tensor([1.0, -0.5, 1e-6, -1e-6, 0.0])
+    g = torch.tensor([1.0, -0.5, 1e-3, -1e-6, 0.0])
     out = preprocess(g, p)
     assert out[0].tolist() == pytest.approx([0.0, 1.0])
     assert out[1].tolist() == pytest.approx([math.log(0.5) / p, -1.0])
-    assert out[2].tolist() == pytest.approx([math.log(1e-6) / p, 1.0])  # 1e-6 >= e^-10
-    tiny = torch.tensor([1e-5 * math.exp(-p)])
-    assert preprocess(tiny, p)[0].tolist() == pytest.approx([-1.0, 1e-5])
+    assert out[2].tolist() == pytest.approx([math.log(1e-3) / p, 1.0])     # 1e-3 >= e^-10
+    assert out[3].tolist() == pytest.approx([-1.0, -1e-6 * math.exp(p)])   # 1e-6 < e^-10 = 4.5e-5
+    assert out[4].tolist() == pytest.approx([-1.0, 0.0])
 
 
 def test_rule_state_per_coordinate_over_several_tensors():

@@ -59,6 +59,7 @@ class Algorithm(nn.Module):
 
     name = "algorithm"
     gradient_based = True      # adapts by gradient steps (False: metric-based, e.g. ProtoNets)
+    task_kinds: tuple[str, ...] = ("regression", "classification")   # or ("optimizer",) for l2l
 
     def __init__(self, model: nn.Module, loss: str = "mse", inner_steps: int = 1,
                  engine: str = "auto") -> None:

@@ -43,6 +43,7 @@ class ProtoLearner:
 
 class ProtoNet(Algorithm):
     name = "protonet"
+    task_kinds = ("classification",)
     gradient_based = False
 
     def __init__(self, model: nn.Module, loss: str = "cross_entropy", engine: str = "loop",

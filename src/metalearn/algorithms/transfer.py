@@ -56,6 +56,7 @@ class HeadLearner:
 
 class Transfer(Algorithm):
     name = "transfer"
+    task_kinds = ("classification",)
 
     def __init__(self, model: nn.Module, num_classes: int = 1, feature_dim: int = 64, head: str = "cosine",
                  inner_lr: float = 0.01, inner_steps: int = 100, loss: str = "cross_entropy",
@@ -87,7 +88,9 @@ class Transfer(Algorithm):
                   metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor | None, list[Tensor]]:
         ways = int(ys.max()) + 1
         gen = torch.Generator().manual_seed(0)
-        w = (torch.randn(ways, fs.shape[1], generator=gen) * 0.01).to(fs)
+        w = torch.randn(ways, fs.shape[1], generator=gen).to(fs)
+        # unit rows for the cosine head (tiny weights would give huge normalised gradients)
+        w = F.normalize(w, dim=-1) if self.cosine else 0.01 * w
         b = None if self.cosine else torch.zeros(ways, dtype=fs.dtype, device=fs.device)
         mw = torch.zeros_like(w)
         mb = None if b is None else torch.zeros_like(b)

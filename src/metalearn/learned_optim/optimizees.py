@@ -11,6 +11,7 @@ so one coordinatewise LSTM call updates all of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -53,7 +54,7 @@ class QuadraticProblems:
         return OptimizeeBatch({"theta": torch.randn(n, d, generator=generator)},
                               {"W": torch.randn(n, d, d, generator=generator), "y": torch.randn(n, d, generator=generator)})
 
-    def losses(self, params: ParamDict, data: dict[str, Tensor], t: int) -> Tensor:
+    def losses(self, params: ParamDict, data: dict[str, Tensor], t: int = 0) -> Tensor:
         r = torch.bmm(data["W"], params["theta"].unsqueeze(-1)).squeeze(-1) - data["y"]
         return r.pow(2).sum(-1)
 
@@ -61,6 +62,15 @@ class QuadraticProblems:
 
     def __repr__(self) -> str:
         return f"QuadraticProblems(dim={self.dim}, horizon={self.horizon})"
+
+
+@lru_cache(maxsize=2)
+def _mnist_flat(data_dir: str | None) -> tuple[Tensor, Tensor]:
+    """MNIST training images as float ``[60000, 784]`` in [0, 1] and their labels (cached)."""
+    from ..data.mnist import load_mnist
+    ds = load_mnist(data_dir, "train")
+    labels = torch.searchsorted(ds.offsets, torch.arange(len(ds.images)), right=True) - 1
+    return ds.images.flatten(1).float().div_(255), labels
 
 
 class MLPProblems:
@@ -72,10 +82,7 @@ class MLPProblems:
             raise ConfigError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
         if minibatch <= 0 or horizon <= 0 or any(h <= 0 for h in hidden):
             raise ConfigError("MLP problems need positive minibatch, horizon and hidden sizes")
-        from ..data.mnist import load_mnist
-        ds = load_mnist(data_dir, "train")
-        self.images = ds.images.flatten(1).float().div_(255)                        # [60000, 784]
-        self.labels = torch.searchsorted(ds.offsets, torch.arange(len(ds.images)), right=True) - 1
+        self.images, self.labels = _mnist_flat(None if data_dir is None else str(data_dir))
         self.hidden, self.activation, self.minibatch, self.horizon = list(hidden), activation, minibatch, horizon
         self.sizes = [784, *self.hidden, 10]
         self.eval_idx = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(0))[:eval_size]

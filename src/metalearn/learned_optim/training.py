@@ -49,6 +49,7 @@ class L2L(Algorithm):
     """Meta-learns the LSTM optimizer ``model`` on problems of ``family``."""
 
     name = "l2l"
+    task_kinds = ("optimizer",)
 
     def __init__(self, model: LSTMOptimizerNet, family: Any = None, horizon: int = 100, unroll: int = 20,
                  mode: str = "first_order", **_: object) -> None:
