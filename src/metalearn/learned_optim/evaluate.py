@@ -24,7 +24,7 @@ from .hand_rules import HAND_RULES
 from .lstm import lstm_rule
 from .training import _no_grad_rule, optimize
 
-LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
 
 
 def _final(family: Any, batch: Any, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -87,7 +87,7 @@ def evaluate_l2l_run(run: Run, cfg: Config, algo: Any, problems: int | None = No
         family = build_tasks(c, horizon=steps)
         algo.family = family
         report["variants"][label] = {"steps": steps,
-                                     "results": compare_optimizers(algo, family, steps, n, max(n // 2, 10),
+                                     "results": compare_optimizers(algo, family, steps, n, max(n // 2, 4),
                                                                    cfg.eval.seed)}
     out = run.path / "eval" / "l2l.json"
     atomic_write_text(out, json.dumps(report, indent=1))
