@@ -60,6 +60,7 @@ def test_adaptation_curve_starts_at_the_unadapted_loss():
     assert torch.allclose(curve[:, 0], direct, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_meta_training_step_memory_stays_flat(rss_bytes):
     """No autograd graph survives an outer step: 150 more steps of a wide MLP must not grow RSS
     (a leaked graph would hold 25 adapted copies of ~70k weights per step, about 7 MB)."""

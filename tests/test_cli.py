@@ -108,6 +108,7 @@ def test_checkpoint_from_a_different_model(capsys, trained_run, tmp_path):
     assert "was saved from a different model" in err and "model.0.weight: checkpoint (20, 1) vs model (32, 1)" in err
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     """SIGKILL a real CLI process mid-run; resuming ends bit-identical to an uninterrupted run."""
     args = ["--steps", "600", "--quiet", "--set", "train.ckpt_every=50", "--set", "train.val_every=100",

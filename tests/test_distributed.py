@@ -59,6 +59,7 @@ def test_shards_cover_every_task_once():
         DistContext(0, 3).shard(2)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tmp_path):
     common = ["train", "sinusoid", "--steps", "30", "--quiet", "--set", "train.meta_batch=6",
               "--set", "train.val_every=10", "--set", "train.val_tasks=8", "--set", "train.log_every=10",

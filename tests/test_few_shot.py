@@ -171,6 +171,7 @@ def test_adapt_errors(omniglot_run, tmp_path, capsys):
     assert main(base + ["--resize"]) == 0
 
 
+@pytest.mark.slow
 def test_compare_runs_on_the_same_episodes(omniglot_run, tmp_path, capsys):
     proto = tmp_path / "proto"
     assert main(["train", "omniglot-5w1s", "--algo", "protonet", "--out", str(proto), "--steps", "4", "--quiet",
@@ -186,6 +187,7 @@ def test_compare_runs_on_the_same_episodes(omniglot_run, tmp_path, capsys):
     assert "adaptation ms/task" in printed
 
 
+@pytest.mark.slow
 def test_compare_refuses_runs_of_different_settings(omniglot_run, tmp_path, capsys):
     other = tmp_path / "20w"
     assert main(["train", "omniglot-20w1s", "--out", str(other), "--steps", "2", "--quiet", "--set", "model.width=4",

@@ -156,6 +156,7 @@ def test_wrapper_trains_an_ordinary_model(meta_trained):
     assert losses[-1] < 0.5 * losses[0], losses[::10]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset, extra", [("l2l-quadratic", []), ("l2l-mnist", ["--set", "task.minibatch=16"])])
 def test_presets_end_to_end(preset, extra, tmp_path, capsys, data_dir):
     out = tmp_path / preset

@@ -29,16 +29,22 @@ def image_sizes(paths: list[Path]) -> dict[tuple[int, int], list[Path]]:
     return sizes
 
 
+def class_folders(root: Path, what: str = "image folder") -> list[Path]:
+    """The class subfolders of ``root``, sorted by name; a clear error when there are none."""
+    if not root.is_dir():
+        raise MetalearnError(f"{what} {root} does not exist")
+    classes = sorted(p for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise MetalearnError(f"{what} {root} has no class subfolders; put each class's images in its "
+                             f"own subfolder, e.g. {root}/a/1.png")
+    return classes
+
+
 def load_image_folder(root: Path | str, image_size: int, channels: int = 1, invert: bool = False,
                       min_per_class: int = 1) -> ImageDataset:
     """Classes from the subfolders of ``root`` (sorted by name), images resized to ``image_size``."""
     root = Path(root)
-    if not root.is_dir():
-        raise MetalearnError(f"image folder {root} does not exist")
-    classes = sorted(p for p in root.iterdir() if p.is_dir())
-    if not classes:
-        raise MetalearnError(f"{root} has no class subfolders; put each class's images in its own "
-                             f"subfolder, e.g. {root}/cat/1.png")
+    classes = class_folders(root)
     per_class, names = [], []
     for c in classes:
         files = list_images(c)
@@ -80,13 +86,9 @@ def load_episode_folders(support: Path | str, query: Path | str, image_size: int
     also gives the true labels). Returns class names, support images and labels, query paths,
     query images and query labels (or None). Images are float in [0, 1] at ``image_size``."""
     support, query = Path(support), Path(query)
-    for folder, what in ((support, "support"), (query, "query")):
-        if not folder.is_dir():
-            raise MetalearnError(f"{what} folder {folder} does not exist")
-    classes = sorted(p for p in support.iterdir() if p.is_dir())
-    if not classes:
-        raise MetalearnError(f"support folder {support} has no class subfolders; put each class's "
-                             f"labelled images in its own subfolder, e.g. {support}/a/1.png")
+    if not query.is_dir():
+        raise MetalearnError(f"query folder {query} does not exist")
+    classes = class_folders(support, "support folder")
     sup_files, sup_labels = [], []
     for i, c in enumerate(classes):
         files = list_images(c)
