@@ -33,6 +33,7 @@ def _grad_worker(rank, world, port, out):
     ctx.all_reduce_grads(algo)
     if rank == 0:
         torch.save({k: p.grad for k, p in algo.named_parameters()}, out)
+    dist.barrier()  # leave together: a peer closing early can abort gloo in the other process
     dist.destroy_process_group()
 
 

@@ -83,6 +83,12 @@ class DistContext:
         if self.active:
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave together and tear the process group down (a peer leaving early can abort gloo)."""
+        if self.active and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
 
 def from_environment(device: str | torch.device = "cpu") -> DistContext:
     """A ``DistContext`` from torchrun's variables, initialising the process group when

@@ -70,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
     trainer = build_trainer(cfg, run_dir.path, progress=not args.quiet, dist=ctx)
     if ctx.is_main:
         run_dir.save_config(cfg)
-    result = trainer.run(resume=args.resume is not None)
+    try:
+        result = trainer.run(resume=args.resume is not None)
+    finally:
+        ctx.close()
     if not ctx.is_main:
         return 130 if result.interrupted else 0
     if result.interrupted:
