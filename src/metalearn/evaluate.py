@@ -160,8 +160,8 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
     algo = load_algorithm(run, cfg, checkpoint)
     classification = family.loss == "cross_entropy"
     metric = percent_correct if classification else None
-    result = EvalResult(k, n, cfg.eval.seed, "accuracy (%)" if classification else family.loss, step_list)
-    result.dataset = family_name
+    result = EvalResult(k, n, cfg.eval.seed, "accuracy (%)" if classification else family.loss, step_list,
+                        dataset=family_name)
     name = cfg.algo.name if cfg.algo.mode == "second_order" else f"{cfg.algo.name} (first order)"
     result.methods[name] = curve_stats(algo, family, n, generator("test", cfg.eval.seed), max(step_list), metric)
     if baseline and not classification and cfg.algo.name != "pretrain":

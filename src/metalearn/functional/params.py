@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
-import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -43,8 +42,3 @@ def make_forward(module: nn.Module, buffers: ParamDict | None = None) -> Callabl
 def has_batchnorm(module: nn.Module) -> bool:
     """True when the module contains a BatchNorm layer (whose double backward vmap gets wrong)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-
-
-def stack_params(params_list: list[ParamDict]) -> ParamDict:
-    """Stack per-task parameter dicts along a new leading task dimension."""
-    return {k: torch.stack([p[k] for p in params_list]) for k in params_list[0]}
