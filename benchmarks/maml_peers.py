@@ -33,6 +33,8 @@ from torch import nn
 
 SETTINGS = {"5w1s-q15": (5, 1, 15, 32), "5w1s": (5, 1, 1, 32), "20w1s": (20, 1, 1, 16)}
 IMPLS = ("metalearn", "bare-loop", "higher", "learn2learn", "torchopt")
+PEERS = ("higher", "learn2learn", "torchopt")
+GPU_IMPLS = ("metalearn", "metalearn-vmap", "bare-loop", "higher", "learn2learn", "torchopt")
 INNER_LR = 0.4
 
 
@@ -74,10 +76,10 @@ def reference_grad(model: nn.Module, batch, second: bool) -> list[torch.Tensor]:
 
 
 # -- one meta-step per implementation: returns the meta-loss, leaves gradients in model's .grad ---
-def step_metalearn(model: nn.Module, second: bool):
+def step_metalearn(model: nn.Module, second: bool, engine: str = "auto"):
     import metalearn as ml
     algo = ml.MAML(model, inner_lr=INNER_LR, inner_steps=1, mode="second_order" if second else "first_order",
-                   loss="cross_entropy")
+                   loss="cross_entropy", engine=engine)
 
     def step(batch):
         loss = algo.meta_loss(ml.TaskBatch(*batch))
@@ -121,11 +123,29 @@ def step_higher(model: nn.Module, second: bool):
     return step
 
 
-def step_learn2learn(model: nn.Module, second: bool):
-    # learn2learn's top-level import needs a torchvision matching torch; its MAML class does not.
-    sys.modules.setdefault("torchvision", types.ModuleType("torchvision"))
+def import_learn2learn_maml() -> types.ModuleType:
+    """learn2learn's MAML module, unchanged. Its package ``__init__`` imports torchvision and the
+    Cython data extensions, which fail to load beside a CPU torch build (or from a source tree);
+    the MAML module needs neither, so on failure the two packages above it are registered bare
+    (their own ``__init__`` not run) and the module is imported from the package's own files."""
     import importlib
-    maml_mod = importlib.import_module("learn2learn.algorithms.maml")
+    import importlib.util
+    try:
+        return importlib.import_module("learn2learn.algorithms.maml")
+    except Exception:  # noqa: BLE001
+        for name in [m for m in sys.modules if m == "learn2learn" or m.startswith("learn2learn.")]:
+            del sys.modules[name]
+    spec = importlib.util.find_spec("learn2learn")
+    root = list(spec.submodule_search_locations)[0]
+    for name, path in (("learn2learn", root), ("learn2learn.algorithms", os.path.join(root, "algorithms"))):
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [path]
+        sys.modules[name] = pkg
+    return importlib.import_module("learn2learn.algorithms.maml")
+
+
+def step_learn2learn(model: nn.Module, second: bool):
+    maml_mod = import_learn2learn_maml()
     maml = maml_mod.MAML(model, lr=INNER_LR, first_order=not second)
 
     def step(batch):
@@ -163,17 +183,23 @@ def step_torchopt(model: nn.Module, second: bool):
     return step
 
 
-STEPS = {"metalearn": step_metalearn, "bare-loop": step_bare, "higher": step_higher,
+STEPS = {"metalearn": step_metalearn, "metalearn-vmap": lambda m, s: step_metalearn(m, s, "vmap"),
+         "metalearn-loop": lambda m, s: step_metalearn(m, s, "loop"), "bare-loop": step_bare, "higher": step_higher,
          "learn2learn": step_learn2learn, "torchopt": step_torchopt}
 
 
-def worker(impl: str, setting: str, order: str, steps: int, threads: int) -> dict:
+def worker(impl: str, setting: str, order: str, steps: int, threads: int, device: str = "cpu",
+           warmup: int = 0) -> dict:
     torch.set_num_threads(threads)
+    cuda = device.startswith("cuda")
+    if cuda:  # plain fp32 arithmetic for every implementation (TF32 would fail the 1e-4 check)
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     ways, shots, queries, tasks = SETTINGS[setting]
     second = order == "second"
     torch.manual_seed(0)
-    model = conv4(ways)
-    batches = make_batches(ways, shots, queries, tasks, steps + 1)
+    model = conv4(ways).to(device)
+    batches = [tuple(t.to(device) for t in b) for b in make_batches(ways, shots, queries, tasks, steps + warmup + 1)]
     step = STEPS[impl](model, second)
     # correctness before timing: the meta-gradient against the float64 reference
     model.zero_grad()
@@ -184,14 +210,24 @@ def worker(impl: str, setting: str, order: str, steps: int, threads: int) -> dic
     if rel > 1e-4:
         return {"impl": impl, "error": f"meta-gradient relative error {rel:.2e} > 1e-4"}
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    t0 = time.perf_counter()
-    for b in batches[1:]:
+    for b in batches[1:1 + warmup]:  # untimed: cuDNN algorithm choice, allocator warm-up
         opt.zero_grad()
         step(b)
         opt.step()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for b in batches[1 + warmup:]:
+        opt.zero_grad()
+        step(b)
+        opt.step()
+    if cuda:
+        torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return {"impl": impl, "steps_s": steps / dt, "tasks_s": steps * tasks / dt, "rel_err": rel,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"impl": impl, "steps_s": steps / dt, "tasks_s": steps * tasks / dt, "rel_err": rel, "peak_mb": peak}
 
 
 def available(impl: str) -> bool:
@@ -206,29 +242,42 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--setting", choices=SETTINGS, default="5w1s-q15")
     ap.add_argument("--order", choices=("second", "first"), default="second")
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, help="timed meta-steps per run (default 4 on CPU, 30 on CUDA)")
+    ap.add_argument("--warmup", type=int, help="untimed meta-steps first (default 0 on CPU, 5 on CUDA)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--impls", default=",".join(IMPLS))
+    ap.add_argument("--impls", help=f"comma-separated, from {', '.join(STEPS)} (default: {', '.join(IMPLS)}; "
+                    f"on CUDA also metalearn-vmap)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    cuda = args.device.startswith("cuda")
+    args.steps = args.steps or (30 if cuda else 4)
+    args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 0)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.setting, args.order, args.steps, args.threads)))
+        print(json.dumps(worker(args.worker, args.setting, args.order, args.steps, args.threads, args.device,
+                                args.warmup)))
         return
-    impls = [i for i in args.impls.split(",") if available(i)]
-    skipped = [i for i in args.impls.split(",") if i not in impls]
+    wanted = args.impls.split(",") if args.impls else list(GPU_IMPLS if cuda else IMPLS)
+    unknown = [i for i in wanted if i not in STEPS]
+    if unknown:
+        ap.error(f"unknown implementation(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}")
+    impls = [i for i in wanted if available(i)]
+    skipped = [i for i in wanted if i not in impls]
     results: dict[str, list[dict]] = {i: [] for i in impls}
     for _ in range(args.repeats):
         for impl in impls:  # alternate implementations within each repeat
             cmd = [sys.executable, __file__, "--worker", impl, "--setting", args.setting, "--order", args.order,
-                   "--steps", str(args.steps), "--threads", str(args.threads)]
+                   "--steps", str(args.steps), "--threads", str(args.threads), "--device", args.device,
+                   "--warmup", str(args.warmup)]
             out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
             line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else json.dumps(
                 {"impl": impl, "error": (out.stderr.strip().splitlines() or ["failed"])[-1][:120]})
             results[impl].append(json.loads(line))
     ways, shots, queries, tasks = SETTINGS[args.setting]
     print(f"MAML {args.order} order, {ways}-way {shots}-shot, {queries} queries/class, meta-batch {tasks}, "
-          f"Conv4-64 + BatchNorm, {args.threads} threads, median of {args.repeats}")
+          f"Conv4-64 + BatchNorm, {args.device}" + ("" if cuda else f", {args.threads} threads")
+          + f", {args.steps} timed steps, median of {args.repeats}")
     base = None
     rows = []
     for impl, runs in results.items():
@@ -238,9 +287,10 @@ def main() -> None:
             continue
         med = {k: statistics.median(r[k] for r in ok) for k in ("steps_s", "tasks_s", "peak_mb", "rel_err")}
         rows.append((impl, med, ""))
-        if impl == "metalearn":
-            base = med["tasks_s"]
-    print(f"| {'implementation':<14} | {'meta-steps/s':>12} | {'tasks/s':>8} | {'peak MB':>8} | {'grad rel err':>12} | {'metalearn is':>12} |")
+    ours = [m["tasks_s"] for i, m, _ in rows if m and i.startswith("metalearn")]
+    peers = [m["tasks_s"] for i, m, _ in rows if m and i in PEERS]
+    base = max(ours) if ours else None
+    print(f"| {'implementation':<14} | {'meta-steps/s':>12} | {'tasks/s':>8} | {('peak GPU MB' if cuda else 'peak MB'):>8} | {'grad rel err':>12} | {'metalearn is':>12} |")
     print(f"|{'-' * 16}|{'-' * 14}|{'-' * 10}|{'-' * 10}|{'-' * 14}|{'-' * 14}|")
     for impl, med, err in rows:
         if med is None:
@@ -249,6 +299,8 @@ def main() -> None:
         ratio = f"{base / med['tasks_s']:.2f}x" if base else "-"
         print(f"| {impl:<14} | {med['steps_s']:>12.3f} | {med['tasks_s']:>8.2f} | {med['peak_mb']:>8.0f} | "
               f"{med['rel_err']:>12.1e} | {ratio:>12} |")
+    if base and peers:
+        print(f"metalearn (its fastest engine above) / fastest peer: {base / max(peers):.2f}x")
     if skipped:
         print(f"not installed (skipped): {', '.join(skipped)}")
 

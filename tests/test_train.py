@@ -86,13 +86,26 @@ class NaNAfter:
         return b
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("sync_every_step", [True, False], ids=["cpu-sync", "deferred-like-cuda"])
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, sync_every_step):
     t = trainer(tmp_path / "nan", 20, tasks=NaNAfter(ml.SinusoidTasks(shots=5), 12))
+    t.sync_every_step = sync_every_step  # deferred: losses read at log/checkpoint steps, as on CUDA
     with pytest.raises(ml.MetalearnError, match=r"meta-loss became nan at step 13.*step 10"):
         t.run()
     state = load_checkpoint(tmp_path / "nan/checkpoints/last.pt")
     assert state["step"] == 10
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_deferred_loss_reading_logs_the_same_losses(tmp_path):
+    rows = {}
+    for sync in (True, False):
+        t = trainer(tmp_path / str(sync), 16)
+        t.sync_every_step = sync
+        t.run()
+        rows[sync] = [json.loads(line) for line in (tmp_path / str(sync) / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("train_loss") for r in rows[True]] == [r.get("train_loss") for r in rows[False]]
+    assert sum("train_loss" in r for r in rows[True]) >= 2
 
 
 def test_metrics_are_json_lines_and_tensorboard_events(tmp_path):

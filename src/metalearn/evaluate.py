@@ -134,12 +134,13 @@ def eval_path(run: Run, shots: int, dataset: str | None = None, checkpoint: str 
 def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None = None,
                  steps: list[int] | None = None, baseline: bool = True, progress: bool = True,
                  dataset: str | None = None, queries: int | None = None,
-                 data_dir: str | None = None, checkpoint: str = "best") -> EvalResult:
+                 data_dir: str | None = None, checkpoint: str = "best", device: str = "cpu") -> EvalResult:
     """Evaluate the run at ``path`` on fixed held-out tasks; saves ``eval/eval_*.json`` and ``.md``.
 
     Regression runs are compared with the pretrained baseline (trained on first use). Image runs
     report accuracy in percent; ``dataset`` tests on another image family (e.g. ``mnist``: a
-    model meta-trained on Omniglot, tested on all ten MNIST test digits).
+    model meta-trained on Omniglot, tested on all ten MNIST test digits). ``device`` runs the
+    adaptation there (e.g. ``cuda``); the episodes are the same on every device.
     """
     run = Run.open(path)
     cfg = run.load_config()
@@ -157,7 +158,7 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
     q = queries if queries is not None else cfg.eval.queries
     test_cfg.task.ways = test_ways(cfg)
     family = build_tasks(test_cfg, "test", shots=k, queries=q, family=family_name)
-    algo = load_algorithm(run, cfg, checkpoint)
+    algo = load_algorithm(run, cfg, checkpoint).to(device)
     classification = family.loss == "cross_entropy"
     metric = percent_correct if classification else None
     result = EvalResult(k, n, cfg.eval.seed, "accuracy (%)" if classification else family.loss, step_list,
@@ -165,7 +166,7 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
     name = cfg.algo.name if cfg.algo.mode == "second_order" else f"{cfg.algo.name} (first order)"
     result.methods[name] = curve_stats(algo, family, n, generator("test", cfg.eval.seed), max(step_list), metric)
     if baseline and not classification and cfg.algo.name != "pretrain":
-        base = ensure_baseline(run, cfg, progress=progress)
+        base = ensure_baseline(run, cfg, progress=progress).to(device)
         result.methods["pretrained baseline"] = curve_stats(base, family, n, generator("test", cfg.eval.seed),
                                                             max(step_list), metric)
     out = eval_path(run, k, family_name if family_name != cfg.task.family else None,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from .algorithms.base import Algorithm, accuracy
@@ -129,6 +130,13 @@ class Trainer:
         self.best_step = 0
         self.seconds = 0.0
         self.window = (0.0, 0)     # (sum, count) of the training losses since the last log row
+        # On an accelerator the meta-losses stay on the device and are read (and checked for NaN)
+        # at the next log/validation/checkpoint step, so that the host queues work ahead instead of
+        # waiting for every step; no checkpoint is written before the losses it follows are checked.
+        self.sync_every_step = self.device.type == "cpu"
+        self._pending: list[Tensor] = []
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed episode shapes: let cuDNN pick its fastest kernels
 
     def lr_at(self, step: int) -> float:
         """The outer learning rate for meta-step ``step`` (0-based): constant, cosine-annealed
@@ -212,24 +220,23 @@ class Trainer:
                     if self.dist.active:
                         local = self.dist.local_batch(batch)
                         loss = self.algorithm.meta_loss(local) * (local.num_tasks / batch.num_tasks)
-                        value = self.dist.sum(loss.detach()).item()
+                        self._pending.append(self.dist.sum(loss.detach()))
                     else:
                         loss = self.algorithm.meta_loss(batch)
-                        value = loss.item()
-                    if not math.isfinite(value):
-                        raise MetalearnError(
-                            f"the meta-loss became {value} at step {self.step + 1}; stopped, and "
-                            f"{self.run_dir.last_checkpoint} keeps the last good weights (step {self._saved_step()}); "
-                            f"lower train.lr or algo.inner_lr and resume or retrain")
+                        self._pending.append(loss.detach())
+                    if self.sync_every_step:
+                        self._check_losses(self.step + 1)
                     loss.backward()
                     self.dist.all_reduce_grads(self.algorithm)
                     self.optimizer.step()
                     self.step += 1
-                    self.window = (self.window[0] + value, self.window[1] + 1)
                     bar.update(1)
                     row: dict[str, Any] = {}
                     out_of_time = self.time_limit is not None and self.step < self.steps and self.dist.any(
                         self.seconds + time.perf_counter() - t0 >= self.time_limit)
+                    if (out_of_time or self.step == self.steps or self.step in self.keep
+                            or any(self.step % k == 0 for k in (self.log_every, self.val_every, self.ckpt_every))):
+                        self._check_losses(self.step)
                     if self.step % self.log_every == 0 or self.step == self.steps or out_of_time:
                         row["train_loss"] = self.window[0] / self.window[1]
                         self.window = (0.0, 0)
@@ -260,6 +267,7 @@ class Trainer:
                         break
                     if self.dist.any(stop.set) and self.step < self.steps:
                         interrupted = True
+                        self._check_losses(self.step)
                         self.seconds += time.perf_counter() - t0
                         self.save()
                         break
@@ -268,6 +276,21 @@ class Trainer:
             if log is not None:
                 log.close()
         return TrainResult(self.step, self.best_val, self.best_step, interrupted, self.seconds, time_limited)
+
+    def _check_losses(self, last_step: int) -> None:
+        """Read the meta-losses not yet read (the last one of meta-step ``last_step``, counting from
+        1) into the log window; stop at the first non-finite one."""
+        if not self._pending:
+            return
+        values = torch.stack(self._pending).tolist()
+        self._pending.clear()
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                raise MetalearnError(
+                    f"the meta-loss became {value} at step {last_step - len(values) + 1 + i}; stopped, and "
+                    f"{self.run_dir.last_checkpoint} keeps the last good weights (step {self._saved_step()}); "
+                    f"lower train.lr or algo.inner_lr and resume or retrain")
+            self.window = (self.window[0] + value, self.window[1] + 1)
 
     def _saved_step(self) -> int:
         try:

@@ -34,6 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=_steps, help="inner steps to report, e.g. 1,2,5,10")
     p.add_argument("--checkpoint", default="best", help="best (default), last, or a kept step-N")
     p.add_argument("--no-baseline", action="store_true", help="skip the pretrained baseline")
+    p.add_argument("--device", default="cpu", help="where to adapt: cpu (default) or cuda[:N]")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     result = evaluate_run(args.run, shots=args.shots, tasks=args.tasks, steps=args.steps,
                           baseline=not args.no_baseline, progress=not args.quiet, dataset=args.dataset,
-                          queries=args.queries, data_dir=args.data_dir, checkpoint=args.checkpoint)
+                          queries=args.queries, data_dir=args.data_dir, checkpoint=args.checkpoint,
+                          device=args.device)
     print(result.table())
     cross = args.dataset if args.dataset and args.dataset != run_dir.load_config().task.family else None
     ckpt = None if args.checkpoint == "best" else args.checkpoint
