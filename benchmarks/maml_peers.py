@@ -13,7 +13,14 @@ implementations, and the table shows the median of ``--repeats``: meta-steps/s, 
 resident memory, and each row's speed relative to metalearn. Libraries that are not installed are
 skipped (``pip install 'metalearn[bench]'`` installs them where they build).
 
+With ``--device cuda`` the timed loop starts after ``--warmup`` untimed steps, the clock waits
+for the GPU, peak memory is the GPU's (``torch.cuda.max_memory_allocated``), TF32 is off for every
+implementation (the float64 check needs plain fp32), and two more rows appear: metalearn's
+``vmap`` engine and a prototype that captures metalearn's meta-step in a CUDA graph
+(``metalearn-graph``; not yet in the trainer).
+
     python benchmarks/maml_peers.py [--setting 5w1s-q15] [--order second] [--steps 4] [--repeats 3]
+    python benchmarks/maml_peers.py --device cuda --setting 5w1s
 """
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ from torch import nn
 SETTINGS = {"5w1s-q15": (5, 1, 15, 32), "5w1s": (5, 1, 1, 32), "20w1s": (20, 1, 1, 16)}
 IMPLS = ("metalearn", "bare-loop", "higher", "learn2learn", "torchopt")
 PEERS = ("higher", "learn2learn", "torchopt")
-GPU_IMPLS = ("metalearn", "metalearn-vmap", "bare-loop", "higher", "learn2learn", "torchopt")
+GPU_IMPLS = ("metalearn", "metalearn-vmap", "metalearn-graph", "higher", "learn2learn", "torchopt")
 INNER_LR = 0.4
 
 
@@ -85,6 +92,46 @@ def step_metalearn(model: nn.Module, second: bool, engine: str = "auto"):
         loss = algo.meta_loss(ml.TaskBatch(*batch))
         loss.backward()
         return loss
+    return step
+
+
+def step_metalearn_graph(model: nn.Module, second: bool, engine: str = "loop"):
+    """Prototype (CUDA only): metalearn's meta-step captured once as a CUDA graph and replayed,
+    so the host launches one graph instead of thousands of small kernels. The batch is copied
+    into fixed input buffers; the gradients live in the graph's memory and are handed back to
+    the parameters after each replay."""
+    import metalearn as ml
+    algo = ml.MAML(model, inner_lr=INNER_LR, inner_steps=1, mode="second_order" if second else "first_order",
+                   loss="cross_entropy", engine=engine)
+    params = list(model.parameters())
+    state: dict = {}
+
+    def eager(batch):
+        for p in params:
+            p.grad = None
+        loss = algo.meta_loss(ml.TaskBatch(*batch))
+        loss.backward()
+        return loss
+
+    def step(batch):
+        if "graph" not in state:
+            static = tuple(t.clone() for t in batch)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up outside the capture (cuDNN/cuBLAS set-up)
+                for _ in range(3):
+                    eager(static)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                loss = eager(static)
+            state.update(graph=graph, static=static, loss=loss, grads=[p.grad for p in params])
+        for dst, src in zip(state["static"], batch):
+            dst.copy_(src, non_blocking=True)
+        state["graph"].replay()
+        for p, g in zip(params, state["grads"]):
+            p.grad = g
+        return state["loss"]
     return step
 
 
@@ -184,7 +231,9 @@ def step_torchopt(model: nn.Module, second: bool):
 
 
 STEPS = {"metalearn": step_metalearn, "metalearn-vmap": lambda m, s: step_metalearn(m, s, "vmap"),
-         "metalearn-loop": lambda m, s: step_metalearn(m, s, "loop"), "bare-loop": step_bare, "higher": step_higher,
+         "metalearn-loop": lambda m, s: step_metalearn(m, s, "loop"),
+         "metalearn-graph": step_metalearn_graph, "metalearn-vmap-graph": lambda m, s: step_metalearn_graph(m, s, "vmap"),
+         "bare-loop": step_bare, "higher": step_higher,
          "learn2learn": step_learn2learn, "torchopt": step_torchopt}
 
 
@@ -287,20 +336,23 @@ def main() -> None:
             continue
         med = {k: statistics.median(r[k] for r in ok) for k in ("steps_s", "tasks_s", "peak_mb", "rel_err")}
         rows.append((impl, med, ""))
-    ours = [m["tasks_s"] for i, m, _ in rows if m and i.startswith("metalearn")]
+    ours = [m["tasks_s"] for i, m, _ in rows if m and i.startswith("metalearn") and "graph" not in i]
+    graphs = [m["tasks_s"] for i, m, _ in rows if m and "graph" in i]
     peers = [m["tasks_s"] for i, m, _ in rows if m and i in PEERS]
     base = max(ours) if ours else None
-    print(f"| {'implementation':<14} | {'meta-steps/s':>12} | {'tasks/s':>8} | {('peak GPU MB' if cuda else 'peak MB'):>8} | {'grad rel err':>12} | {'metalearn is':>12} |")
-    print(f"|{'-' * 16}|{'-' * 14}|{'-' * 10}|{'-' * 10}|{'-' * 14}|{'-' * 14}|")
+    print(f"| {'implementation':<20} | {'meta-steps/s':>12} | {'tasks/s':>8} | {('peak GPU MB' if cuda else 'peak MB'):>8} | {'grad rel err':>12} | {'metalearn is':>12} |")
+    print(f"|{'-' * 22}|{'-' * 14}|{'-' * 10}|{'-' * 10}|{'-' * 14}|{'-' * 14}|")
     for impl, med, err in rows:
         if med is None:
-            print(f"| {impl:<14} | {'error: ' + err} |")
+            print(f"| {impl:<20} | {'error: ' + err} |")
             continue
         ratio = f"{base / med['tasks_s']:.2f}x" if base else "-"
-        print(f"| {impl:<14} | {med['steps_s']:>12.3f} | {med['tasks_s']:>8.2f} | {med['peak_mb']:>8.0f} | "
+        print(f"| {impl:<20} | {med['steps_s']:>12.3f} | {med['tasks_s']:>8.2f} | {med['peak_mb']:>8.0f} | "
               f"{med['rel_err']:>12.1e} | {ratio:>12} |")
     if base and peers:
         print(f"metalearn (its fastest engine above) / fastest peer: {base / max(peers):.2f}x")
+    if graphs and peers:
+        print(f"CUDA-graph prototype / fastest peer: {max(graphs) / max(peers):.2f}x")
     if skipped:
         print(f"not installed (skipped): {', '.join(skipped)}")
 

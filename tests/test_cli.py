@@ -65,6 +65,9 @@ def test_train_evaluate_report_end_to_end(trained_run, capsys):
     (["evaluate", "/nonexistent/run"], "run folder /nonexistent/run does not exist"),
     (["report", "/nonexistent/run"], "does not exist"),
     (["train", "--resume", "/nonexistent/run"], "does not exist"),
+    (["train", "sinusoid", "--set", "train.device=gpu"], "train.device='gpu' is not a device; use cpu, cuda or cuda:N"),
+    (["train", "sinusoid", "--procs", "0"], "--procs must be a positive integer, got 0"),
+    (["evaluate", "/nonexistent/run", "--device", "tpu9"], "--device='tpu9' is not a device"),
 ])
 def test_bad_input_gets_one_line_and_exit_code_2(capsys, tmp_path, argv, message):
     argv = [a.replace("/nonexistent", str(tmp_path / "missing")) for a in argv]
@@ -72,6 +75,12 @@ def test_bad_input_gets_one_line_and_exit_code_2(capsys, tmp_path, argv, message
     if argv[0] == "train" and "--resume" not in argv:
         argv += ["--out", str(tmp_path / "r"), "--quiet"]
     assert message in error_line(capsys, argv)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_is_named(capsys, tmp_path):
+    line = error_line(capsys, ["train", "sinusoid", "--out", str(tmp_path / "r"), "--set", "train.device=cuda"])
+    assert "train.device=cuda but PyTorch sees no CUDA GPU on this machine; use cpu" in line
 
 
 def test_evaluate_bad_shots_and_not_a_run(capsys, trained_run, tmp_path):

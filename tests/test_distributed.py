@@ -61,13 +61,18 @@ def test_shards_cover_every_task_once():
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize("launcher", ["torchrun", "procs-flag"])
+def test_torchrun_two_processes_match_one_process(tmp_path, launcher):
     common = ["train", "sinusoid", "--steps", "30", "--quiet", "--set", "train.meta_batch=6",
               "--set", "train.val_every=10", "--set", "train.val_tasks=8", "--set", "train.log_every=10",
               "--set", "model.hidden=[16, 16]"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                    "-m", "metalearn", *common, "--out", str(tmp_path / "two")], check=True, env=env)
+    if launcher == "torchrun":
+        two_procs = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                     "-m", "metalearn", *common]
+    else:  # `metalearn train ... --procs 2` launches torchrun itself
+        two_procs = [sys.executable, "-m", "metalearn", *common, "--procs", "2"]
+    subprocess.run([*two_procs, "--out", str(tmp_path / "two")], check=True, env=env)
     subprocess.run([sys.executable, "-m", "metalearn", *common, "--out", str(tmp_path / "one")], check=True, env=env)
     two = load_checkpoint(tmp_path / "two/checkpoints/last.pt")
     one = load_checkpoint(tmp_path / "one/checkpoints/last.pt")

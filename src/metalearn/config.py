@@ -254,4 +254,21 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("task.ways and task.image_size must be positive")
     if cfg.eval.tasks <= 0 or any(s < 0 for s in cfg.eval.steps):
         raise ConfigError("eval.tasks must be positive and eval.steps non-negative")
+    check_device(t.device, "train.device")
     return cfg
+
+
+def check_device(text: str, what: str = "--device") -> str:
+    """``text`` if it names a device this machine has (cpu, cuda, cuda:N), else a ConfigError."""
+    import torch
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{what}={text!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{what}={text} but PyTorch sees no CUDA GPU on this machine; use cpu "
+                              f"(or install a CUDA build of PyTorch)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"{what}={text} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return text

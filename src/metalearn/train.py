@@ -118,8 +118,9 @@ class Trainer:
         if lr_schedule not in SCHEDULES:
             raise MetalearnError(f"unknown lr schedule {lr_schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         params = [p for p in self.algorithm.parameters() if p.requires_grad]
-        self.optimizer = (torch.optim.Adam(params, lr=lr) if optimizer == "adam"
-                          else torch.optim.SGD(params, lr=lr))
+        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel for the whole update
+        self.optimizer = (torch.optim.Adam(params, lr=lr, **fused) if optimizer == "adam"
+                          else torch.optim.SGD(params, lr=lr, **fused))
         self.lr_schedule, self.min_lr = lr_schedule, min_lr
         self.task_rng = generator("train", seed)
         self.val_batch = (val_family or tasks).sample(val_tasks, generator("validation", seed)).to(self.device)
@@ -213,7 +214,7 @@ class Trainer:
         try:
             with _StopFlag() as stop:
                 while self.step < self.steps:
-                    batch = self.tasks.sample(self.meta_batch, self.task_rng).to(self.device)
+                    batch = self.tasks.sample(self.meta_batch, self.task_rng).to(self.device, non_blocking=True)
                     self.algorithm.on_step(self.step, self.steps)
                     self._set_lr()
                     self.optimizer.zero_grad(set_to_none=True)

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import ConfigError
 from ..build import L2L_FAMILIES
+from ..config import check_device
 from ..evaluate import eval_path, evaluate_run, load_algorithm
 from ..runs import Run
 
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--tasks must be a positive integer, got {args.tasks}")
     if args.queries is not None and args.queries <= 0:
         raise ConfigError(f"--queries must be a positive integer, got {args.queries}")
+    check_device(args.device)
     run_dir = Run.open(args.run)
     cfg = run_dir.load_config()
     torch.set_num_threads(cfg.train.threads)

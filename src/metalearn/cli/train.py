@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -26,6 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set task.shots=5 (repeatable)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue a stopped or killed run")
+    p.add_argument("--procs", type=int, metavar="N",
+                   help="split every meta-batch over N local processes (torchrun --standalone), each with "
+                        "train.threads / N threads; on a CPU, 2 processes x 1 thread beat 1 x 2 (README)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -42,14 +48,36 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return extra
 
 
+def _launch(args: argparse.Namespace, threads: int) -> int:
+    """Re-run this command under ``torchrun --standalone`` with ``args.procs`` processes."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.procs}",
+           "-m", "metalearn", "train"]
+    if args.resume is not None:
+        cmd += ["--resume", str(args.resume)]
+    else:
+        cmd += [args.preset] + (["--out", str(args.out)] if args.out else [])
+    for flag, value in (("--steps", args.steps), ("--algo", args.algo), ("--seed", args.seed),
+                        ("--data-dir", args.data_dir)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    for o in [*args.overrides, f"train.threads={max(1, threads // args.procs)}"]:
+        cmd += ["--set", o]
+    if args.quiet:
+        cmd.append("--quiet")
+    return subprocess.call(cmd)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.procs is not None and args.procs < 1:
+        raise ConfigError(f"--procs must be a positive integer, got {args.procs}")
+    launch = args.procs is not None and args.procs > 1 and "WORLD_SIZE" not in os.environ
     if args.resume is not None:
         run_dir = Run.open(args.resume)
-        allowed = ("train.steps=", "train.time_limit=")
+        allowed = ("train.steps=", "train.time_limit=", "train.threads=")
         if args.preset or args.algo or args.seed is not None or args.data_dir or any(
                 not o.startswith(allowed) for o in args.overrides):
             raise ConfigError("--resume continues a run with its own config; only --steps (or "
-                              "--set train.steps=N / train.time_limit=M) may change, to train longer")
+                              "--set train.steps=N / train.time_limit=M / train.threads=T) may change")
         cfg = run_dir.load_config()
         if not run_dir.last_checkpoint.is_file():
             raise RunError(f"{run_dir.path} has no checkpoint to resume from; start it again with "
@@ -64,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         if run_dir.checkpoint_dir.exists() or run_dir.metrics_path.exists():
             raise RunError(f"{run_dir.path} already holds a run; continue it with "
                            f"'metalearn train --resume {run_dir.path}' or choose another --out")
+    if launch:
+        return _launch(args, cfg.train.threads)
     torch.set_num_threads(cfg.train.threads)
     ctx = from_environment(cfg.train.device)
     ctx.barrier()  # every rank has checked the run folder before rank 0 writes to it

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..functional import ParamDict
+from ..tasks.batch import move
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 
@@ -36,9 +37,10 @@ class OptimizeeBatch:
     def num_tasks(self) -> int:
         return next(iter(self.params.values())).shape[0]
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "OptimizeeBatch":
-        conv = lambda t: t.to(device=device, dtype=dtype) if (dtype is not None and t.is_floating_point()) else t.to(device=device)  # noqa: E731
-        return OptimizeeBatch({k: conv(v) for k, v in self.params.items()}, {k: conv(v) for k, v in self.data.items()})
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+           non_blocking: bool = False) -> "OptimizeeBatch":
+        return OptimizeeBatch({k: move(v, device, dtype, non_blocking) for k, v in self.params.items()},
+                              {k: move(v, device, dtype, non_blocking) for k, v in self.data.items()})
 
 
 class QuadraticProblems:
@@ -105,10 +107,18 @@ class MLPProblems:
                 x = act(x)
         return x
 
+    def _on(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The images and labels on ``device`` (copied there once, e.g. to the GPU)."""
+        if self.images.device != device:
+            self.images, self.labels = self.images.to(device), self.labels.to(device)
+            self.eval_idx = self.eval_idx.to(device)
+        return self.images, self.labels
+
     def _ce(self, params: ParamDict, idx: Tensor) -> Tensor:
-        x = self.images[idx]                                                       # [B, m, 784]
+        images, labels = self._on(idx.device)
+        x = images[idx]                                                            # [B, m, 784]
         logits = self._forward(params, x)
-        y = self.labels[idx]
+        y = labels[idx]
         return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(idx.shape).mean(1)
 
     def losses(self, params: ParamDict, data: dict[str, Tensor], t: int) -> Tensor:
@@ -117,8 +127,9 @@ class MLPProblems:
 
     def final_loss(self, params: ParamDict, data: dict[str, Tensor], t: int = 0) -> Tensor:
         """Training cross-entropy on a fixed set of 1,024 MNIST training images (less noisy)."""
-        n = next(iter(params.values())).shape[0]
-        return self._ce(params, self.eval_idx.unsqueeze(0).expand(n, -1))
+        first = next(iter(params.values()))
+        self._on(first.device)
+        return self._ce(params, self.eval_idx.unsqueeze(0).expand(first.shape[0], -1))
 
     def __repr__(self) -> str:
         return f"MLPProblems(hidden={self.hidden}, activation={self.activation}, minibatch={self.minibatch})"

@@ -40,10 +40,21 @@ class TaskBatch:
         return TaskBatch(self.support_x[index], self.support_y[index],
                          self.query_x[index], self.query_y[index])
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "TaskBatch":
-        """Move to a device; ``dtype`` converts floating-point tensors only (labels stay integers)."""
-        def conv(t: Tensor) -> Tensor:
-            if dtype is not None and t.is_floating_point():
-                return t.to(device=device, dtype=dtype)
-            return t.to(device=device)
-        return TaskBatch(conv(self.support_x), conv(self.support_y), conv(self.query_x), conv(self.query_y))
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+           non_blocking: bool = False) -> "TaskBatch":
+        """Move to a device; ``dtype`` converts floating-point tensors only (labels stay integers).
+        ``non_blocking`` from a CPU batch to CUDA goes through pinned memory, so the host does
+        not wait for the device's queued work."""
+        return TaskBatch(*(move(t, device, dtype, non_blocking)
+                           for t in (self.support_x, self.support_y, self.query_x, self.query_y)))
+
+
+def move(t: Tensor, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+         non_blocking: bool = False) -> Tensor:
+    """``t`` on ``device``; ``dtype`` applies to floating-point tensors only; ``non_blocking``
+    copies from CPU to CUDA go through pinned memory so that the host does not wait."""
+    if non_blocking and t.device.type == "cpu" and device is not None and torch.device(device).type == "cuda":
+        t = t.pin_memory()
+    if dtype is not None and t.is_floating_point():
+        return t.to(device=device, dtype=dtype, non_blocking=non_blocking)
+    return t.to(device=device, non_blocking=non_blocking)
