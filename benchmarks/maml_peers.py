@@ -67,9 +67,9 @@ def make_batches(ways: int, shots: int, queries: int, tasks: int, n: int, dtype=
     return out
 
 
-def reference_grad(model: nn.Module, batch, second: bool) -> list[torch.Tensor]:
+def reference_grad(model: nn.Module, batch, second: bool, dtype=torch.float64) -> list[torch.Tensor]:
     """float64 per-task loop with torch.autograd.grad: the reference every implementation must match."""
-    m = conv4(model[-1].out_features).double()
+    m = conv4(model[-1].out_features).to(device=next(model.parameters()).device, dtype=torch.float64)
     m.load_state_dict(model.state_dict())
     params = dict(m.named_parameters())
     xs, ys, xq, yq = (t.double() if t.is_floating_point() else t for t in batch)
@@ -79,7 +79,7 @@ def reference_grad(model: nn.Module, batch, second: bool) -> list[torch.Tensor]:
         gs = torch.autograd.grad(loss, list(params.values()), create_graph=second)
         fast = {k: v - INNER_LR * g for (k, v), g in zip(params.items(), gs)}
         total = total + F.cross_entropy(torch.func.functional_call(m, fast, (xq[t],)), yq[t])
-    return [g.float() for g in torch.autograd.grad(total / xs.shape[0], list(params.values()))]
+    return [g.to(dtype) for g in torch.autograd.grad(total / xs.shape[0], list(params.values()))]
 
 
 # -- one meta-step per implementation: returns the meta-loss, leaves gradients in model's .grad ---
@@ -114,7 +114,8 @@ def step_metalearn_graph(model: nn.Module, second: bool, engine: str = "loop"):
         return loss
 
     def step(batch):
-        if "graph" not in state:
+        if state.get("dtype") != batch[0].dtype:  # (re)capture for this dtype
+            state.clear()
             static = tuple(t.clone() for t in batch)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
@@ -125,7 +126,8 @@ def step_metalearn_graph(model: nn.Module, second: bool, engine: str = "loop"):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 loss = eager(static)
-            state.update(graph=graph, static=static, loss=loss, grads=[p.grad for p in params])
+            state.update(graph=graph, static=static, loss=loss, grads=[p.grad for p in params],
+                         dtype=batch[0].dtype)
         for dst, src in zip(state["static"], batch):
             dst.copy_(src, non_blocking=True)
         state["graph"].replay()
@@ -238,10 +240,13 @@ STEPS = {"metalearn": step_metalearn, "metalearn-vmap": lambda m, s: step_metale
 
 
 def worker(impl: str, setting: str, order: str, steps: int, threads: int, device: str = "cpu",
-           warmup: int = 0) -> dict:
+           warmup: int = 0, phase: str = "both") -> dict:
+    """``phase``: ``check`` (the float64 meta-gradient check only), ``time`` (the timing only) or
+    ``both``. On a CPU the two run in separate processes, so that the peak resident memory is the
+    timed float32 work's and not the float64 check's; on CUDA the peak counter is reset instead."""
     torch.set_num_threads(threads)
     cuda = device.startswith("cuda")
-    if cuda:  # plain fp32 arithmetic for every implementation (TF32 would fail the 1e-4 check)
+    if cuda:  # plain fp32 arithmetic for every implementation (no TF32 tensor-core rounding)
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     ways, shots, queries, tasks = SETTINGS[setting]
@@ -250,14 +255,24 @@ def worker(impl: str, setting: str, order: str, steps: int, threads: int, device
     model = conv4(ways).to(device)
     batches = [tuple(t.to(device) for t in b) for b in make_batches(ways, shots, queries, tasks, steps + warmup + 1)]
     step = STEPS[impl](model, second)
-    # correctness before timing: the meta-gradient against the float64 reference
-    model.zero_grad()
-    step(batches[0])
-    ref = reference_grad(model, batches[0], second)
-    got = [p.grad for p in model.parameters()]
-    rel = max(((g - r).norm() / r.norm().clamp_min(1e-12)).item() for g, r in zip(got, ref) if r.norm() > 1e-8)
-    if rel > 1e-4:
-        return {"impl": impl, "error": f"meta-gradient relative error {rel:.2e} > 1e-4"}
+    # correctness before timing, in float64: the implementation's meta-gradient against the
+    # float64 reference. (In float32 every implementation, the reference loop included, is ~1e-3
+    # away from float64 on these batch-statistics BatchNorm nets: the last block normalises over
+    # five 1x1 maps, so the rounding of float32 is amplified; the math is what is checked here.)
+    rel = float("nan")
+    if phase != "time":
+        model.double()
+        model.zero_grad()
+        step(tuple(t.double() if t.is_floating_point() else t for t in batches[0]))
+        ref = reference_grad(model, batches[0], second, dtype=torch.float64)
+        got = [p.grad for p in model.parameters()]
+        rel = max(((g - r).norm() / r.norm().clamp_min(1e-12)).item() for g, r in zip(got, ref) if r.norm() > 1e-8)
+        if rel > 1e-4:
+            return {"impl": impl, "error": f"float64 meta-gradient relative error {rel:.2e} > 1e-4"}
+        model.float()
+        model.zero_grad(set_to_none=True)
+    if phase == "check":
+        return {"impl": impl, "rel_err": rel}
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     for b in batches[1:1 + warmup]:  # untimed: cuDNN algorithm choice, allocator warm-up
         opt.zero_grad()
@@ -299,13 +314,14 @@ def main() -> None:
     ap.add_argument("--impls", help=f"comma-separated, from {', '.join(STEPS)} (default: {', '.join(IMPLS)}; "
                     f"on CUDA also metalearn-vmap)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--phase", default="both", help=argparse.SUPPRESS)
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
     args.steps = args.steps or (30 if cuda else 4)
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 0)
     if args.worker:
         print(json.dumps(worker(args.worker, args.setting, args.order, args.steps, args.threads, args.device,
-                                args.warmup)))
+                                args.warmup, args.phase)))
         return
     wanted = args.impls.split(",") if args.impls else list(GPU_IMPLS if cuda else IMPLS)
     unknown = [i for i in wanted if i not in STEPS]
@@ -314,15 +330,30 @@ def main() -> None:
     impls = [i for i in wanted if available(i)]
     skipped = [i for i in wanted if i not in impls]
     results: dict[str, list[dict]] = {i: [] for i in impls}
+
+    def launch(impl: str, phase: str) -> dict:
+        cmd = [sys.executable, __file__, "--worker", impl, "--setting", args.setting, "--order", args.order,
+               "--steps", str(args.steps), "--threads", str(args.threads), "--device", args.device,
+               "--warmup", str(args.warmup), "--phase", phase]
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else json.dumps(
+            {"impl": impl, "error": (out.stderr.strip().splitlines() or ["failed"])[-1][:120]})
+        return json.loads(line)
+
+    checked = {}
+    if not cuda:  # the float64 check first, in its own process
+        for impl in impls:
+            checked[impl] = launch(impl, "check")
+            if "error" in checked[impl]:
+                results[impl].append(checked[impl])
     for _ in range(args.repeats):
         for impl in impls:  # alternate implementations within each repeat
-            cmd = [sys.executable, __file__, "--worker", impl, "--setting", args.setting, "--order", args.order,
-                   "--steps", str(args.steps), "--threads", str(args.threads), "--device", args.device,
-                   "--warmup", str(args.warmup)]
-            out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else json.dumps(
-                {"impl": impl, "error": (out.stderr.strip().splitlines() or ["failed"])[-1][:120]})
-            results[impl].append(json.loads(line))
+            if impl in checked and "error" in checked[impl]:
+                continue
+            r = launch(impl, "both" if cuda else "time")
+            if impl in checked and "error" not in r:
+                r["rel_err"] = checked[impl]["rel_err"]
+            results[impl].append(r)
     ways, shots, queries, tasks = SETTINGS[args.setting]
     print(f"MAML {args.order} order, {ways}-way {shots}-shot, {queries} queries/class, meta-batch {tasks}, "
           f"Conv4-64 + BatchNorm, {args.device}" + ("" if cuda else f", {args.threads} threads")
@@ -340,7 +371,7 @@ def main() -> None:
     graphs = [m["tasks_s"] for i, m, _ in rows if m and "graph" in i]
     peers = [m["tasks_s"] for i, m, _ in rows if m and i in PEERS]
     base = max(ours) if ours else None
-    print(f"| {'implementation':<20} | {'meta-steps/s':>12} | {'tasks/s':>8} | {('peak GPU MB' if cuda else 'peak MB'):>8} | {'grad rel err':>12} | {'metalearn is':>12} |")
+    print(f"| {'implementation':<20} | {'meta-steps/s':>12} | {'tasks/s':>8} | {('peak GPU MB' if cuda else 'peak MB'):>8} | {'f64 grad err':>12} | {'metalearn is':>12} |")
     print(f"|{'-' * 22}|{'-' * 14}|{'-' * 10}|{'-' * 10}|{'-' * 14}|{'-' * 14}|")
     for impl, med, err in rows:
         if med is None:
