@@ -67,6 +67,8 @@ def test_train_evaluate_report_end_to_end(trained_run, capsys):
     (["train", "--resume", "/nonexistent/run"], "does not exist"),
     (["train", "sinusoid", "--set", "train.device=gpu"], "train.device='gpu' is not a device; use cpu, cuda or cuda:N"),
     (["train", "sinusoid", "--procs", "0"], "--procs must be a positive integer, got 0"),
+    (["train", "sinusoid", "--set", "train.cuda_graph=true"], "train.cuda_graph needs train.device=cuda"),
+    (["train", "omniglot-5w1s-mamlpp", "--set", "train.cuda_graph=true"], "train.cuda_graph supports maml, anil, metasgd, not mamlpp"),
     (["evaluate", "/nonexistent/run", "--device", "tpu9"], "--device='tpu9' is not a device"),
 ])
 def test_bad_input_gets_one_line_and_exit_code_2(capsys, tmp_path, argv, message):

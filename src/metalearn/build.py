@@ -132,4 +132,5 @@ def build_trainer(cfg: Config, out: Any, progress: bool = True, algo_name: str |
                    log_every=t.log_every, val_every=t.val_every, val_tasks=t.val_tasks,
                    ckpt_every=t.ckpt_every, device=t.device, progress=progress,
                    config=cfg.to_dict(), val_family=val, time_limit=t.time_limit, keep=t.keep,
-                   optimizer=t.optimizer, lr_schedule=t.lr_schedule, min_lr=t.min_lr, dist=dist)
+                   optimizer=t.optimizer, lr_schedule=t.lr_schedule, min_lr=t.min_lr, dist=dist,
+                   cuda_graph=t.cuda_graph)

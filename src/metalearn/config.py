@@ -92,6 +92,7 @@ class TrainConfig:
     min_lr: float = 0.0                         # end of the cosine or linear schedule
     time_limit: typing.Optional[float] = None   # minutes of meta-training, then stop (resumable)
     keep: typing.List[int] = field(default_factory=list)  # also keep checkpoints/step-N.pt at these steps
+    cuda_graph: bool = False     # CUDA only: capture the meta-step once as a CUDA graph and replay it
 
 
 @dataclass

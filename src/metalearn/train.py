@@ -95,7 +95,7 @@ class Trainer:
                  config: dict[str, Any] | None = None, val_family: Any | None = None,
                  time_limit: float | None = None, keep: tuple[int, ...] | list[int] = (),
                  optimizer: str = "adam", lr_schedule: str = "constant", min_lr: float = 0.0,
-                 dist: DistContext | None = None) -> None:
+                 dist: DistContext | None = None, cuda_graph: bool = False) -> None:
         for name, value in (("steps", steps), ("meta_batch", meta_batch), ("log_every", log_every),
                             ("val_every", val_every), ("val_tasks", val_tasks), ("ckpt_every", ckpt_every)):
             if not isinstance(value, int) or value <= 0:
@@ -122,6 +122,12 @@ class Trainer:
         self.optimizer = (torch.optim.Adam(params, lr=lr, **fused) if optimizer == "adam"
                           else torch.optim.SGD(params, lr=lr, **fused))
         self.lr_schedule, self.min_lr = lr_schedule, min_lr
+        self.graphed = None
+        if cuda_graph:
+            if self.dist.active:
+                raise MetalearnError("train.cuda_graph runs in one process; leave it off under torchrun")
+            from .cuda_graph import GraphedMetaStep
+            self.graphed = GraphedMetaStep(self.algorithm)
         self.task_rng = generator("train", seed)
         self.val_batch = (val_family or tasks).sample(val_tasks, generator("validation", seed)).to(self.device)
         self.classification = algorithm.loss_name == "cross_entropy"
@@ -222,12 +228,16 @@ class Trainer:
                         local = self.dist.local_batch(batch)
                         loss = self.algorithm.meta_loss(local) * (local.num_tasks / batch.num_tasks)
                         self._pending.append(self.dist.sum(loss.detach()))
+                    elif self.graphed is not None:
+                        loss = self.graphed(batch)  # meta-loss and gradients by graph replay
+                        self._pending.append(loss)
                     else:
                         loss = self.algorithm.meta_loss(batch)
                         self._pending.append(loss.detach())
                     if self.sync_every_step:
                         self._check_losses(self.step + 1)
-                    loss.backward()
+                    if self.graphed is None:
+                        loss.backward()
                     self.dist.all_reduce_grads(self.algorithm)
                     self.optimizer.step()
                     self.step += 1

@@ -54,7 +54,7 @@ def move(t: Tensor, device: torch.device | str | None = None, dtype: torch.dtype
     """``t`` on ``device``; ``dtype`` applies to floating-point tensors only; ``non_blocking``
     copies from CPU to CUDA go through pinned memory so that the host does not wait."""
     if non_blocking and t.device.type == "cpu" and device is not None and torch.device(device).type == "cuda":
-        t = t.pin_memory()
+        t = t.contiguous().pin_memory()  # (expanded label tensors cannot be pinned as they are)
     if dtype is not None and t.is_floating_point():
         return t.to(device=device, dtype=dtype, non_blocking=non_blocking)
     return t.to(device=device, non_blocking=non_blocking)
