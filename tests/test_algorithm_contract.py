@@ -208,3 +208,25 @@ def test_memory_is_flat_over_outer_steps(name, rss_bytes):
     for _ in range(100):
         step()
     assert (rss_bytes() - start) / 2**20 < 30
+
+
+@pytest.mark.parametrize("name", ALGOS)
+def test_meta_backward_equals_backward_of_the_meta_loss(name):
+    """``meta_backward`` (task-by-task back-propagation where the algorithm has it, as MAML's loop
+    engine does to hold one task's graph at a time) leaves the same gradients as
+    ``meta_loss(batch).backward()``, scaled by ``scale``, in float64."""
+    grads = {}
+    for how in ("meta_loss", "meta_backward"):
+        algo, tasks = make(name, torch.float64)
+        algo.on_step(0, 100)
+        batch = training_batch(algo, tasks, dtype=torch.float64)
+        if how == "meta_loss":
+            value = algo.meta_loss(batch)
+            (0.5 * value).backward()
+        else:
+            value = algo.meta_backward(batch, scale=0.5)
+        grads[how] = (float(value), {n: p.grad.clone() for n, p in algo.named_parameters() if p.grad is not None})
+    assert grads["meta_backward"][0] == pytest.approx(grads["meta_loss"][0], rel=1e-12)
+    assert grads["meta_backward"][1].keys() == grads["meta_loss"][1].keys()
+    for n, g in grads["meta_loss"][1].items():
+        torch.testing.assert_close(grads["meta_backward"][1][n], g, rtol=1e-10, atol=1e-12, msg=f"{name}: {n}")

@@ -226,18 +226,15 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     if self.dist.active:
                         local = self.dist.local_batch(batch)
-                        loss = self.algorithm.meta_loss(local) * (local.num_tasks / batch.num_tasks)
-                        self._pending.append(self.dist.sum(loss.detach()))
+                        share = local.num_tasks / batch.num_tasks
+                        value = self.algorithm.meta_backward(local, scale=share)
+                        self._pending.append(self.dist.sum(value * share))
                     elif self.graphed is not None:
-                        loss = self.graphed(batch)  # meta-loss and gradients by graph replay
-                        self._pending.append(loss)
+                        self._pending.append(self.graphed(batch))  # meta-loss and gradients by graph replay
                     else:
-                        loss = self.algorithm.meta_loss(batch)
-                        self._pending.append(loss.detach())
+                        self._pending.append(self.algorithm.meta_backward(batch))
                     if self.sync_every_step:
                         self._check_losses(self.step + 1)
-                    if self.graphed is None:
-                        loss.backward()
                     self.dist.all_reduce_grads(self.algorithm)
                     self.optimizer.step()
                     self.step += 1

@@ -94,6 +94,14 @@ class Algorithm(nn.Module):
         """The outer loss on a meta-batch; its gradient is the meta-gradient."""
         raise NotImplementedError
 
+    def meta_backward(self, batch: TaskBatch, scale: float = 1.0) -> Tensor:
+        """Accumulate ``scale`` times the meta-gradient into the ``.grad`` of the meta-parameters
+        and return the meta-loss (detached). Algorithms whose meta-loss is a mean over tasks may
+        back-propagate task by task to hold one task's graph at a time (MAML's loop engine does)."""
+        loss = self.meta_loss(batch)
+        (loss * scale).backward()
+        return loss.detach()
+
     # -- shared behaviour -------------------------------------------------------------------
     def params(self) -> ParamDict:
         """The model's meta-learned initial parameters."""

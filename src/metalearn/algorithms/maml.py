@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..functional import InnerRule, check_mode, meta_loss, sgd
+from ..functional import InnerRule, check_mode, meta_backward, meta_loss, sgd
 from ..tasks.batch import TaskBatch
 from .base import Algorithm
 
@@ -40,3 +40,7 @@ class MAML(Algorithm):
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         return meta_loss(self._forward, self.loss_fn, self.params(), batch, self.inner_rule(),
                          self.inner_steps, self.mode, self.engine, self.fast_keys())
+
+    def meta_backward(self, batch: TaskBatch, scale: float = 1.0) -> Tensor:
+        return meta_backward(self._forward, self.loss_fn, self.params(), batch, self.inner_rule(),
+                             self.inner_steps, self.mode, self.engine, self.fast_keys(), scale)

@@ -121,10 +121,34 @@ def meta_loss(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskB
         raise ValueError(f"unknown engine {engine!r}; choose 'loop' or 'vmap' (or 'auto' upstream)")
     total = 0.0
     for t in range(batch.num_tasks):
-        fast = adapt_reference(forward, loss_fn, params, batch.support_x[t], batch.support_y[t],
-                               rule, steps, mode, fast_keys)
-        total = total + loss_fn(forward(fast, batch.query_x[t]), batch.query_y[t])
+        total = total + _task_loss(forward, loss_fn, params, batch, t, rule, steps, mode, fast_keys)
     return total / batch.num_tasks
+
+
+def _task_loss(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskBatch, t: int,
+               rule: InnerRule, steps: int, mode: str, fast_keys: Sequence[str] | None) -> Tensor:
+    fast = adapt_reference(forward, loss_fn, params, batch.support_x[t], batch.support_y[t],
+                           rule, steps, mode, fast_keys)
+    return loss_fn(forward(fast, batch.query_x[t]), batch.query_y[t])
+
+
+def meta_backward(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskBatch,
+                  rule: InnerRule, steps: int, mode: str = "second_order", engine: str = "loop",
+                  fast_keys: Sequence[str] | None = None, scale: float = 1.0) -> Tensor:
+    """``(scale * meta_loss(...)).backward()``, returning the (detached) meta-loss. The loop engine
+    back-propagates each task as soon as its query loss is formed, so only one task's graph is
+    alive at a time: peak memory is that of one task, not of the whole meta-batch."""
+    if engine != "loop":
+        loss = meta_loss(forward, loss_fn, params, batch, rule, steps, mode, engine, fast_keys)
+        (loss * scale).backward()
+        return loss.detach()
+    check_mode(mode)
+    n, total = batch.num_tasks, None
+    for t in range(n):
+        loss = _task_loss(forward, loss_fn, params, batch, t, rule, steps, mode, fast_keys)
+        (loss * (scale / n)).backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    return total / n
 
 
 def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskBatch,
