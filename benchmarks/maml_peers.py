@@ -88,10 +88,8 @@ def step_metalearn(model: nn.Module, second: bool, engine: str = "auto"):
     algo = ml.MAML(model, inner_lr=INNER_LR, inner_steps=1, mode="second_order" if second else "first_order",
                    loss="cross_entropy", engine=engine)
 
-    def step(batch):
-        loss = algo.meta_loss(ml.TaskBatch(*batch))
-        loss.backward()
-        return loss
+    def step(batch):  # as the trainer does it: back-propagated task by task (one task's graph at a time)
+        return algo.meta_backward(ml.TaskBatch(*batch))
     return step
 
 
