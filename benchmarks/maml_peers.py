@@ -164,7 +164,12 @@ def step_higher(model: nn.Module, second: bool):
                                       track_higher_grads=second) as (fmodel, diffopt):
                 diffopt.step(F.cross_entropy(fmodel(xs[t]), ys[t]))
                 q = F.cross_entropy(fmodel(xq[t]), yq[t]) / xs.shape[0]
-                q.backward()
+                if second:
+                    q.backward()
+                else:  # without higher-order tracking the fast weights are cut from the model's:
+                    # first-order MAML adds the query gradient at the fast weights to the model's
+                    for p, g in zip(model.parameters(), torch.autograd.grad(q, list(fmodel.parameters()))):
+                        p.grad = g if p.grad is None else p.grad + g
                 total += q.item()
         return torch.tensor(total)
     return step
@@ -305,7 +310,7 @@ def main() -> None:
     ap.add_argument("--setting", choices=SETTINGS, default="5w1s-q15")
     ap.add_argument("--order", choices=("second", "first"), default="second")
     ap.add_argument("--steps", type=int, help="timed meta-steps per run (default 4 on CPU, 30 on CUDA)")
-    ap.add_argument("--warmup", type=int, help="untimed meta-steps first (default 0 on CPU, 5 on CUDA)")
+    ap.add_argument("--warmup", type=int, help="untimed meta-steps first (default 1 on CPU, 5 on CUDA)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -316,7 +321,7 @@ def main() -> None:
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
     args.steps = args.steps or (30 if cuda else 4)
-    args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 0)
+    args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     if args.worker:
         print(json.dumps(worker(args.worker, args.setting, args.order, args.steps, args.threads, args.device,
                                 args.warmup, args.phase)))
