@@ -225,7 +225,7 @@ def test_meta_backward_equals_backward_of_the_meta_loss(name):
             (0.5 * value).backward()
         else:
             value = algo.meta_backward(batch, scale=0.5)
-        grads[how] = (float(value), {n: p.grad.clone() for n, p in algo.named_parameters() if p.grad is not None})
+        grads[how] = (float(value.detach()), {n: p.grad.clone() for n, p in algo.named_parameters() if p.grad is not None})
     assert grads["meta_backward"][0] == pytest.approx(grads["meta_loss"][0], rel=1e-12)
     assert grads["meta_backward"][1].keys() == grads["meta_loss"][1].keys()
     for n, g in grads["meta_loss"][1].items():
