@@ -32,13 +32,12 @@ DATA=${DATA:-$PWD/.gpu/data}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/env.log"
 $PY -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())" | tee -a "$OUT/env.log"
 
-# (1. no engine probe: metalearn's vmap engine gets the double backward of batch-statistics
-#  BatchNorm wrong, which the float64 check of maml_peers.py shows, so Conv4 trains on the loop)
-best=auto
+# (no engine probe: metalearn's vmap engine gets the double backward of batch-statistics BatchNorm
+#  wrong, which the float64 check of maml_peers.py shows, so Conv4 trains on the default loop)
 echo "== 2. train omniglot-5w1s on $DEV for $MAML_MIN min, then evaluate"
 RUN=/tmp/omni-gpu
 timeout $(( ${MAML_MIN%.*} * 60 + 120 )) $PY -m metalearn train omniglot-5w1s --out $RUN --quiet --data-dir "$DATA" \
-  --set train.device=$DEV --set algo.engine=$best --set train.time_limit=$MAML_MIN 2>&1 | tee "$OUT/train.log"
+  --set train.device=$DEV --set train.time_limit=$MAML_MIN 2>&1 | tee "$OUT/train.log"
 cp $RUN/metrics.jsonl "$OUT/omni_metrics.jsonl" 2>/dev/null
 timeout 90 $PY -m metalearn evaluate $RUN --device $DEV --quiet 2>&1 | tee "$OUT/evaluate.log"
 

@@ -16,8 +16,8 @@ skipped (``pip install 'metalearn[bench]'`` installs them where they build).
 With ``--device cuda`` the timed loop starts after ``--warmup`` untimed steps, the clock waits
 for the GPU, peak memory is the GPU's (``torch.cuda.max_memory_allocated``), TF32 is off for every
 implementation (the float64 check needs plain fp32), and two more rows appear: metalearn's
-``vmap`` engine and a prototype that captures metalearn's meta-step in a CUDA graph
-(``metalearn-graph``; not yet in the trainer).
+``vmap`` engine and the trainer's ``train.cuda_graph`` path, which captures metalearn's meta-step
+in a CUDA graph (``metalearn-graph``).
 
     python benchmarks/maml_peers.py [--setting 5w1s-q15] [--order second] [--steps 4] [--repeats 3]
     python benchmarks/maml_peers.py --device cuda --setting 5w1s
@@ -93,45 +93,16 @@ def step_metalearn(model: nn.Module, second: bool, engine: str = "auto"):
     return step
 
 
-def step_metalearn_graph(model: nn.Module, second: bool, engine: str = "loop"):
-    """Prototype (CUDA only): metalearn's meta-step captured once as a CUDA graph and replayed,
-    so the host launches one graph instead of thousands of small kernels. The batch is copied
-    into fixed input buffers; the gradients live in the graph's memory and are handed back to
-    the parameters after each replay."""
+def step_metalearn_graph(model: nn.Module, second: bool):
+    """CUDA only: the trainer's ``train.cuda_graph`` path (``metalearn.cuda_graph.GraphedMetaStep``):
+    the meta-step captured once as a CUDA graph (again for a new dtype or shape) and replayed."""
     import metalearn as ml
-    algo = ml.MAML(model, inner_lr=INNER_LR, inner_steps=1, mode="second_order" if second else "first_order",
-                   loss="cross_entropy", engine=engine)
-    params = list(model.parameters())
-    state: dict = {}
-
-    def eager(batch):
-        for p in params:
-            p.grad = None
-        loss = algo.meta_loss(ml.TaskBatch(*batch))
-        loss.backward()
-        return loss
+    from metalearn.cuda_graph import GraphedMetaStep
+    graphed = GraphedMetaStep(ml.MAML(model, inner_lr=INNER_LR, inner_steps=1, loss="cross_entropy",
+                                      mode="second_order" if second else "first_order", engine="loop"))
 
     def step(batch):
-        if state.get("dtype") != batch[0].dtype:  # (re)capture for this dtype
-            state.clear()
-            static = tuple(t.clone() for t in batch)
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up outside the capture (cuDNN/cuBLAS set-up)
-                for _ in range(3):
-                    eager(static)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                loss = eager(static)
-            state.update(graph=graph, static=static, loss=loss, grads=[p.grad for p in params],
-                         dtype=batch[0].dtype)
-        for dst, src in zip(state["static"], batch):
-            dst.copy_(src, non_blocking=True)
-        state["graph"].replay()
-        for p, g in zip(params, state["grads"]):
-            p.grad = g
-        return state["loss"]
+        return graphed(ml.TaskBatch(*batch))
     return step
 
 
@@ -237,7 +208,7 @@ def step_torchopt(model: nn.Module, second: bool):
 
 STEPS = {"metalearn": step_metalearn, "metalearn-vmap": lambda m, s: step_metalearn(m, s, "vmap"),
          "metalearn-loop": lambda m, s: step_metalearn(m, s, "loop"),
-         "metalearn-graph": step_metalearn_graph, "metalearn-vmap-graph": lambda m, s: step_metalearn_graph(m, s, "vmap"),
+         "metalearn-graph": step_metalearn_graph,
          "bare-loop": step_bare, "higher": step_higher,
          "learn2learn": step_learn2learn, "torchopt": step_torchopt}
 
@@ -386,7 +357,7 @@ def main() -> None:
     if base and peers:
         print(f"metalearn (its fastest engine above) / fastest peer: {base / max(peers):.2f}x")
     if graphs and peers:
-        print(f"CUDA-graph prototype / fastest peer: {max(graphs) / max(peers):.2f}x")
+        print(f"metalearn with train.cuda_graph / fastest peer: {max(graphs) / max(peers):.2f}x")
     if skipped:
         print(f"not installed (skipped): {', '.join(skipped)}")
 
