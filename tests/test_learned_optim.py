@@ -9,6 +9,8 @@ from torch import nn
 from metalearn.cli.main import main
 from metalearn.learned_optim import (L2L, LearnedOptimizer, LSTMOptimizerNet, QuadraticProblems, lstm_rule,
                                      preprocess)
+from metalearn.errors import ConfigError
+from metalearn.learned_optim.training import optimize
 
 
 def test_preprocessing_matches_the_paper():
@@ -41,14 +43,29 @@ def test_rule_state_per_coordinate_over_several_tensors():
     assert changed == [[0, 0]] and torch.equal(new2["b"], new["b"])
 
 
-def test_unrolled_meta_gradient_matches_finite_differences(fd_check):
+@pytest.mark.parametrize("objective", ["loss", "log_loss"])
+def test_unrolled_meta_gradient_matches_finite_differences(fd_check, objective):
     """Float64, a tiny quadratic, second-order mode, one 3-step unroll."""
     torch.manual_seed(0)
     fam = QuadraticProblems(dim=3, horizon=3)
     batch = fam.sample(2, torch.Generator().manual_seed(0)).to(dtype=torch.float64)
     net = LSTMOptimizerNet(hidden=4).double()
-    loss = lambda: L2L(net, fam, horizon=3, unroll=3, mode="second_order").meta_loss(batch)  # noqa: E731
+    loss = lambda: L2L(net, fam, horizon=3, unroll=3, mode="second_order",  # noqa: E731
+                       objective=objective).meta_loss(batch)
     fd_check(loss, list(net.parameters()), coords=4, abs_tol=1e-8, seed=1)
+
+
+def test_log_objective_is_the_mean_log_of_the_trajectory_losses():
+    fam = QuadraticProblems(dim=4, horizon=3)
+    batch = fam.sample(3, torch.Generator().manual_seed(0))
+    net = LSTMOptimizerNet()
+    plain = L2L(net, fam, horizon=3, unroll=3).meta_loss(batch)
+    logged = L2L(net, fam, horizon=3, unroll=3, objective="log_loss").meta_loss(batch)
+    _, curve = optimize(fam, batch, lstm_rule(net), 3)  # losses before each step and after the last
+    torch.testing.assert_close(plain, curve[:, 1:].mean(1).mean(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logged, curve[:, 1:].log().mean(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="unknown l2l objective 'mse'; choose one of: loss, log_loss"):
+        L2L(net, fam, objective="mse")
 
 
 def test_truncated_unrolls_carry_the_optimizee_state():
@@ -156,3 +173,24 @@ def test_presets_end_to_end(preset, extra, tmp_path, capsys, data_dir):
     opt = LearnedOptimizer.from_run(out, model.parameters())
     model(torch.randn(8, 4)).pow(2).mean().backward()
     opt.step()
+
+
+class _FlatQuadratic(QuadraticProblems):
+    """A badly scaled quadratic, ``scale * ||W theta - y||^2``: the best SGD rate is ~1/scale."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__(dim=4, horizon=10)
+        self.scale = scale
+
+    def losses(self, params, data, t=0):
+        return self.scale * super().losses(params, data, t)
+
+    final_loss = losses
+
+
+@pytest.mark.parametrize("scale, beyond", [(1e-3, lambda lr: lr > 3.0), (1e4, lambda lr: lr < 1e-4)])
+def test_learning_rate_search_goes_past_the_grid(scale, beyond):
+    from metalearn.learned_optim.evaluate import LR_GRID, tune_lr
+    lr = tune_lr(_FlatQuadratic(scale), "SGD", steps=10, problems=4, seed=0)
+    assert lr not in LR_GRID and beyond(lr)
+    assert tune_lr(QuadraticProblems(dim=4, horizon=10), "SGD", steps=10, problems=4, seed=0) in LR_GRID

@@ -94,7 +94,8 @@ def build_algorithm(cfg: Config, tasks: Any, name: str | None = None) -> Algorit
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, tasks, encoder_only=name in ENCODER_ONLY)
     if name == "l2l":
-        return cls(model, family=tasks, horizon=cfg.task.horizon, unroll=cfg.task.unroll, mode=a.mode)
+        return cls(model, family=tasks, horizon=cfg.task.horizon, unroll=cfg.task.unroll, mode=a.mode,
+                   objective=a.objective)
     kwargs: dict[str, Any] = dict(inner_lr=a.inner_lr, inner_steps=a.inner_steps, loss=tasks.loss, engine=a.engine)
     if issubclass(cls, MAML) or cls is MAMLpp:
         kwargs["mode"] = a.mode

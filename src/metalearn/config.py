@@ -73,6 +73,8 @@ class AlgoConfig:
     inner_optimizer: str = "adam"            # sgd or adam
     # transfer
     classifier: str = "cosine"               # cosine (Baseline++) or linear (Baseline)
+    # l2l
+    objective: str = "loss"                  # loss (the paper: mean f along the run) or log_loss (mean log f)
 
 
 @dataclass

@@ -4,6 +4,12 @@ each unroll's loss ``mean_t f(theta_t)`` is back-propagated into the LSTM, then 
 state is detached and carried into the next unroll. By default the optimizee's second derivatives
 are dropped, as in the paper (``mode="second_order"`` keeps them).
 
+The meta-objective is the paper's mean loss along the trajectory (``objective="loss"``, all
+weights ``w_t = 1``), or its mean log (``objective="log_loss"``). The mean loss is dominated by
+the large losses of the first steps, so an optimizer trained on it buys early progress and may
+give up the final loss; the log counts a relative improvement the same at every step, as in
+the meta-objective of Wichrowska et al. (2017), "Learned optimizers that scale and generalize".
+
 One trainer step is one unroll, so the ordinary trainer gives runs, checkpoints, logging, resume
 and validation. The optimizee state in flight is part of the checkpoint (``get_extra_state``), so a
 resumed run continues mid-run exactly.
@@ -16,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..algorithms.base import Algorithm
+from ..errors import ConfigError
 from ..functional import InnerRule, ParamDict, check_mode, detached
 from .lstm import LSTMOptimizerNet, lstm_rule
 from .optimizees import OptimizeeBatch
@@ -45,6 +52,9 @@ def optimize(family: Any, batch: OptimizeeBatch, rule: InnerRule, steps: int,
     return params, torch.stack(curve, dim=1)
 
 
+OBJECTIVES = ("loss", "log_loss")
+
+
 class L2L(Algorithm):
     """Meta-learns the LSTM optimizer ``model`` on problems of ``family``."""
 
@@ -52,10 +62,13 @@ class L2L(Algorithm):
     task_kinds = ("optimizer",)
 
     def __init__(self, model: LSTMOptimizerNet, family: Any = None, horizon: int = 100, unroll: int = 20,
-                 mode: str = "first_order", **_: object) -> None:
+                 mode: str = "first_order", objective: str = "loss", **_: object) -> None:
         super().__init__(model, loss="mse", inner_steps=horizon, engine="loop")
         check_mode(mode)
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"unknown l2l objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
         self.family, self.horizon, self.unroll, self.mode = family, horizon, unroll, mode
+        self.objective = objective
         self._run: dict[str, Any] | None = None
 
     def inner_rule(self) -> InnerRule:
@@ -71,14 +84,15 @@ class L2L(Algorithm):
         state, t = run["state"], run["t"]
         steps = min(self.unroll, self.horizon - t)
         total = 0.0
+        term = (lambda f: f.clamp_min(1e-30).log().mean()) if self.objective == "log_loss" else (lambda f: f.mean())
         for i in range(steps):
             loss = self.family.losses(params, run["data"], t + i)
             if i > 0:
-                total = total + loss.mean()
+                total = total + term(loss)
             grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=second, retain_graph=True)
             g = {k: (gi if second else gi.detach()) for k, gi in zip(params, grads)}
             params, state = rule.update(g, state, params)
-        total = (total + self.family.losses(params, run["data"], t + steps).mean()) / steps
+        total = (total + term(self.family.losses(params, run["data"], t + steps))) / steps
         self._run = {"t": t + steps, "params": detached(params), "state": tuple(s.detach() for s in state),
                      "data": run["data"]}
         return total
