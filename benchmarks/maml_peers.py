@@ -268,6 +268,41 @@ def worker(impl: str, setting: str, order: str, steps: int, threads: int, device
     return {"impl": impl, "steps_s": steps / dt, "tasks_s": steps * tasks / dt, "rel_err": rel, "peak_mb": peak}
 
 
+def work_flops(setting: str, order: str, device: str = "cpu") -> float:
+    """Floating-point operations of one meta-step (convolutions and matrix products, forward and
+    every backward, as ``torch.utils.flop_counter`` counts them), on metalearn's step."""
+    from torch.utils.flop_counter import FlopCounterMode
+    ways, shots, queries, tasks = SETTINGS[setting]
+    torch.manual_seed(0)
+    model = conv4(ways).to(device)
+    batch = tuple(t.to(device) for t in make_batches(ways, shots, queries, tasks, 1)[0])
+    step = STEPS["metalearn"](model, order == "second")
+    with FlopCounterMode(display=False) as counter:
+        step(batch)
+    return float(counter.get_total_flops())
+
+
+def conv_rate(threads: int, device: str = "cpu", repeats: int = 5) -> float:
+    """The machine's fp32 convolution rate in FLOP/s: a large 3x3 convolution (256 x 64 x 28 x 28,
+    64 filters), forward plus both backward products, best of ``repeats``."""
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 64, 28, 28, generator=g).to(device).requires_grad_(True)
+    w = torch.randn(64, 64, 3, 3, generator=g).to(device).requires_grad_(True)
+    flops = 3 * 2 * 256 * 64 * 28 * 28 * 64 * 9
+    best = float("inf")
+    for i in range(repeats + 1):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        F.conv2d(x, w, padding=1).sum().backward()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if i:  # the first call is a warm-up
+            best = min(best, time.perf_counter() - t0)
+    return flops / best
+
+
 def available(impl: str) -> bool:
     mod = {"higher": "higher", "learn2learn": "learn2learn", "torchopt": "torchopt"}.get(impl)
     if mod is None:
@@ -293,6 +328,10 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     args.steps = args.steps or (30 if cuda else 4)
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
+    if args.worker == "flops":
+        print(json.dumps({"flops": work_flops(args.setting, args.order, args.device),
+                          "conv_rate": conv_rate(args.threads, args.device)}))
+        return
     if args.worker:
         print(json.dumps(worker(args.worker, args.setting, args.order, args.steps, args.threads, args.device,
                                 args.warmup, args.phase)))
@@ -358,6 +397,16 @@ def main() -> None:
         print(f"metalearn (its fastest engine above) / fastest peer: {base / max(peers):.2f}x")
     if graphs and peers:
         print(f"metalearn with train.cuda_graph / fastest peer: {max(graphs) / max(peers):.2f}x")
+    # how close to the machine: the work's FLOPs at each row's rate against a large convolution's rate
+    probe = launch("flops", "both")
+    if "flops" in probe:
+        per_task = probe["flops"] / tasks
+        print(f"work: {probe['flops'] / 1e9:.1f} GFLOP per meta-step; a large fp32 3x3 convolution here runs at "
+              f"{probe['conv_rate'] / 1e9:.1f} GFLOP/s (forward + backward)")
+        for impl, med, _ in rows:
+            if med:
+                rate = med["tasks_s"] * per_task
+                print(f"  {impl:<20} {rate / 1e9:7.1f} GFLOP/s = {100 * rate / probe['conv_rate']:5.1f}% of it")
     if skipped:
         print(f"not installed (skipped): {', '.join(skipped)}")
 

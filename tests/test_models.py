@@ -1,0 +1,73 @@
+"""The bundled models: the CPU-fast 2x2 max-pooling and Conv4's block order are the paper's
+function exactly (values, gradients and second-order gradients, in float64)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import metalearn as ml
+from metalearn.models import channels_last, max_pool2x2
+
+
+def test_max_pool2x2_is_max_pool2d_to_every_order():
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 9, 10, dtype=torch.float64, requires_grad=True)  # odd size: floor, as max_pool2d
+    assert torch.equal(max_pool2x2(x), F.max_pool2d(x, 2))
+    assert max_pool2x2(x).is_contiguous() and max_pool2x2(x).shape == (3, 4, 4, 5)
+    assert torch.autograd.gradcheck(max_pool2x2, (x,))
+    assert torch.autograd.gradgradcheck(max_pool2x2, (x,))
+    w = torch.randn(3, 4, 4, 5, dtype=torch.float64)
+    grads = []
+    for pool in (max_pool2x2, lambda t: F.max_pool2d(t, 2)):
+        y = pool(x)
+        gx, = torch.autograd.grad((y * w).sum(), x, create_graph=True)
+        assert gx.is_contiguous()
+        grads.append((gx, torch.autograd.grad((gx * x).sum() + y.pow(3).sum(), x)[0]))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
+def test_channels_last_moves_the_values_and_brings_gradients_back():
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    y = channels_last(x)
+    assert torch.equal(y, x) and y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    gx, = torch.autograd.grad((y * y).sum(), x, create_graph=True)
+    assert gx.is_contiguous() and torch.equal(gx, 2 * x)
+    gg, = torch.autograd.grad(gx.pow(2).sum(), x)
+    assert torch.equal(gg, 8 * x.detach())
+    assert channels_last(y) is y                                  # already there: nothing to do
+    z = torch.randn(3, 4, requires_grad=True)
+    assert channels_last(z) is z                                  # not an image batch: untouched
+
+
+def test_max_pool2x2_under_torch_func_transforms():
+    x = torch.randn(5, 2, 3, 8, 8)
+    f = lambda t: max_pool2x2(t).pow(2).sum()  # noqa: E731
+    g = torch.func.vmap(torch.func.grad(f))(x)
+    ref = torch.func.vmap(torch.func.grad(lambda t: F.max_pool2d(t, 2).pow(2).sum()))(x)
+    assert torch.equal(g, ref)
+
+
+def _paper_conv4(model: ml.models.Conv4) -> nn.Module:
+    """The paper's block order (conv, BN, ReLU, pool) with ``model``'s weights."""
+    layers = []
+    for conv, bn in zip(model.features[0::4], model.features[1::4]):
+        layers += [conv, bn, nn.ReLU(), nn.MaxPool2d(2)]
+    return nn.Sequential(nn.Sequential(*layers), nn.Flatten(), model.head)
+
+
+@pytest.mark.parametrize("order, engine", [("second_order", "loop"), ("first_order", "loop"), ("first_order", "vmap")])
+def test_conv4_is_the_papers_block_order(order, engine):
+    torch.manual_seed(0)
+    model = ml.models.conv4(1, 3, width=4, image_size=28).double()
+    ref = _paper_conv4(model)
+    x = torch.randn(6, 1, 28, 28, dtype=torch.float64)
+    assert torch.allclose(model(x), ref(x), rtol=0, atol=1e-12)
+    batch = ml.TaskBatch(torch.randn(2, 3, 1, 28, 28, dtype=torch.float64), torch.arange(3).repeat(2, 1),
+                         torch.randn(2, 6, 1, 28, 28, dtype=torch.float64), torch.arange(3).repeat(2, 2))
+    grads = []
+    for m in (model, ref):
+        m.zero_grad()
+        ml.MAML(m, inner_lr=0.4, inner_steps=2, mode=order, loss="cross_entropy", engine=engine).meta_loss(batch).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
