@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import metalearn as ml
-from metalearn.models import channels_last, max_pool2x2
+from metalearn.models import max_pool2x2
 
 
 def paper_conv4(model: ml.models.Conv4) -> nn.Module:

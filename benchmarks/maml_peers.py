@@ -25,6 +25,7 @@ in a CUDA graph (``metalearn-graph``).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -67,10 +68,25 @@ def make_batches(ways: int, shots: int, queries: int, tasks: int, n: int, dtype=
     return out
 
 
+def metalearn_conv4(ways: int) -> nn.Module:
+    """``metalearn.models.Conv4`` (the same function; it pools before the ReLU and works
+    channels-last on the CPU) with the weights of ``conv4(ways)`` under the same seed."""
+    import metalearn as ml
+    plain = conv4(ways)
+    ours = ml.models.conv4(1, ways, width=64, image_size=28)
+    for i in range(4):
+        ours.features[4 * i].load_state_dict(plain[4 * i].state_dict())
+        ours.features[4 * i + 1].load_state_dict(plain[4 * i + 1].state_dict())
+    ours.head.load_state_dict(plain[-1].state_dict())
+    return ours
+
+
+MODELS = {"plain": conv4, "metalearn": metalearn_conv4}
+
+
 def reference_grad(model: nn.Module, batch, second: bool, dtype=torch.float64) -> list[torch.Tensor]:
     """float64 per-task loop with torch.autograd.grad: the reference every implementation must match."""
-    m = conv4(model[-1].out_features).to(device=next(model.parameters()).device, dtype=torch.float64)
-    m.load_state_dict(model.state_dict())
+    m = copy.deepcopy(model).to(dtype=torch.float64)
     params = dict(m.named_parameters())
     xs, ys, xq, yq = (t.double() if t.is_floating_point() else t for t in batch)
     total = 0.0
@@ -214,7 +230,7 @@ STEPS = {"metalearn": step_metalearn, "metalearn-vmap": lambda m, s: step_metale
 
 
 def worker(impl: str, setting: str, order: str, steps: int, threads: int, device: str = "cpu",
-           warmup: int = 0, phase: str = "both") -> dict:
+           warmup: int = 0, phase: str = "both", model_name: str = "plain") -> dict:
     """``phase``: ``check`` (the float64 meta-gradient check only), ``time`` (the timing only) or
     ``both``. On a CPU the two run in separate processes, so that the peak resident memory is the
     timed float32 work's and not the float64 check's; on CUDA the peak counter is reset instead."""
@@ -226,7 +242,7 @@ def worker(impl: str, setting: str, order: str, steps: int, threads: int, device
     ways, shots, queries, tasks = SETTINGS[setting]
     second = order == "second"
     torch.manual_seed(0)
-    model = conv4(ways).to(device)
+    model = MODELS[model_name](ways).to(device)
     batches = [tuple(t.to(device) for t in b) for b in make_batches(ways, shots, queries, tasks, steps + warmup + 1)]
     step = STEPS[impl](model, second)
     # correctness before timing, in float64: the implementation's meta-gradient against the
@@ -268,13 +284,13 @@ def worker(impl: str, setting: str, order: str, steps: int, threads: int, device
     return {"impl": impl, "steps_s": steps / dt, "tasks_s": steps * tasks / dt, "rel_err": rel, "peak_mb": peak}
 
 
-def work_flops(setting: str, order: str, device: str = "cpu") -> float:
+def work_flops(setting: str, order: str, device: str = "cpu", model_name: str = "plain") -> float:
     """Floating-point operations of one meta-step (convolutions and matrix products, forward and
     every backward, as ``torch.utils.flop_counter`` counts them), on metalearn's step."""
     from torch.utils.flop_counter import FlopCounterMode
     ways, shots, queries, tasks = SETTINGS[setting]
     torch.manual_seed(0)
-    model = conv4(ways).to(device)
+    model = MODELS[model_name](ways).to(device)
     batch = tuple(t.to(device) for t in make_batches(ways, shots, queries, tasks, 1)[0])
     step = STEPS["metalearn"](model, order == "second")
     with FlopCounterMode(display=False) as counter:
@@ -322,6 +338,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--impls", help=f"comma-separated, from {', '.join(STEPS)} (default: {', '.join(IMPLS)}; "
                     f"on CUDA also metalearn-vmap)")
+    ap.add_argument("--model", choices=MODELS, default="plain",
+                    help="the Conv4 every implementation trains: plain (an nn.Sequential in the paper's "
+                         "order) or metalearn (metalearn.models.Conv4: same function and weights)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--phase", default="both", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -329,12 +348,12 @@ def main() -> None:
     args.steps = args.steps or (30 if cuda else 4)
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     if args.worker == "flops":
-        print(json.dumps({"flops": work_flops(args.setting, args.order, args.device),
+        print(json.dumps({"flops": work_flops(args.setting, args.order, args.device, args.model),
                           "conv_rate": conv_rate(args.threads, args.device)}))
         return
     if args.worker:
         print(json.dumps(worker(args.worker, args.setting, args.order, args.steps, args.threads, args.device,
-                                args.warmup, args.phase)))
+                                args.warmup, args.phase, args.model)))
         return
     wanted = args.impls.split(",") if args.impls else list(GPU_IMPLS if cuda else IMPLS)
     unknown = [i for i in wanted if i not in STEPS]
@@ -347,7 +366,7 @@ def main() -> None:
     def launch(impl: str, phase: str) -> dict:
         cmd = [sys.executable, __file__, "--worker", impl, "--setting", args.setting, "--order", args.order,
                "--steps", str(args.steps), "--threads", str(args.threads), "--device", args.device,
-               "--warmup", str(args.warmup), "--phase", phase]
+               "--warmup", str(args.warmup), "--phase", phase, "--model", args.model]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else json.dumps(
             {"impl": impl, "error": (out.stderr.strip().splitlines() or ["failed"])[-1][:120]})
@@ -369,7 +388,7 @@ def main() -> None:
             results[impl].append(r)
     ways, shots, queries, tasks = SETTINGS[args.setting]
     print(f"MAML {args.order} order, {ways}-way {shots}-shot, {queries} queries/class, meta-batch {tasks}, "
-          f"Conv4-64 + BatchNorm, {args.device}" + ("" if cuda else f", {args.threads} threads")
+          f"Conv4-64 + BatchNorm ({args.model} module), {args.device}" + ("" if cuda else f", {args.threads} threads")
           + f", {args.steps} timed steps, median of {args.repeats}")
     base = None
     rows = []

@@ -41,8 +41,11 @@ class Conv4(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # the first convolution in the input's layout (with one input channel the channels-last
         # kernel is slower), everything after it channels-last on the CPU
-        x = self.to_channels_last(self.features[0](x))
-        return self.head(self.features[1:](x).flatten(1))
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i == 0:
+                x = self.to_channels_last(x)
+        return self.head(x.flatten(1))
 
 
 def conv4(in_channels: int = 1, ways: int = 5, width: int = 64, image_size: int = 28) -> Conv4:
