@@ -71,3 +71,10 @@ def test_conv4_is_the_papers_block_order(order, engine):
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_conv4_gradients_keep_the_parameters_layout():
+    model = ml.models.conv4(1, 3, width=4, image_size=28)
+    loss = model(torch.randn(5, 1, 28, 28)).logsumexp(1).sum()
+    for (name, p), g in zip(model.named_parameters(), torch.autograd.grad(loss, list(model.parameters()))):
+        assert g.stride() == p.stride(), name

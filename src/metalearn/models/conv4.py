@@ -14,9 +14,10 @@ those of the paper's order.
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cpu_layout import ChannelsLast
+from .cpu_layout import channels_last
 
 
 class Conv4(nn.Module):
@@ -34,17 +35,21 @@ class Conv4(nn.Module):
         if size < 1:
             raise ValueError(f"image_size {image_size} is too small for {blocks} pooling blocks")
         self.features = nn.Sequential(*layers)
-        self.to_channels_last = ChannelsLast()
         # ways=0: no head, the model outputs its flattened features (ProtoNets, transfer encoders)
         self.head = nn.Linear(width * size * size, ways) if ways > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         # the first convolution in the input's layout (with one input channel the channels-last
-        # kernel is slower), everything after it channels-last on the CPU
+        # kernel is slower), everything after it channels-last on the CPU; the later convolutions
+        # take their weight channels-last too, so their weight gradients come back in the
+        # parameter's own layout
         for i, layer in enumerate(self.features):
-            x = layer(x)
+            if i > 0 and isinstance(layer, nn.Conv2d):
+                x = F.conv2d(x, channels_last(layer.weight), layer.bias, layer.stride, layer.padding)
+            else:
+                x = layer(x)
             if i == 0:
-                x = self.to_channels_last(x)
+                x = channels_last(x)
         return self.head(x.flatten(1))
 
 
