@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import metalearn as ml
-from metalearn.models import channels_last, max_pool2x2
+from metalearn.models import channels_last, conv2d_nhwc, max_pool2x2
 
 
 def test_max_pool2x2_is_max_pool2d_to_every_order():
@@ -37,6 +37,20 @@ def test_channels_last_moves_the_values_and_brings_gradients_back():
     assert channels_last(y) is y                                  # already there: nothing to do
     z = torch.randn(3, 4, requires_grad=True)
     assert channels_last(z) is z                                  # not an image batch: untouched
+
+
+@pytest.mark.parametrize("channels, padding, bias", [(1, 1, True), (3, 0, False)])
+def test_conv2d_nhwc_is_conv2d_to_every_order(channels, padding, bias):
+    torch.manual_seed(0)
+    x = torch.randn(2, channels, 6, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, channels, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True) if bias else None
+    y = conv2d_nhwc(x, w, b, padding)
+    assert torch.allclose(y, F.conv2d(x, w, b, padding=padding), rtol=0, atol=1e-12)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    inputs = (x, w) + ((b,) if bias else ())
+    f = lambda *a: conv2d_nhwc(a[0], a[1], a[2] if bias else None, padding)  # noqa: E731
+    assert torch.autograd.gradcheck(f, inputs) and torch.autograd.gradgradcheck(f, inputs)
 
 
 def test_max_pool2x2_under_torch_func_transforms():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cpu_layout import channels_last
+from .cpu_layout import channels_last, conv2d_nhwc
 
 
 class Conv4(nn.Module):
@@ -39,17 +39,16 @@ class Conv4(nn.Module):
         self.head = nn.Linear(width * size * size, ways) if ways > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        # the first convolution in the input's layout (with one input channel the channels-last
-        # kernel is slower), everything after it channels-last on the CPU; the later convolutions
-        # take their weight channels-last too, so their weight gradients come back in the
-        # parameter's own layout
+        # on the CPU: the first convolution (few input channels) as a patch product that lands
+        # channels-last, everything after it channels-last; the later convolutions take their
+        # weight channels-last too, so their weight gradients keep the parameter's layout
         for i, layer in enumerate(self.features):
-            if i > 0 and isinstance(layer, nn.Conv2d):
-                x = F.conv2d(x, channels_last(layer.weight), layer.bias, layer.stride, layer.padding)
+            if i == 0:
+                x = channels_last(conv2d_nhwc(x, layer.weight, layer.bias, padding=1))
+            elif isinstance(layer, nn.Conv2d):
+                x = F.conv2d(x, channels_last(layer.weight), layer.bias, padding=1)
             else:
                 x = layer(x)
-            if i == 0:
-                x = channels_last(x)
         return self.head(x.flatten(1))
 
 
