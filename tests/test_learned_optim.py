@@ -194,3 +194,17 @@ def test_learning_rate_search_goes_past_the_grid(scale, beyond):
     lr = tune_lr(_FlatQuadratic(scale), "SGD", steps=10, problems=4, seed=0)
     assert lr not in LR_GRID and beyond(lr)
     assert tune_lr(QuadraticProblems(dim=4, horizon=10), "SGD", steps=10, problems=4, seed=0) in LR_GRID
+
+
+def test_validation_goes_by_the_final_loss_on_the_evaluation_data():
+    class Held(QuadraticProblems):  # a family whose evaluation loss differs from its step losses
+        def final_loss(self, params, data, t=0):
+            return 10.0 + self.losses(params, data)
+
+    fam = Held(dim=4, horizon=5)
+    net = LSTMOptimizerNet()
+    batch = fam.sample(3, torch.Generator().manual_seed(0))
+    curve = L2L(net, fam, horizon=5, unroll=5).adaptation_curve(batch, 5)
+    _, plain = optimize(fam, batch, lstm_rule(net), 5)
+    torch.testing.assert_close(curve[:, :-1], plain[:, :-1])
+    torch.testing.assert_close(curve[:, -1], 10.0 + plain[:, -1])

@@ -99,8 +99,13 @@ class L2L(Algorithm):
 
     def adaptation_curve(self, batch: OptimizeeBatch, steps: int,  # type: ignore[override]
                          metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
-        """Each problem's loss before each of ``steps`` learned-optimizer steps and after the last."""
-        _, curve = optimize(self.family, batch, _no_grad_rule(lstm_rule(self.model)), steps)  # type: ignore[arg-type]
+        """Each problem's minibatch loss before each of ``steps`` learned-optimizer steps; the last
+        entry is the loss after the last step on the family's fixed evaluation data (``final_loss``:
+        1,024 training images for MNIST rather than one minibatch of 128), the number that
+        validation, and so the best checkpoint, goes by."""
+        params, curve = optimize(self.family, batch, _no_grad_rule(lstm_rule(self.model)), steps)  # type: ignore[arg-type]
+        with torch.no_grad():
+            curve[:, -1] = self.family.final_loss(params, batch.data)
         return curve
 
     def adapt(self, x: Any, y: Any = None, steps: int | None = None) -> Any:  # type: ignore[override]
