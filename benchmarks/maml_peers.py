@@ -13,13 +13,19 @@ implementations, and the table shows the median of ``--repeats``: meta-steps/s, 
 resident memory, and each row's speed relative to metalearn. Libraries that are not installed are
 skipped (``pip install 'metalearn[bench]'`` installs them where they build).
 
+``--model plain`` (default) gives every implementation an ``nn.Sequential`` Conv4 in the paper's
+order; ``--model metalearn`` gives every one ``metalearn.models.Conv4`` (the same function and
+weights; channels-last on the CPU). At the end the work of one meta-step is counted with
+``torch.utils.flop_counter`` and set against the rate of one large fp32 convolution on the same
+device and threads: the fraction of the machine each implementation reaches.
+
 With ``--device cuda`` the timed loop starts after ``--warmup`` untimed steps, the clock waits
 for the GPU, peak memory is the GPU's (``torch.cuda.max_memory_allocated``), TF32 is off for every
 implementation (the float64 check needs plain fp32), and two more rows appear: metalearn's
 ``vmap`` engine and the trainer's ``train.cuda_graph`` path, which captures metalearn's meta-step
 in a CUDA graph (``metalearn-graph``).
 
-    python benchmarks/maml_peers.py [--setting 5w1s-q15] [--order second] [--steps 4] [--repeats 3]
+    python benchmarks/maml_peers.py [--setting 5w1s-q15] [--order second] [--steps 4] [--repeats 3] [--model plain]
     python benchmarks/maml_peers.py --device cuda --setting 5w1s
 """
 from __future__ import annotations
