@@ -7,8 +7,8 @@ are dropped, as in the paper (``mode="second_order"`` keeps them).
 The meta-objective is the paper's mean loss along the trajectory (``objective="loss"``, all
 weights ``w_t = 1``), or its mean log (``objective="log_loss"``). The mean loss is dominated by
 the large losses of the first steps, so an optimizer trained on it buys early progress and may
-give up the final loss; the log counts a relative improvement the same at every step, as in
-the meta-objective of Wichrowska et al. (2017), "Learned optimizers that scale and generalize".
+give up the final loss; the log counts a relative improvement the same at every step, so late
+refinement weighs as much as early progress (our option, not the paper's).
 
 One trainer step is one unroll, so the ordinary trainer gives runs, checkpoints, logging, resume
 and validation. The optimizee state in flight is part of the checkpoint (``get_extra_state``), so a
