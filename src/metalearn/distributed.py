@@ -83,11 +83,14 @@ class DistContext:
         if self.active:
             dist.barrier()
 
-    def close(self) -> None:
-        """Leave together and tear the process group down (a peer leaving early can abort gloo)."""
+    def close(self, teardown: bool = True) -> None:
+        """Leave together (a peer leaving early can abort gloo), then tear the process group down.
+        ``teardown=False`` only waits for every rank: for a process that ends right after with
+        ``os._exit``, since gloo's teardown at exit can race its peer's and abort the process."""
         if self.active and dist.is_initialized():
             dist.barrier()
-            dist.destroy_process_group()
+            if teardown:
+                dist.destroy_process_group()
 
 
 def from_environment(device: str | torch.device = "cpu") -> DistContext:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -103,9 +104,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = trainer.run(resume=args.resume is not None)
     finally:
-        ctx.close()
-    if not ctx.is_main:
-        return 130 if result.interrupted else 0
+        ctx.close(teardown=False)
+    code = _report(result, run_dir, cfg, trainer) if ctx.is_main else (130 if result.interrupted else 0)
+    if ctx.active:
+        # every rank has passed the final barrier and every file is written and closed: leave now,
+        # without the process group's C++ teardown, which at exit can race the other ranks' and
+        # abort a finished process ("terminate called without an active exception")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _report(result: Any, run_dir: Run, cfg: Any, trainer: Any) -> int:
+    """The closing lines of ``metalearn train`` (main process only) and its exit code."""
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint saved. Continue with: "
               f"metalearn train --resume {run_dir.path}")
