@@ -1,9 +1,11 @@
 """Conv4 on the CPU: metalearn's Conv4 against the paper's block order with ``nn.MaxPool2d``.
 
 Both are the same function with the same weights (``tests/test_models.py`` checks values and
-second-order gradients in float64); metalearn's pools before the ReLU (they commute) and pools in
-the channels-last layout (``metalearn.models.max_pool2x2``). Printed: the 2x2 max-pooling alone,
-forward + backward, at the three sizes of an Omniglot Conv4 (75 images, 64 channels), then one
+second-order gradients in float64); metalearn's computes its first convolution as a patch product
+that lands channels-last, stays channels-last after it on the CPU and pools before the ReLU (they
+commute). Printed: 2x2 max-pooling alone, forward + backward, in the default layout and through
+``metalearn.models.max_pool2x2`` (pooling channels-last and back), at the three sizes of an
+Omniglot Conv4 (75 images, 64 channels), then one
 second-order MAML meta-step on Omniglot-shaped tasks (5-way 1-shot, 15 queries per class, one inner
 step, back-propagated task by task), both models alternating, median of ``--repeats``.
 

@@ -44,7 +44,7 @@ class Conv4(nn.Module):
         # weight channels-last too, so their weight gradients keep the parameter's layout
         for i, layer in enumerate(self.features):
             if i == 0:
-                x = channels_last(conv2d_nhwc(x, layer.weight, layer.bias, padding=1))
+                x = conv2d_nhwc(x, layer.weight, layer.bias, padding=1)
             elif isinstance(layer, nn.Conv2d):
                 x = F.conv2d(x, channels_last(layer.weight), layer.bias, padding=1)
             else:

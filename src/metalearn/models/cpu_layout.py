@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 _CL, _NCHW = torch.channels_last, torch.contiguous_format
 
@@ -72,17 +72,3 @@ def conv2d_nhwc(x: Tensor, weight: Tensor, bias: Tensor | None = None, padding: 
     flat = weight.reshape(out_ch, -1).t()
     out = patches @ flat if bias is None else torch.addmm(bias, patches, flat)
     return out.view(n, oh, ow, out_ch).permute(0, 3, 1, 2)
-
-
-class ChannelsLast(nn.Module):
-    """``channels_last`` as a layer: what follows it runs in the channels-last layout on the CPU."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return channels_last(x)
-
-
-class MaxPool2x2(nn.Module):
-    """``nn.MaxPool2d(2)`` through ``max_pool2x2``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return max_pool2x2(x)
