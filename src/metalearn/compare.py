@@ -62,6 +62,7 @@ def compare_runs(paths: list[Path | str], episodes: int = 600, scratch: bool = F
             raise ConfigError(f"{r.path} is tested on {_signature(c)} but {runs[0].path} on {sig} "
                               f"(family, protocol, image size, ways, shots); compare runs of one setting")
     base_cfg = cfgs[0]
+    Run(out).check_writable()  # before minutes of evaluation, not after
     family = _test_family(base_cfg)
     classification = family.loss == "cross_entropy"
     metric = percent_correct if classification else None

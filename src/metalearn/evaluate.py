@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,18 +26,52 @@ from .seeding import generator
 from .stats import mean_ci
 
 
+# a task has diverged after s inner steps when its query loss is not finite or is more than this
+# many times its loss before adaptation (one task that does can rule the mean of a thousand)
+DIVERGENCE_FACTOR = 10.0
+
+
+def diverged_tasks(curve: Tensor, factor: float = DIVERGENCE_FACTOR) -> Tensor:
+    """Boolean ``[tasks, steps + 1]``: the query loss of ``curve`` (losses after 0..S inner steps)
+    is non-finite or over ``factor`` times the task's loss before adaptation."""
+    return ~torch.isfinite(curve) | (curve > factor * curve[:, :1])
+
+
 @dataclass
 class CurveStats:
-    """Mean, 95% CI half-width and median of the query loss after each number of inner steps."""
+    """Mean, 95% CI half-width and median of the query loss after each number of inner steps;
+    for losses also how many tasks diverged (see :func:`diverged_tasks`) and the mean and CI over
+    the others."""
 
     steps: list[int]
     mean: list[float]
     ci: list[float]
     median: list[float] = field(default_factory=list)
+    diverged: list[int] = field(default_factory=list)
+    mean_kept: list[float] = field(default_factory=list)
+    ci_kept: list[float] = field(default_factory=list)
 
     def at(self, step: int) -> tuple[float, float]:
         i = self.steps.index(step)
         return self.mean[i], self.ci[i]
+
+    @property
+    def any_diverged(self) -> bool:
+        return any(self.diverged)
+
+    @classmethod
+    def from_curve(cls, curve: Tensor, loss: bool) -> "CurveStats":
+        """Statistics of a ``[tasks, steps + 1]`` curve; ``loss`` turns on divergence detection."""
+        steps = list(range(curve.shape[1]))
+        stats = [mean_ci(curve[:, s]) for s in steps]
+        out = cls(steps, [m for m, _ in stats], [c for _, c in stats], curve.median(dim=0).values.tolist())
+        if loss:
+            bad = diverged_tasks(curve)
+            out.diverged = bad.sum(0).tolist()
+            kept = [mean_ci(curve[~bad[:, s], s]) if not bad[:, s].all() else (math.nan, math.nan)
+                    for s in steps]
+            out.mean_kept, out.ci_kept = [m for m, _ in kept], [c for _, c in kept]
+        return out
 
 
 @dataclass
@@ -75,7 +110,22 @@ class EvalResult:
         last = steps[-1]
         medians = "; ".join(f"{name} {st.median[st.steps.index(last)]:.3f}"
                             for name, st in self.methods.items() if st.median)
-        return "\n".join([title, "", head, rule, *rows, "", f"Median after {last} steps: {medians}"])
+        lines = [title, "", head, rule, *rows, "", f"Median after {last} steps: {medians}"]
+        diverging = {name: st for name, st in self.methods.items() if st.any_diverged}
+        if diverging:
+            lines += ["", f"Diverged tasks (query {self.metric} not finite or over {DIVERGENCE_FACTOR:g}x the "
+                          f"task's value before adaptation): "
+                      + "; ".join(f"{name} {st.diverged[st.steps.index(last)]} of {self.tasks} after {last} "
+                                  f"steps" for name, st in diverging.items())
+                      + ". Mean over the tasks that did not diverge (how many diverged):", "", head, rule]
+            for name, st in diverging.items():
+                cells = []
+                for s in steps:
+                    i = st.steps.index(s)
+                    cells.append(f"{st.mean_kept[i]:.3f} ± {st.ci_kept[i]:.3f}"
+                                 + (f" ({st.diverged[i]})" if st.diverged[i] else ""))
+                lines.append(f"| {name}, without diverged tasks | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
 
 
 def curve_stats(algorithm: Algorithm, family: Any, num_tasks: int, gen: torch.Generator,
@@ -88,10 +138,7 @@ def curve_stats(algorithm: Algorithm, family: Any, num_tasks: int, gen: torch.Ge
     for start in range(0, num_tasks, chunk):
         batch = family.sample(min(chunk, num_tasks - start), gen).to(device)
         parts.append(algorithm.adaptation_curve(batch, max_steps, metric=metric).cpu())
-    curve = torch.cat(parts)
-    stats = [mean_ci(curve[:, s]) for s in range(max_steps + 1)]
-    return CurveStats(list(range(max_steps + 1)), [m for m, _ in stats], [c for _, c in stats],
-                      curve.median(dim=0).values.tolist())
+    return CurveStats.from_curve(torch.cat(parts), loss=metric is None)
 
 
 def load_algorithm(run: Run, cfg: Config | None = None, which: str = "best") -> Algorithm:
@@ -120,7 +167,6 @@ def ensure_baseline(run: Run, cfg: Config, progress: bool = True) -> Algorithm:
         done = int(load_checkpoint(brun.last_checkpoint)["step"]) >= base_cfg.train.steps
     if not done:
         trainer = build_trainer(base_cfg, brun.path, progress=progress)
-        brun.save_config(base_cfg)
         trainer.run(resume=brun.last_checkpoint.is_file())
     return load_algorithm(brun, base_cfg)
 
@@ -144,6 +190,7 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
     """
     run = Run.open(path)
     cfg = run.load_config()
+    run.check_writable("eval")  # before minutes of work, not after
     k = shots if shots is not None else cfg.task.shots
     n = tasks if tasks is not None else cfg.eval.tasks
     step_list = sorted({0, *(steps if steps is not None else cfg.eval.steps)})

@@ -127,19 +127,30 @@ def plot_episode(run: Run, plt: Any, algo: Any, steps: int = 10) -> Path:
 
 
 def plot_steps(run: Run, plt: Any, result: Any) -> Path:
+    """Query metric against inner steps with 95% CIs. Where tasks diverged, the curve is the mean
+    over the others (the count is in the legend, the median dotted beside it), so that one
+    diverged task does not draw a method's curve off the chart."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, st in result.methods.items():
-        m = torch.tensor(st.mean)
-        c = torch.tensor(st.ci)
-        ax.plot(st.steps, m, marker="o", label=name)
-        ax.fill_between(st.steps, (m - c).clamp(min=m.min() / 10), m + c, alpha=0.25)
+        if st.any_diverged:
+            m, c = torch.tensor(st.mean_kept), torch.tensor(st.ci_kept)
+            label = (f"{name}: mean without the {max(st.diverged)} of {result.tasks} tasks that diverged; "
+                     f"mean over all {st.mean[-1]:.3g} after {st.steps[-1]} steps")
+        else:
+            m, c = torch.tensor(st.mean), torch.tensor(st.ci)
+            label = name
+        line, = ax.plot(st.steps, m, marker="o", label=label)
+        ax.fill_between(st.steps, (m - c).clamp(min=float(m.min()) / 10), m + c, alpha=0.25,
+                        color=line.get_color())
+        if st.any_diverged and st.median:
+            ax.plot(st.steps, st.median, ":", color=line.get_color(), label=f"{name}: median")
     if "accuracy" not in result.metric:
         ax.set_yscale("log")
     ax.set_xlabel("inner gradient steps on the support set")
     ax.set_ylabel(f"query {result.metric}")
     ax.set_title(f"K={result.shots}, {result.tasks} held-out tasks (95% CI)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     out = run.report_dir / "steps.png"
     _save(fig, out)
     plt.close(fig)
@@ -151,6 +162,7 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
     plt = _pyplot()
     run = Run.open(path)
     cfg = run.load_config()
+    run.check_writable("report")
     if cfg.task.family in ("quadratic", "mnist_mlp"):
         return _l2l_report(run, cfg, plt)
     result = load_eval(run, cfg.task.shots) or evaluate_run(run.path, progress=progress)

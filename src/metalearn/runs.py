@@ -5,10 +5,15 @@ half-written file behind.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import pickle
+import socket
+import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -94,35 +99,101 @@ class Run:
                            f"pass the --out folder of a 'metalearn train' run")
         return run
 
-    def save_config(self, cfg: Config) -> None:
-        atomic_write_text(self.config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    def save_config(self, cfg: Config | dict[str, Any]) -> None:
+        data = cfg if isinstance(cfg, dict) else cfg.to_dict()
+        atomic_write_text(self.config_path, yaml.safe_dump(data, sort_keys=False))
 
     def load_config(self) -> Config:
         try:
-            data = yaml.safe_load(self.config_path.read_text())
+            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise RunError(f"{self.config_path} is not a text file (it holds bytes that are not UTF-8); "
+                           f"restore it from the checkpoint's copy or train again") from None
         except (OSError, yaml.YAMLError) as exc:
-            raise RunError(f"cannot read {self.config_path}: {exc}") from None
+            raise RunError(f"cannot read {self.config_path}: {one_line(exc)}") from None
         try:
             return config_from_dict(data or {})
         except ConfigError as exc:
             raise RunError(f"{self.config_path} is not a valid metalearn config: {exc}") from None
 
-    def read_metrics(self) -> list[dict[str, Any]]:
+    def read_metrics(self, warn: bool = False) -> list[dict[str, Any]]:
+        """The rows of ``metrics.jsonl``: JSON objects with a numeric ``step``. Other lines (one cut
+        by a kill, or edited by hand) are skipped, with a warning on stderr when ``warn``."""
         if not self.metrics_path.is_file():
             return []
-        rows = []
-        for line in self.metrics_path.read_text().splitlines():
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill: skip it
+        rows, skipped = [], []
+        text = self.metrics_path.read_bytes().decode("utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            step = row.get("step") if isinstance(row, dict) else None
+            if isinstance(step, (int, float)) and not isinstance(step, bool):
+                rows.append(row)
+            else:
+                skipped.append(number)
+        if skipped and warn:
+            shown = ", ".join(map(str, skipped[:5])) + (" ..." if len(skipped) > 5 else "")
+            print(f"metalearn: warning: skipped {len(skipped)} line(s) of {self.metrics_path} that are not "
+                  f"metric rows (a JSON object with a numeric step): line {shown}", file=sys.stderr)
         return rows
 
     def truncate_metrics(self, last_step: int) -> None:
-        """Drop metric rows after ``last_step`` (used when resuming from a checkpoint)."""
-        rows = [r for r in self.read_metrics() if r.get("step", 0) <= last_step]
+        """Drop metric rows after ``last_step`` (used when resuming from a checkpoint), and lines
+        that are not metric rows (with a warning)."""
+        rows = [r for r in self.read_metrics(warn=True) if r["step"] <= last_step]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def is_empty(self) -> bool:
+        """No folder yet, or one with nothing in it but a lock file."""
+        return not self.path.exists() or (self.path.is_dir() and all(
+            p.name == RunLock.NAME for p in self.path.iterdir()))
+
+    def has_run(self) -> bool:
+        """The folder holds (the start of) a metalearn run: a metalearn config beside its metrics
+        or checkpoints (a user's own ``config.yaml`` alone is not a run)."""
+        if not (self.config_path.is_file() and (self.metrics_path.is_file() or self.checkpoint_dir.is_dir())):
+            return False
+        try:
+            self.load_config()
+        except RunError:
+            return False
+        return True
+
+    def check_new(self) -> None:
+        """Refuse a path that cannot hold a new run: a file, a folder with a run in it, or a
+        non-empty folder that is not a run (the user's own files are never written into)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"--out {self.path} is a file, not a folder; choose a new folder for the run")
+        self.lock().check_free()
+        if self.is_empty():
+            return
+        if self.last_checkpoint.is_file():
+            raise RunError(f"{self.path} already holds a run; continue it with "
+                           f"'metalearn train --resume {self.path}' or choose another --out")
+        if self.has_run():
+            raise RunError(f"{self.path} holds a run that stopped before its first checkpoint (nothing to "
+                           f"resume); delete it (rm -r {self.path}) and train again, or choose another --out")
+        raise RunError(f"{self.path} is not empty and is not a metalearn run; choose a new or empty folder "
+                       f"for --out (metalearn never writes into a folder of other files)")
+
+    def check_writable(self, sub: str = "") -> None:
+        """Fail early, naming the folder and the cause, if ``sub`` of the run cannot be written."""
+        folder = self.path / sub
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test.")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            raise RunError(f"cannot write to {folder}: {exc.strerror or exc}; make it writable or copy "
+                           f"the run folder somewhere writable") from None
+
+    def lock(self) -> "RunLock":
+        return RunLock(self.path)
 
     def find_checkpoint(self, which: str = "best") -> Path:
         """``best`` (falls back to ``last``), ``last``, or a kept ``step-N``."""
@@ -141,6 +212,94 @@ class Run:
                        f"checkpoint, train it again or resume with 'metalearn train --resume {self.path}'")
 
 
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class RunLock:
+    """One writer per run folder: an exclusive ``flock`` on ``RUN/.lock`` for as long as a training
+    writes into the folder. The kernel drops the lock when its process dies, however it dies, so a
+    lock left by a killed process never blocks a resume; the file records who holds it (pid, host,
+    start time) for the message a second writer gets."""
+
+    NAME = ".lock"
+
+    def __init__(self, folder: Path | str) -> None:
+        self.path = Path(folder) / self.NAME
+        self._fd: int | None = None
+
+    def holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text())
+            return (f"process {info['pid']} on {info['host']}, started "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['started']))}")
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+    def _busy(self) -> RunError:
+        return RunError(f"{self.path.parent} is in use by {self.holder()}: one process writes to a run at "
+                        f"a time; wait for it to finish (or stop it), or choose another --out")
+
+    def check_free(self) -> None:
+        """A ``RunError`` naming the holder if another process holds the lock now."""
+        import fcntl
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return  # no lock file: nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise self._busy() from None
+            raise
+        finally:
+            os.close(fd)
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                raise self._busy() from None
+            try:  # the holder may have removed the file between our open and our lock: lock the new one
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
 def save_checkpoint(path: Path | str, state: dict[str, Any]) -> None:
     """``torch.save`` to memory, then an atomic write: never a half-written checkpoint."""
     buf = io.BytesIO()
@@ -155,9 +314,13 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
         raise RunError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # never relay PyTorch's hint to load with weights_only=False: that would run the file's code
+        raise RunError(f"checkpoint {path} is corrupt, not a metalearn checkpoint, or unsafe to load (it "
+                       f"is not made of tensors and plain containers only); it was not loaded. Use another "
+                       f"checkpoint of the run or train again") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"checkpoint {path} is corrupt or not a metalearn checkpoint ({first}); "
+        raise RunError(f"checkpoint {path} is corrupt or not a metalearn checkpoint ({one_line(exc)}); "
                        f"use another checkpoint of the run or train again") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model" not in state:
         raise RunError(f"checkpoint {path} is not a metalearn checkpoint (format {CHECKPOINT_FORMAT})")

@@ -22,14 +22,34 @@ from tqdm.auto import tqdm
 
 from .algorithms.base import Algorithm, accuracy
 from .distributed import DistContext
-from .errors import MetalearnError
+from .errors import MetalearnError, RunError
 from .logs import MetricsLog
-from .runs import Run, load_checkpoint, load_weights, save_checkpoint
+from .runs import Run, RunLock, load_checkpoint, load_weights, one_line, save_checkpoint
 from .seeding import generator
 
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
+# what a resumed run may change; any other difference from the checkpoint's config is refused
+RESUMABLE_KEYS = ("train.steps", "train.time_limit", "train.threads")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any],
+                       ignore: tuple[str, ...] = RESUMABLE_KEYS) -> list[str]:
+    """``key: saved vs current`` for every key set in both configs that differs (keys one of them
+    lacks, e.g. from an older version of metalearn, are not compared)."""
+    a, b = _flatten(saved), _flatten(current)
+    return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if k in b and k not in ignore and a[k] != b[k]]
 
 
 @dataclass
@@ -137,6 +157,7 @@ class Trainer:
         self.best_step = 0
         self.seconds = 0.0
         self.window = (0.0, 0)     # (sum, count) of the training losses since the last log row
+        self.last_loss = math.nan  # the last logged training loss (for the progress bar)
         # On an accelerator the meta-losses stay on the device and are read (and checked for NaN)
         # at the next log/validation/checkpoint step, so that the host queues work ahead instead of
         # waiting for every step; no checkpoint is written before the losses it follows are checked.
@@ -171,12 +192,37 @@ class Trainer:
 
     def save(self) -> None:
         if self.dist.is_main:
-            save_checkpoint(self.run_dir.last_checkpoint, self.state())
+            self._write_checkpoint(self.run_dir.last_checkpoint, self.state())
+
+    def _write_checkpoint(self, path: Path, state: dict[str, Any]) -> None:
+        """An atomic checkpoint write; an OS error (a full disk, a read-only folder) stops the run
+        with a message saying that the previous checkpoint is intact."""
+        try:
+            save_checkpoint(path, state)
+        except OSError as exc:
+            kept = (f"{self.run_dir.last_checkpoint} still holds the last good checkpoint (step "
+                    f"{self._saved_step()})" if self.run_dir.last_checkpoint.is_file()
+                    else "no checkpoint was written yet")
+            raise RunError(f"cannot write {path}: {exc.strerror or one_line(exc)}; {kept}. Free space or "
+                           f"make the folder writable, then 'metalearn train --resume {self.run_dir.path}'"
+                           ) from None
 
     def load(self, path: Path | str | None = None) -> None:
-        """Restore everything from a checkpoint (default: the run's ``last.pt``)."""
+        """Restore everything from a checkpoint (default: the run's ``last.pt``); a checkpoint of
+        another algorithm or config is refused, naming both."""
         path = Path(path) if path is not None else self.run_dir.last_checkpoint
         state = load_checkpoint(path)
+        saved_algo = state.get("algorithm")
+        if saved_algo is not None and saved_algo != self.algorithm.name:
+            raise RunError(f"checkpoint {path} was written by algorithm {saved_algo!r} but this run trains "
+                           f"{self.algorithm.name!r}; resume a run only from its own checkpoint")
+        if isinstance(state.get("config"), dict) and self.config is not None:
+            diff = config_differences(state["config"], self.config)
+            if diff:
+                raise RunError(f"checkpoint {path} was written with another config than this run's "
+                               f"(checkpoint vs run: {'; '.join(diff[:4])}"
+                               f"{'; ...' if len(diff) > 4 else ''}); resume a run only from its own "
+                               f"checkpoint, or start a new run")
         load_weights(self.algorithm, state["model"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.task_rng.set_state(state["task_rng"])
@@ -207,10 +253,32 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, resume: bool = False) -> TrainResult:
-        """Train until ``steps`` (continuing from ``last.pt`` when ``resume``)."""
+        """Train until ``steps`` (continuing from ``last.pt`` when ``resume``).
+
+        The main process holds the run folder's lock (:class:`~metalearn.runs.RunLock`) throughout,
+        so a second writer is refused; ``config.yaml`` is written only once the checkpoint to
+        resume from has loaded and the step count is checked."""
+        lock = RunLock(self.run_dir.path).acquire() if self.dist.is_main else None
+        try:
+            return self._run(resume)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self, resume: bool) -> TrainResult:
         if resume:
             self.load()
-            if self.dist.is_main:
+            if self.step > self.steps:
+                raise RunError(f"{self.run_dir.path} is already at step {self.step}, past the {self.steps} "
+                               f"steps asked for; give --steps of at least {self.step} (or evaluate the "
+                               f"run as it is)")
+        elif self.dist.is_main and self.run_dir.last_checkpoint.is_file():
+            raise RunError(f"{self.run_dir.path} already holds a run; resume it (metalearn train --resume "
+                           f"{self.run_dir.path}, or resume=True) or choose another folder")
+        if self.dist.is_main:
+            if self.config is not None:
+                self.run_dir.save_config(self.config)
+            if resume:
                 self.run_dir.truncate_metrics(self.step)
         log = MetricsLog(self.run_dir.metrics_path, self.run_dir.tb_dir) if self.dist.is_main else None
         bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, unit="step",
@@ -246,30 +314,31 @@ class Trainer:
                             or any(self.step % k == 0 for k in (self.log_every, self.val_every, self.ckpt_every))):
                         self._check_losses(self.step)
                     if self.step % self.log_every == 0 or self.step == self.steps or out_of_time:
-                        row["train_loss"] = self.window[0] / self.window[1]
+                        row["train_loss"] = self.last_loss = self.window[0] / self.window[1]
                         self.window = (0.0, 0)
                     if self.step % self.val_every == 0 or self.step == self.steps or out_of_time:
                         row.update(self.validate())
                         if self._better(row[self.select]):
                             self.best_val, self.best_step = row[self.select], self.step
                             if self.dist.is_main:
-                                save_checkpoint(self.run_dir.best_checkpoint,
-                                                {"step": self.step, "model": self.algorithm.state_dict(),
-                                                 self.select: self.best_val, "algorithm": self.algorithm.name})
+                                self._write_checkpoint(self.run_dir.best_checkpoint,
+                                                       {"step": self.step, "model": self.algorithm.state_dict(),
+                                                        self.select: self.best_val,
+                                                        "algorithm": self.algorithm.name})
                     if row:
                         self.seconds += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         row["seconds"] = round(self.seconds, 3)
                         if log is not None:
                             log.log(self.step, **row)
-                        bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.4f}",
+                        bar.set_postfix(loss=f"{self.last_loss:.4f}",
                                         best_val=f"{self.best_val:.4f}", refresh=False)
                     if self.step % self.ckpt_every == 0 or self.step == self.steps or out_of_time:
                         self.seconds += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         self.save()
                     if self.step in self.keep and self.dist.is_main:
-                        save_checkpoint(self.run_dir.checkpoint_dir / f"step-{self.step}.pt", self.state())
+                        self._write_checkpoint(self.run_dir.checkpoint_dir / f"step-{self.step}.pt", self.state())
                     if out_of_time:
                         time_limited = True
                         break
@@ -294,10 +363,14 @@ class Trainer:
         self._pending.clear()
         for i, value in enumerate(values):
             if not math.isfinite(value):
-                raise MetalearnError(
-                    f"the meta-loss became {value} at step {last_step - len(values) + 1 + i}; stopped, and "
-                    f"{self.run_dir.last_checkpoint} keeps the last good weights (step {self._saved_step()}); "
-                    f"lower train.lr or algo.inner_lr and resume or retrain")
+                at = f"the meta-loss became {value} at step {last_step - len(values) + 1 + i}; stopped"
+                if self.run_dir.last_checkpoint.is_file():
+                    raise MetalearnError(
+                        f"{at}, and {self.run_dir.last_checkpoint} keeps the last good weights (step "
+                        f"{self._saved_step()}); lower train.lr or algo.inner_lr and resume or retrain")
+                raise MetalearnError(f"{at} before the first checkpoint, so there is nothing to resume; "
+                                     f"delete {self.run_dir.path} (rm -r {self.run_dir.path}) and train "
+                                     f"again with a lower train.lr or algo.inner_lr")
             self.window = (self.window[0] + value, self.window[1] + 1)
 
     def _saved_step(self) -> int:

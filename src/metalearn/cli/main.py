@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     except MetalearnError as exc:
         print(f"metalearn {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only file system, a full disk, a path that is a file...
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"metalearn {args.command}: error: cannot use{where}: {exc.strerror or exc}; choose a writable "
+              f"folder with free space (or fix the path) and run the command again", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="meta-train from a preset (or resume a run)",
                        description=f"Meta-train. Presets: {', '.join(list_presets())}.")
     p.add_argument("preset", nargs="?", help="preset name (e.g. sinusoid) or a YAML config file")
-    p.add_argument("--out", type=Path, help="run folder (default: runs/PRESET)")
+    p.add_argument("--out", help="run folder, new or empty (default: runs/PRESET)")
     p.add_argument("--steps", type=int, help="total meta-steps (same as --set train.steps=N)")
     p.add_argument("--algo", help="algorithm (same as --set algo.name=NAME)")
     p.add_argument("--seed", type=int, help="seed (same as --set train.seed=N)")
@@ -79,29 +79,27 @@ def run(args: argparse.Namespace) -> int:
                 not o.startswith(allowed) for o in args.overrides):
             raise ConfigError("--resume continues a run with its own config; only --steps (or "
                               "--set train.steps=N / train.time_limit=M / train.threads=T) may change")
+        run_dir.lock().check_free()
         cfg = run_dir.load_config()
         if not run_dir.last_checkpoint.is_file():
-            raise RunError(f"{run_dir.path} has no checkpoint to resume from; start it again with "
-                           f"'metalearn train PRESET --out {run_dir.path}' after removing the folder")
+            raise RunError(f"{run_dir.path} has no checkpoint to resume from (the run stopped before its "
+                           f"first one); delete it (rm -r {run_dir.path}) and train again")
         cfg = validate(apply_overrides(cfg, _overrides(args)))
     else:
         if not args.preset:
             raise ConfigError(f"name a preset ({', '.join(list_presets())}) or use --resume RUN")
+        if args.out is not None and not args.out.strip():
+            raise ConfigError("--out is empty; name a folder for the run, e.g. --out runs/mine")
         cfg = validate(apply_overrides(load_preset(args.preset), _overrides(args)))
-        out = args.out or Path("runs") / Path(args.preset).stem
-        run_dir = Run(out)
-        if run_dir.checkpoint_dir.exists() or run_dir.metrics_path.exists():
-            raise RunError(f"{run_dir.path} already holds a run; continue it with "
-                           f"'metalearn train --resume {run_dir.path}' or choose another --out")
+        run_dir = Run(args.out if args.out is not None else Path("runs") / Path(args.preset).stem)
+        run_dir.check_new()  # the trainer checks again under the run's lock
     if launch:
         return _launch(args, cfg.train.threads)
     torch.set_num_threads(cfg.train.threads)
     ctx = from_environment(cfg.train.device)
     ctx.barrier()  # every rank has checked the run folder before rank 0 writes to it
     trainer = build_trainer(cfg, run_dir.path, progress=not args.quiet, dist=ctx)
-    if ctx.is_main:
-        run_dir.save_config(cfg)
-    try:
+    try:  # the trainer writes config.yaml once the run's lock is held (and a resumed checkpoint loaded)
         result = trainer.run(resume=args.resume is not None)
     finally:
         ctx.close(teardown=False)
