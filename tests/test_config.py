@@ -28,7 +28,7 @@ def test_bad_overrides_name_the_problem(override, message):
 
 def test_validate_rejects_out_of_range_values():
     for override, msg in [("task.shots=0", "task.shots must be positive"),
-                          ("train.lr=-1", "train.lr must be positive"),
+                          ("train.lr=-1", "train.lr must be a finite positive number, got -1.0"),
                           ("algo.inner_steps=-1", "inner_steps must be >= 0")]:
         with pytest.raises(ConfigError, match=msg):
             validate(apply_overrides(Config(), [override]))

@@ -12,6 +12,7 @@ from .config import Config
 from .errors import ConfigError
 from .functional import ENGINES, MODES
 from .models import conv4, mlp
+from .models.conv4 import min_image_size as conv4_min_image_size
 from .tasks import get_task_family
 from .train import Trainer
 
@@ -44,6 +45,15 @@ def build_tasks(cfg: Config, split: str = "train", shots: int | None = None,
                    protocol=t.protocol, rotations=t.rotations, classes=t.classes, channels=t.channels)
 
 
+def check_conv4_image_size(size: int) -> None:
+    """A ConfigError naming the smallest size when Conv4 cannot take ``size`` x ``size`` images."""
+    smallest = conv4_min_image_size()
+    if size < smallest:
+        raise ConfigError(f"task.image_size={size} is too small for the conv4 model: its max-pools need "
+                          f"images of at least {smallest}x{smallest}; use --set task.image_size={smallest} "
+                          f"or larger")
+
+
 def build_model(cfg: Config, tasks: Any, encoder_only: bool = False) -> nn.Module:
     """The model of ``cfg.model`` for ``tasks``; ``encoder_only`` drops the classifier head
     (ProtoNets, transfer) so the model outputs embeddings."""
@@ -62,6 +72,7 @@ def build_model(cfg: Config, tasks: Any, encoder_only: bool = False) -> nn.Modul
             raise ConfigError(f"conv4 expects square images, got {h}x{w}")
         if m.width <= 0:
             raise ConfigError(f"model.width must be positive, got {m.width}")
+        check_conv4_image_size(h)
         return conv4(c, 0 if encoder_only else tasks.output_dim, m.width, h)
     if any(h <= 0 for h in m.hidden):
         raise ConfigError(f"model.hidden sizes must be positive, got {m.hidden}")
@@ -94,8 +105,8 @@ def build_algorithm(cfg: Config, tasks: Any, name: str | None = None) -> Algorit
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, tasks, encoder_only=name in ENCODER_ONLY)
     if name == "l2l":
-        return cls(model, family=tasks, horizon=cfg.task.horizon, unroll=cfg.task.unroll, mode=a.mode,
-                   objective=a.objective)
+        return _safeguarded(cls(model, family=tasks, horizon=cfg.task.horizon, unroll=cfg.task.unroll,
+                                mode=a.mode, objective=a.objective), cfg)
     kwargs: dict[str, Any] = dict(inner_lr=a.inner_lr, inner_steps=a.inner_steps, loss=tasks.loss, engine=a.engine)
     if issubclass(cls, MAML) or cls is MAMLpp:
         kwargs["mode"] = a.mode
@@ -114,7 +125,17 @@ def build_algorithm(cfg: Config, tasks: Any, name: str | None = None) -> Algorit
         with torch.no_grad():
             feature_dim = model(torch.zeros(2, *tasks.input_shape)).flatten(1).shape[1]
         kwargs.update(num_classes=tasks.num_classes, feature_dim=feature_dim, head=a.classifier)
-    return cls(model, **kwargs)
+    return _safeguarded(cls(model, **kwargs), cfg)
+
+
+def _safeguarded(algo: Algorithm, cfg: Config) -> Algorithm:
+    """``algo`` with ``cfg.algo.safeguard`` applied (an error for algorithms it cannot apply to)."""
+    if cfg.algo.safeguard:
+        if not algo.supports_safeguard:
+            raise ConfigError(f"algo.safeguard applies to algorithms that adapt by inner gradient steps of the "
+                              f"functional core; {algo.name} adapts its own way, so set algo.safeguard=false")
+        algo.safeguard = True
+    return algo
 
 
 def build_trainer(cfg: Config, out: Any, progress: bool = True, algo_name: str | None = None,
@@ -127,6 +148,8 @@ def build_trainer(cfg: Config, out: Any, progress: bool = True, algo_name: str |
         if (algo_name or cfg.algo.name) in ENCODER_ONLY and cfg.eval.ways is not None:
             val_cfg.task.ways = cfg.eval.ways
         val = build_tasks(val_cfg, "validation")
+        # the test split as evaluate_run builds it: a class too small for its episodes fails now
+        build_tasks(val_cfg, "test", shots=cfg.task.shots, queries=cfg.eval.queries)
     algo = build_algorithm(cfg, tasks, algo_name)
     t = cfg.train
     return Trainer(algo, tasks, out, steps=t.steps, meta_batch=t.meta_batch, lr=t.lr, seed=t.seed,

@@ -6,6 +6,7 @@ are rejected with the valid choices named.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -62,6 +63,7 @@ class AlgoConfig:
     inner_steps: int = 1
     mode: str = "second_order"
     engine: str = "auto"
+    safeguard: bool = False                  # test-time adaptation keeps only steps that lower the support loss
     head: typing.Optional[str] = None        # anil: parameter-name prefix of the head (default: last layer)
     # mamlpp
     msl_steps: int = 5000                    # meta-steps over which the multi-step loss anneals
@@ -119,6 +121,16 @@ class Config:
 
 
 def _type_name(tp: Any) -> str:
+    """``float`` -> "a number", ``Optional[float]`` -> "a number or null", ``List[int]`` -> "a list of int"."""
+    if tp is type(None):
+        return "null"
+    if tp is float:
+        return "a number"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(tp))
+    if typing.get_origin(tp) in (list, typing.List):
+        item = typing.get_args(tp)[0]
+        return f"a list of {'numbers' if item is float else _type_name(item)}"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -140,11 +152,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (list, typing.List):
         (item,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list of {_type_name(item)} such as [1, 2], got {value!r}")
+            raise ConfigError(f"{key}: expected a list of {'numbers' if item is float else _type_name(item)} "
+                              f"such as [1, 2], got {value!r}")
         return [_coerce(v, item, key) for v in value]
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-3, 1E-3 and 1_000.5 as strings; take any float notation Python reads
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number such as 0.001 or 1e-3, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number such as 0.001 or 1e-3, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -235,26 +254,75 @@ def load_preset(name: str) -> Config:
     return config_from_dict(data)
 
 
+def _is_float_type(tp: Any) -> bool:
+    """Whether the annotation ``tp`` holds floats: ``float``, ``Optional[float]`` or ``List[float]``."""
+    if tp is float:
+        return True
+    return any(_is_float_type(arg) for arg in typing.get_args(tp) if arg is not type(None))
+
+
+def float_fields(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of every float-typed field of the config dataclass ``obj``, nested
+    sections included, read from the dataclasses' annotations."""
+    hints = typing.get_type_hints(type(obj))
+    found: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            found += float_fields(value, f"{prefix}{f.name}.")
+        elif _is_float_type(hints[f.name]):
+            found.append((f"{prefix}{f.name}", value))
+    return found
+
+
+# float keys that must be > 0 (the rest must be finite; train.min_lr also >= 0)
+POSITIVE_FLOATS = ("train.lr", "algo.inner_lr", "train.time_limit", "model.preprocess_p", "model.output_scale")
+
+
+def _check_floats(cfg: Config) -> None:
+    """Every float of ``cfg`` is finite (no nan, inf or -inf), and in range where it has one."""
+    defaults = dict(float_fields(Config()))
+    for key, value in float_fields(cfg):
+        if value is None:  # Optional[float]: null means "none" (train.time_limit)
+            continue
+        example = defaults.get(key)
+        if isinstance(example, list):
+            example = "[" + ",".join(f"{v:g}" for v in example) + "]"
+        fix = f"use e.g. --set {key}={example if example is not None else 60}"
+        if key == "train.time_limit":
+            fix += " (minutes), or null for no limit"
+        if isinstance(value, list):
+            if not all(math.isfinite(v) for v in value):
+                raise ConfigError(f"{key} must hold finite numbers, got {value}; {fix}")
+        elif key in POSITIVE_FLOATS and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{key} must be a finite positive number, got {value}; {fix}")
+        elif key == "train.min_lr" and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{key} must be a finite number >= 0, got {value}; {fix}")
+        elif not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}; {fix}")
+
+
 def validate(cfg: Config) -> Config:
     """Range checks that types alone cannot express."""
     t = cfg.train
     for key in ("steps", "meta_batch", "log_every", "val_every", "val_tasks", "ckpt_every", "threads"):
         if getattr(t, key) <= 0:
             raise ConfigError(f"train.{key} must be positive, got {getattr(t, key)}")
-    if t.time_limit is not None and t.time_limit <= 0:
-        raise ConfigError(f"train.time_limit must be positive minutes, got {t.time_limit}")
-    if t.lr <= 0:
-        raise ConfigError(f"train.lr must be positive, got {t.lr}")
+    _check_floats(cfg)
     if cfg.task.shots <= 0:
         raise ConfigError(f"task.shots must be positive, got {cfg.task.shots}; use --set task.shots=10")
     if cfg.task.queries is not None and cfg.task.queries <= 0:
         raise ConfigError(f"task.queries must be positive, got {cfg.task.queries}")
-    if cfg.algo.inner_lr <= 0:
-        raise ConfigError(f"algo.inner_lr must be positive, got {cfg.algo.inner_lr}")
     if cfg.algo.inner_steps < 0:
         raise ConfigError(f"algo.inner_steps must be >= 0, got {cfg.algo.inner_steps}")
     if cfg.task.ways <= 0 or cfg.task.image_size <= 0:
         raise ConfigError("task.ways and task.image_size must be positive")
+    if cfg.task.channels not in (1, 3):
+        raise ConfigError(f"task.channels must be 1 (grey) or 3 (RGB), got {cfg.task.channels}; "
+                          f"use --set task.channels=1 or --set task.channels=3")
+    if cfg.model.name == "conv4":
+        from .build import check_conv4_image_size  # lazy: build imports this module
+        check_conv4_image_size(cfg.task.image_size)
     if cfg.eval.tasks <= 0 or any(s < 0 for s in cfg.eval.steps):
         raise ConfigError("eval.tasks must be positive and eval.steps non-negative")
     check_device(t.device, "train.device")

@@ -59,6 +59,8 @@ class Algorithm(nn.Module):
 
     name = "algorithm"
     gradient_based = True      # adapts by gradient steps (False: metric-based, e.g. ProtoNets)
+    # adapts through the functional core's adapt/adaptation_curve, so ``safeguard`` applies
+    supports_safeguard = True
     task_kinds: tuple[str, ...] = ("regression", "classification")   # or ("optimizer",) for l2l
 
     def __init__(self, model: nn.Module, loss: str = "mse", inner_steps: int = 1,
@@ -74,6 +76,9 @@ class Algorithm(nn.Module):
         self.inner_steps = inner_steps
         self.engine = choose_engine(engine, model)
         self._forward = make_forward(model)
+        # at test time, keep an inner step only if it lowers the support loss (else halve the step):
+        # see functional.safeguarded_step; meta-training is unchanged
+        self.safeguard = False
 
     # -- what subclasses define -------------------------------------------------------------
     def inner_rule(self) -> InnerRule:
@@ -112,7 +117,8 @@ class Algorithm(nn.Module):
         steps = self.inner_steps if steps is None else steps
         with torch.enable_grad():
             fast = adapt(self._forward, self.loss_fn, detached(self.params()), x, y,
-                         detached_rule(self.inner_rule()), steps, "first_order", self.fast_keys())
+                         detached_rule(self.inner_rule()), steps, "first_order", self.fast_keys(),
+                         safeguard=self.safeguard)
         return Learner(self.model, fast)
 
     def adaptation_curve(self, batch: TaskBatch, steps: int,
@@ -121,4 +127,4 @@ class Algorithm(nn.Module):
         with torch.enable_grad():
             return adaptation_curve(self._forward, self.loss_fn, self.params(), batch,
                                     detached_rule(self.inner_rule()), steps, engine=self.engine,
-                                    metric=metric, fast_keys=self.fast_keys())
+                                    metric=metric, fast_keys=self.fast_keys(), safeguard=self.safeguard)

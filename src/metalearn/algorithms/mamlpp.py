@@ -43,6 +43,7 @@ def batchnorm_parameter_names(model: nn.Module) -> list[str]:
 
 class MAMLpp(Algorithm):
     name = "mamlpp"
+    supports_safeguard = False  # its own inner loop (per-step rates and BatchNorm weights)
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.1, inner_steps: int = 5, loss: str = "mse",
                  engine: str = "auto", msl_steps: int = 5000, first_order_steps: int = 0,

@@ -43,6 +43,7 @@ class ProtoLearner:
 
 class ProtoNet(Algorithm):
     name = "protonet"
+    supports_safeguard = False  # no inner loop
     task_kinds = ("classification",)
     gradient_based = False
 

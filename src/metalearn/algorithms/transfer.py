@@ -56,6 +56,7 @@ class HeadLearner:
 
 class Transfer(Algorithm):
     name = "transfer"
+    supports_safeguard = False  # fits a new head with its own loop
     task_kinds = ("classification",)
 
     def __init__(self, model: nn.Module, num_classes: int = 1, feature_dim: int = 64, head: str = "cosine",

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..errors import MetalearnError
-from .images import ImageDataset, decode_image
+from .images import ImageDataset, decode_image, read_image, unreadable_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -24,8 +24,8 @@ def image_sizes(paths: list[Path]) -> dict[tuple[int, int], list[Path]]:
         try:
             with Image.open(p) as im:
                 sizes.setdefault(im.size, []).append(p)
-        except OSError as exc:
-            raise MetalearnError(f"cannot read image {p}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 (Pillow raises OSError, SyntaxError, ValueError...)
+            raise unreadable_image(p, exc) from None
     return sizes
 
 
@@ -53,7 +53,7 @@ def load_image_folder(root: Path | str, image_size: int, channels: int = 1, inve
         per_class.append(torch.stack([decode_image(f.read_bytes(), image_size, channels, invert, str(f))
                                       for f in files]))
         names.append(c.name)
-    return ImageDataset.from_class_lists(per_class, names)
+    return ImageDataset.from_class_lists(per_class, names, root=str(root))
 
 
 def _check_same_size(files: list[Path]) -> None:
@@ -70,12 +70,10 @@ def _check_same_size(files: list[Path]) -> None:
 def _needs_invert(files: list[Path], mode: str) -> bool:
     if mode in ("yes", "no"):
         return mode == "yes"
-    from PIL import Image
     import numpy as np
     means = []
     for p in files[:50]:
-        with Image.open(p) as im:
-            means.append(float(np.asarray(im.convert("L"), dtype=np.float32).mean()))
+        means.append(float(np.asarray(read_image(p, "L", str(p)), dtype=np.float32).mean()))
     return sum(means) / len(means) > 127  # light background: make it dark like the training data
 
 

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import MetalearnError
+from ..errors import ConfigError, MetalearnError
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,11 @@ class ImageDataset:
     offsets: Tensor
     counts: Tensor
     class_names: list[str]
+    root: str | None = None   # image folders: class ``c``'s images came from ``root/class_names[c]``
+
+    def class_source(self, c: int) -> str:
+        """Where class ``c`` came from: its folder for image folders, else its name."""
+        return str(Path(self.root) / self.class_names[c]) if self.root else self.class_names[c]
 
     @property
     def num_classes(self) -> int:
@@ -36,10 +45,11 @@ class ImageDataset:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     @classmethod
-    def from_class_lists(cls, per_class: Sequence[Tensor], class_names: Sequence[str]) -> "ImageDataset":
+    def from_class_lists(cls, per_class: Sequence[Tensor], class_names: Sequence[str],
+                         root: str | None = None) -> "ImageDataset":
         counts = torch.tensor([len(t) for t in per_class], dtype=torch.long)
         offsets = torch.cumsum(counts, 0) - counts
-        return cls(torch.cat(list(per_class)), offsets, counts, list(class_names))
+        return cls(torch.cat(list(per_class)), offsets, counts, list(class_names), root)
 
     def class_images(self, c: int) -> Tensor:
         o, n = int(self.offsets[c]), int(self.counts[c])
@@ -48,7 +58,7 @@ class ImageDataset:
     def subset(self, classes: Sequence[int]) -> "ImageDataset":
         """The dataset restricted to ``classes`` (in that order)."""
         return ImageDataset.from_class_lists([self.class_images(c) for c in classes],
-                                             [self.class_names[c] for c in classes])
+                                             [self.class_names[c] for c in classes], self.root)
 
     def with_rotations(self, quarter_turns: Sequence[int] = (0, 1, 2, 3)) -> "ImageDataset":
         """Every class rotated by each multiple of 90 degrees, each rotation a new class
@@ -62,15 +72,30 @@ class ImageDataset:
         return ImageDataset.from_class_lists(per_class, names)
 
 
+def unreadable_image(source: str | Path, exc: BaseException) -> MetalearnError:
+    """The one-line error for an image file Pillow cannot read (empty, truncated, not an image)."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return MetalearnError(f"cannot read image {source}: {reason}; replace or remove it")
+
+
+def read_image(data: bytes | str | Path, mode: str, source: str = "") -> "PIL.Image.Image":
+    """The fully decoded image of a file's bytes (or path) in Pillow ``mode`` (L or RGB); a
+    ``MetalearnError`` naming ``source`` when the file cannot be read."""
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
+            return img.convert(mode)  # decodes every pixel: truncated files fail here
+    except Exception as exc:  # noqa: BLE001 (Pillow raises OSError, SyntaxError, ValueError, zlib.error...)
+        raise unreadable_image(source or data, exc) from None
+
+
 def decode_image(data: bytes | str, size: int, channels: int = 1, invert: bool = False,
                  source: str = "") -> Tensor:
     """Decode an image file (any format Pillow reads) to uint8 ``[channels, size, size]``."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-        img = img.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise MetalearnError(f"cannot read image {source or data!s}: {exc}") from None
+    from PIL import Image
+    if channels not in (1, 3):
+        raise ConfigError(f"task.channels must be 1 (grey) or 3 (RGB), got {channels}")
+    img = read_image(data, "L" if channels == 1 else "RGB", source)
     if img.size != (size, size):
         img = img.resize((size, size), Image.LANCZOS)
     arr = np.asarray(img, dtype=np.uint8)

@@ -85,14 +85,39 @@ def inner_step_reference(forward: Forward, loss_fn: LossFn, params: ParamDict, s
 
 def adapt(forward: Forward, loss_fn: LossFn, params: ParamDict, x: Tensor, y: Tensor,
           rule: InnerRule, steps: int, mode: str = "second_order",
-          fast_keys: Sequence[str] | None = None) -> ParamDict:
+          fast_keys: Sequence[str] | None = None, safeguard: bool = False) -> ParamDict:
     """Adapt ``params`` to one task's support set ``(x, y)`` with ``steps`` updates of ``rule``
     (only ``fast_keys`` change when given, as in ANIL). Runs under ``vmap``; in
-    ``"second_order"`` mode the result stays differentiable with respect to ``params``."""
+    ``"second_order"`` mode the result stays differentiable with respect to ``params``.
+    ``safeguard`` takes :func:`safeguarded_step` s (first order, for adaptation at test time)."""
     state = rule.init(_split(params, fast_keys)[0])
+    if safeguard:
+        scale, current = torch.ones((), dtype=x.dtype, device=x.device), loss_fn(forward(params, x), y)
+        for _ in range(steps):
+            params, state, scale, current = safeguarded_step(forward, loss_fn, params, state, x, y, rule,
+                                                             fast_keys, scale, current)
+        return params
     for _ in range(steps):
         params, state = inner_step(forward, loss_fn, params, state, x, y, rule, mode, fast_keys)
     return params
+
+
+def safeguarded_step(forward: Forward, loss_fn: LossFn, params: ParamDict, state: Any, x: Tensor, y: Tensor,
+                     rule: InnerRule, fast_keys: Sequence[str] | None, scale: Tensor, current: Tensor
+                     ) -> tuple[ParamDict, Any, Tensor, Tensor]:
+    """One inner step that never raises the support loss, a safeguard for adapting longer than the
+    meta-training's inner loop did: the rule's step, shrunk by ``scale``, is kept only if the
+    support loss there is at most ``current`` (the loss at ``params``); otherwise the parameters
+    stay and ``scale`` halves for the next step. Returns ``(params, state, scale, current)``.
+    While every step lowers the support loss, the path is exactly the plain one. No branch depends
+    on a tensor's value, so it runs under ``vmap``; first order (for test time)."""
+    new, state = inner_step(forward, loss_fn, params, state, x, y, rule, "first_order", fast_keys)
+    full = scale == 1
+    trial = {k: torch.where(full, new[k], params[k] + scale * (new[k] - params[k])) for k in params}
+    loss = loss_fn(forward(trial, x), y)
+    ok = loss <= current
+    params = {k: torch.where(ok, trial[k], params[k]) for k in params}
+    return params, state, torch.where(ok, scale, scale / 2), torch.where(ok, loss, current)
 
 
 def adapt_reference(forward: Forward, loss_fn: LossFn, params: ParamDict, x: Tensor, y: Tensor,
@@ -153,8 +178,10 @@ def meta_backward(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: T
 
 def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskBatch,
                      rule: InnerRule, steps: int, engine: str = "loop",
-                     metric: LossFn | None = None, fast_keys: Sequence[str] | None = None) -> Tensor:
-    """Query ``metric`` (default: the loss) of each task after 0, 1, ..., ``steps`` inner updates.
+                     metric: LossFn | None = None, fast_keys: Sequence[str] | None = None,
+                     safeguard: bool = False) -> Tensor:
+    """Query ``metric`` (default: the loss) of each task after 0, 1, ..., ``steps`` inner updates
+    (:func:`safeguarded_step` s when ``safeguard``).
 
     Returns a detached tensor of shape ``[num_tasks, steps + 1]``. No meta-gradient is formed.
     """
@@ -164,8 +191,14 @@ def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch
     def one_task(p: ParamDict, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
         state = rule.init(_split(p, fast_keys)[0])
         out = [metric(forward(p, xq), yq)]
+        if safeguard:
+            scale, current = torch.ones((), dtype=xs.dtype, device=xs.device), loss_fn(forward(p, xs), ys)
         for _ in range(steps):
-            p, state = inner_step(forward, loss_fn, p, state, xs, ys, rule, "first_order", fast_keys)
+            if safeguard:
+                p, state, scale, current = safeguarded_step(forward, loss_fn, p, state, xs, ys, rule, fast_keys,
+                                                            scale, current)
+            else:
+                p, state = inner_step(forward, loss_fn, p, state, xs, ys, rule, "first_order", fast_keys)
             out.append(metric(forward(p, xq), yq))
         return torch.stack(out)
 

@@ -60,6 +60,7 @@ class L2L(Algorithm):
 
     name = "l2l"
     task_kinds = ("optimizer",)
+    supports_safeguard = False  # it is the optimizer; the safeguard is for inner loops of a model
 
     def __init__(self, model: LSTMOptimizerNet, family: Any = None, horizon: int = 100, unroll: int = 20,
                  mode: str = "first_order", objective: str = "loss", **_: object) -> None:

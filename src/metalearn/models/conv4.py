@@ -52,6 +52,11 @@ class Conv4(nn.Module):
         return self.head(x.flatten(1))
 
 
+def min_image_size(blocks: int = 4) -> int:
+    """The smallest square input a Conv4 of ``blocks`` blocks takes: each 2x2 max-pool halves it."""
+    return 2 ** blocks
+
+
 def conv4(in_channels: int = 1, ways: int = 5, width: int = 64, image_size: int = 28) -> Conv4:
     """A ``Conv4`` for ``image_size`` square inputs with ``in_channels`` channels and ``ways`` outputs."""
     return Conv4(in_channels, ways, width, image_size)

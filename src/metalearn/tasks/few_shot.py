@@ -28,10 +28,13 @@ class FewShotTasks:
         if ways > dataset.num_classes:
             raise ConfigError(f"{label}ways={ways} but this split has {dataset.num_classes} classes; "
                               f"use ways <= {dataset.num_classes}")
+        need = shots + queries
         smallest = int(dataset.counts.min())
-        if shots + queries > smallest:
-            raise ConfigError(f"{label}shots + queries = {shots + queries} but the smallest class has "
-                              f"{smallest} images; use shots + queries <= {smallest}")
+        if need > smallest:
+            if dataset.root is None:
+                raise ConfigError(f"{label}shots + queries = {need} but the smallest class has "
+                                  f"{smallest} images; use shots + queries <= {smallest}")
+            raise ConfigError(label + _too_small(dataset, ways, shots, queries))
         self.dataset, self.ways, self.shots, self.queries, self.name = dataset, ways, shots, queries, name
         self.input_shape = dataset.image_shape
         self.output_dim = ways
@@ -63,3 +66,23 @@ class FewShotTasks:
     def __repr__(self) -> str:
         return (f"FewShotTasks({self.name or 'dataset'}: {self.num_classes} classes, {self.ways}-way "
                 f"{self.shots}-shot, {self.queries} queries)")
+
+
+def _images(n: int) -> str:
+    return f"{n} image" + ("" if n == 1 else "s")
+
+
+def _too_small(dataset: ImageDataset, ways: int, shots: int, queries: int, listed: int = 5) -> str:
+    """Which class folders of an image folder hold fewer than ``shots + queries`` images."""
+    need = shots + queries
+    counts = dataset.counts.tolist()
+    small = [c for c, n in enumerate(counts) if n < need]
+    episodes = (f"{ways}-way {shots}-shot episodes with {queries} quer{'y' if queries == 1 else 'ies'} "
+                f"need shots + queries = {need} images per class; add images or lower the shots or queries "
+                f"(task.shots, task.queries, eval.queries)")
+    if len(small) == 1:
+        c = small[0]
+        return f"image folder class {dataset.class_source(c)} has {_images(counts[c])} but {episodes}"
+    names = ", ".join(f"{dataset.class_source(c)} ({_images(counts[c])})" for c in small[:listed])
+    more = f" and {len(small) - listed} more" if len(small) > listed else ""
+    return f"{len(small)} image folder classes have fewer than {need} images: {names}{more}; {episodes}"

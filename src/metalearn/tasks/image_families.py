@@ -72,6 +72,9 @@ def mnist_split(split: str, classes: Sequence[int], data_dir: str | Path | None 
 def folder_split(split: str, root: str | Path | None, image_size: int, channels: int) -> ImageDataset:
     if root is None:
         raise ConfigError("the image_folder task family needs task.data_dir (a folder of class subfolders)")
+    if channels not in (1, 3):
+        raise ConfigError(f"task.channels must be 1 (grey) or 3 (RGB), got {channels}; "
+                          f"use --set task.channels=1 or --set task.channels=3")
     root = Path(root)
     named = {"train": root / "train", "validation": root / "val", "test": root / "test"}
     if named["train"].is_dir() and named["test"].is_dir():
