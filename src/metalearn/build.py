@@ -12,6 +12,8 @@ from .config import Config
 from .errors import ConfigError
 from .functional import ENGINES, MODES
 from .models import conv4, mlp
+from .models.lstm_optimizer import LSTMOptimizerNet
+from .tasks.optimizees import MLPProblems, QuadraticProblems
 from .models.conv4 import min_image_size as conv4_min_image_size
 from .tasks import get_task_family
 from .train import Trainer
@@ -27,10 +29,8 @@ def build_tasks(cfg: Config, split: str = "train", shots: int | None = None,
     t = cfg.task
     family = family or t.family
     if family == "quadratic":
-        from .learned_optim import QuadraticProblems
         return QuadraticProblems(t.dim, horizon or t.horizon)
     if family == "mnist_mlp":
-        from .learned_optim import MLPProblems
         return MLPProblems(t.mlp_hidden, t.mlp_activation, t.minibatch, horizon or t.horizon, t.data_dir)
     factory = get_task_family(family)
     k = t.shots if shots is None else shots
@@ -64,7 +64,6 @@ def build_model(cfg: Config, tasks: Any, encoder_only: bool = False) -> nn.Modul
         raise ConfigError("the lstm_optimizer model goes with the quadratic and mnist_mlp task families "
                           "(presets l2l-quadratic, l2l-mnist), and only there")
     if m.name == "lstm_optimizer":
-        from .learned_optim import LSTMOptimizerNet
         return LSTMOptimizerNet(m.lstm_hidden, m.preprocess_p, m.output_scale)
     if m.name == "conv4":
         c, h, w = tasks.input_shape

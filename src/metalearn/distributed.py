@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .errors import MetalearnError
-from .tasks.batch import TaskBatch
+from .batch import TaskBatch
 
 
 @dataclass

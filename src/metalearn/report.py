@@ -185,7 +185,7 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
 
 def _l2l_report(run: Run, cfg: Any, plt: Any) -> list[Path]:
     import json
-    from .learned_optim.evaluate import evaluate_l2l_run, l2l_table, plot_l2l
+    from .evaluate_optimizers import evaluate_l2l_run, l2l_table
     path = run.path / "eval" / "l2l.json"
     report = json.loads(path.read_text()) if path.is_file() else evaluate_l2l_run(run, cfg, load_algorithm(run, cfg))
     outs = [plot_training(run, plt), plot_l2l(run, plt, report)]
@@ -194,3 +194,21 @@ def _l2l_report(run: Run, cfg: Any, plt: Any) -> list[Path]:
                f"seed {cfg.train.seed}.", "", l2l_table(report), "", *[f"![{p.stem}]({p.name})" for p in outs], ""]
     atomic_write_text(run.report_dir / "summary.md", "\n".join(summary))
     return outs + [run.report_dir / "summary.md"]
+
+
+def plot_l2l(run: Run, plt: Any, report: dict[str, Any]) -> Path:
+    variants = report["variants"]
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.3 * len(variants), 3.6), squeeze=False)
+    for ax, (label, v) in zip(axes[0], variants.items()):
+        for name, r in v["results"].items():
+            ax.plot(r["curve"], label=name, lw=2.2 if name.startswith("LSTM") else 1.2)
+        ax.set_yscale("log")
+        ax.set_title(label)
+        ax.set_xlabel("optimisation step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("loss (mean over problems)")
+    axes[0][0].legend(fontsize=7)
+    out = run.report_dir / "loss_curves.png"
+    _save(fig, out)
+    plt.close(fig)
+    return out

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..functional import (InnerRule, ParamDict, adapt, adaptation_curve, choose_engine, detached,
                           make_forward, named_params)
 from ..functional.rules import detached_rule
-from ..tasks.batch import TaskBatch
+from ..batch import TaskBatch
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mse": F.mse_loss,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..functional import InnerRule, check_mode, meta_backward, meta_loss, sgd
-from ..tasks.batch import TaskBatch
+from ..batch import TaskBatch
 from .base import Algorithm
 
 

@@ -25,7 +25,7 @@ from torch.func import vmap
 
 from ..functional import InnerRule, ParamDict, detached, inner_step, inner_step_reference
 from ..functional.rules import per_parameter_sgd
-from ..tasks.batch import TaskBatch
+from ..batch import TaskBatch
 from .base import Algorithm, Learner
 
 

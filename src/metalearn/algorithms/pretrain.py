@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..functional import InnerRule, sgd
-from ..tasks.batch import TaskBatch
+from ..batch import TaskBatch
 from .base import Algorithm
 
 

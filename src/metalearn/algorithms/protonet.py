@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import InnerRule, sgd
-from ..tasks.batch import TaskBatch
+from ..batch import TaskBatch
 from .base import Algorithm
 
 

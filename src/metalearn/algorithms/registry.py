@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..errors import ConfigError
 from .anil import ANIL
 from .base import Algorithm
+from .l2l import L2L
 from .maml import MAML
 from .mamlpp import MAMLpp
 from .metasgd import MetaSGD
@@ -14,16 +15,10 @@ from .transfer import Transfer
 
 _ALGORITHMS: dict[str, type[Algorithm]] = {
     "maml": MAML, "anil": ANIL, "metasgd": MetaSGD, "mamlpp": MAMLpp, "reptile": Reptile,
-    "protonet": ProtoNet, "transfer": Transfer, "pretrain": Pretrain,
+    "protonet": ProtoNet, "transfer": Transfer, "pretrain": Pretrain, "l2l": L2L,
 }
 
 
-def _register_l2l() -> None:
-    from ..learned_optim.training import L2L
-    _ALGORITHMS["l2l"] = L2L
-
-
-_register_l2l()
 
 
 def list_algorithms() -> list[str]:

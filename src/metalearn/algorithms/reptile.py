@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from ..functional import InnerRule, adam, adapt, adapt_reference, detached, sgd
-from ..tasks.batch import TaskBatch
+from ..batch import TaskBatch
 from .base import Algorithm
 
 

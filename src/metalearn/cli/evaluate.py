@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = run_dir.load_config()
     torch.set_num_threads(cfg.train.threads)
     if cfg.task.family in L2L_FAMILIES:
-        from ..learned_optim.evaluate import evaluate_l2l_run, l2l_table
+        from ..evaluate_optimizers import evaluate_l2l_run, l2l_table
         report = evaluate_l2l_run(run_dir, cfg, load_algorithm(run_dir, cfg, args.checkpoint), problems=args.tasks)
         print(l2l_table(report))
         print(f"\nsaved {run_dir.path / 'eval' / 'l2l.json'} (and .md)")

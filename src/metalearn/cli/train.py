@@ -15,6 +15,7 @@ from ..distributed import from_environment
 from ..config import apply_overrides, list_presets, load_preset, validate
 from ..errors import ConfigError, RunError
 from ..runs import Run
+from ..threads import busy_cores, thread_advice
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -96,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
     if launch:
         return _launch(args, cfg.train.threads)
     torch.set_num_threads(cfg.train.threads)
+    if not args.quiet and cfg.train.threads > 1 and cfg.train.device == "cpu" and "WORLD_SIZE" not in \
+            os.environ and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        advice = thread_advice(cfg.train.threads, busy_cores(0.2))
+        if advice:
+            print(advice, file=sys.stderr)
     ctx = from_environment(cfg.train.device)
     ctx.barrier()  # every rank has checked the run folder before rank 0 writes to it
     trainer = build_trainer(cfg, run_dir.path, progress=not args.quiet, dist=ctx)

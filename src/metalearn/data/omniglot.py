@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MetalearnError
-from ..runs import atomic_write_bytes
+from ..files import atomic_write_bytes
 from .download import DATA_DIR_ENV, default_data_dir, download
 from .images import ImageDataset, decode_image
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
-from ..tasks.batch import TaskBatch
+from ..batch import TaskBatch
 from .params import ParamDict, detached, has_batchnorm
 from .rules import InnerRule
 

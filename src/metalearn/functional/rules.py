@@ -91,3 +91,28 @@ def detached_rule(rule: InnerRule) -> InnerRule:
     """The same rule with its learned hyper-parameters cut from the graph (for test-time
     adaptation, where no meta-gradient is formed). Rules without learned tensors are unchanged."""
     return rule if getattr(rule, "frozen", None) is None else rule.frozen()
+
+
+def nesterov(lr: float, momentum: float = 0.9) -> InnerRule:
+    """SGD with Nesterov momentum (Sutskever et al. 2013), as PyTorch writes it."""
+    def init(params: ParamDict) -> ParamDict:
+        return {k: p.detach() * 0 for k, p in params.items()}
+
+    def update(grads: ParamDict, buf: ParamDict, params: ParamDict) -> tuple[ParamDict, ParamDict]:
+        buf = {k: momentum * buf[k] + grads[k] for k in params}
+        return {k: p - lr * (grads[k] + momentum * buf[k]) for k, p in params.items()}, buf
+
+    return InnerRule(init, update, name=f"nesterov(lr={lr})")
+
+
+def rmsprop(lr: float, alpha: float = 0.99, eps: float = 1e-8) -> InnerRule:
+    """RMSprop (Tieleman & Hinton 2012), as PyTorch writes it."""
+    def init(params: ParamDict) -> ParamDict:
+        return {k: p.detach() * 0 for k, p in params.items()}
+
+    def update(grads: ParamDict, sq: ParamDict, params: ParamDict) -> tuple[ParamDict, ParamDict]:
+        sq = {k: alpha * sq[k] + (1 - alpha) * grads[k] ** 2 for k in params}
+        return {k: p - lr * grads[k] / (sq[k].sqrt() + eps) for k, p in params.items()}, sq
+
+    return InnerRule(init, update, name=f"rmsprop(lr={lr})")
+

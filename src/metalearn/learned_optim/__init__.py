@@ -1,11 +1,14 @@
-"""Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016): a
-coordinatewise LSTM optimizer, its optimizee task families, its meta-training and a
-``torch.optim.Optimizer`` wrapper."""
-from .hand_rules import HAND_RULES, nesterov, rmsprop
-from .lstm import LSTMOptimizerNet, lstm_rule, preprocess
-from .optimizees import MLPProblems, OptimizeeBatch, QuadraticProblems
+"""Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016), in one
+place for users: the coordinatewise LSTM optimizer (``models.lstm_optimizer``), its optimizee task
+families (``tasks.optimizees``), its meta-training (``algorithms.l2l``), its evaluation against
+hand-designed optimizers (``evaluate_optimizers``) and the ``torch.optim.Optimizer`` wrapper
+(``LearnedOptimizer``). Each piece lives in the layer it belongs to; this package only gathers them.
+"""
+from ..algorithms.l2l import L2L, optimize
+from ..functional.rules import nesterov, rmsprop
+from ..models.lstm_optimizer import LSTMOptimizerNet, lstm_rule, preprocess
+from ..tasks.optimizees import MLPProblems, OptimizeeBatch, QuadraticProblems
 from .torch_optimizer import LearnedOptimizer
-from .training import L2L, optimize
 
-__all__ = ["HAND_RULES", "L2L", "LSTMOptimizerNet", "LearnedOptimizer", "MLPProblems", "OptimizeeBatch",
+__all__ = ["L2L", "LSTMOptimizerNet", "LearnedOptimizer", "MLPProblems", "OptimizeeBatch",
            "QuadraticProblems", "lstm_rule", "nesterov", "optimize", "preprocess", "rmsprop"]

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import Tensor
 
-from .lstm import LSTMOptimizerNet
+from ..models.lstm_optimizer import LSTMOptimizerNet
 
 
 class LearnedOptimizer(torch.optim.Optimizer):

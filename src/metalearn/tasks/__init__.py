@@ -1,5 +1,5 @@
 """Task distributions: ``TaskBatch`` and the registered task families."""
-from .batch import TaskBatch
+from ..batch import TaskBatch
 from .few_shot import FewShotTasks
 from .image_families import image_tasks
 from .registry import get_task_family, list_task_families, register_task_family

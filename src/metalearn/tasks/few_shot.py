@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..data.images import ImageDataset
 from ..errors import ConfigError
-from .batch import TaskBatch
+from ..batch import TaskBatch
 
 
 class FewShotTasks:

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from .image_families import image_tasks
+from .optimizees import MLPProblems, QuadraticProblems
 from .sinusoid import SinusoidTasks
 
 _FAMILIES: dict[str, Callable[..., Any]] = {
@@ -16,18 +17,8 @@ _FAMILIES: dict[str, Callable[..., Any]] = {
 }
 
 
-def _quadratic(*args: Any, **kwargs: Any) -> Any:
-    from ..learned_optim.optimizees import QuadraticProblems
-    return QuadraticProblems(*args, **kwargs)
-
-
-def _mnist_mlp(*args: Any, **kwargs: Any) -> Any:
-    from ..learned_optim.optimizees import MLPProblems
-    return MLPProblems(*args, **kwargs)
-
-
-# learned-optimizer problem families (Andrychowicz et al. 2016), imported on use
-_FAMILIES.update(quadratic=_quadratic, mnist_mlp=_mnist_mlp)
+# learned-optimizer problem families (Andrychowicz et al. 2016)
+_FAMILIES.update(quadratic=QuadraticProblems, mnist_mlp=MLPProblems)
 
 
 def list_task_families() -> list[str]:

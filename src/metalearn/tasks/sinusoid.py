@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .batch import TaskBatch
+from ..batch import TaskBatch
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..algorithms.base import Algorithm
+from .base import Algorithm
 from ..errors import ConfigError
 from ..functional import InnerRule, ParamDict, check_mode, detached
-from .lstm import LSTMOptimizerNet, lstm_rule
-from .optimizees import OptimizeeBatch
+from ..models.lstm_optimizer import LSTMOptimizerNet, lstm_rule
+from ..tasks.optimizees import OptimizeeBatch
 
 
 def optimize(family: Any, batch: OptimizeeBatch, rule: InnerRule, steps: int,

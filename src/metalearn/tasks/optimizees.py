@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..functional import ParamDict
-from ..tasks.batch import move
+from ..batch import move
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 

@@ -11,18 +11,23 @@ import copy
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from ..build import build_tasks
-from ..config import Config
-from ..runs import Run, atomic_write_text
-from ..seeding import generator
-from ..stats import mean_ci
-from .hand_rules import HAND_RULES
-from .lstm import lstm_rule
-from .training import _no_grad_rule, optimize
+from .algorithms.l2l import _no_grad_rule, optimize
+from .build import build_tasks
+from .config import Config
+from .functional import InnerRule
+from .functional.rules import adam, nesterov, rmsprop, sgd
+from .models.lstm_optimizer import lstm_rule
+from .runs import Run, atomic_write_text
+from .seeding import generator
+from .stats import mean_ci
+
+# the hand-designed optimizers the learned one is compared with, by display name
+HAND_RULES: dict[str, Callable[[float], InnerRule]] = {"SGD": sgd, "Nesterov": nesterov, "RMSprop": rmsprop,
+                                                       "Adam": adam}
 
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
 
@@ -127,22 +132,3 @@ def l2l_table(report: dict[str, Any]) -> str:
                          else f"diverged{lr}")
         lines.append(f"| {label} | {v['steps']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def plot_l2l(run: Run, plt: Any, report: dict[str, Any]) -> Path:
-    variants = report["variants"]
-    fig, axes = plt.subplots(1, len(variants), figsize=(4.3 * len(variants), 3.6), squeeze=False)
-    for ax, (label, v) in zip(axes[0], variants.items()):
-        for name, r in v["results"].items():
-            ax.plot(r["curve"], label=name, lw=2.2 if name.startswith("LSTM") else 1.2)
-        ax.set_yscale("log")
-        ax.set_title(label)
-        ax.set_xlabel("optimisation step")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("loss (mean over problems)")
-    axes[0][0].legend(fontsize=7)
-    out = run.report_dir / "loss_curves.png"
-    from ..report import _save
-    _save(fig, out)
-    plt.close(fig)
-    return out

@@ -1,0 +1,117 @@
+"""The protocols that every kind of task implements, at the bottom of the import graph (this module
+imports nothing from metalearn).
+
+A **task family** (:class:`TaskFamily`) is a seeded distribution of tasks: sine waves, few-shot
+episodes of images, optimisation problems, environments whose goal or physics vary, groups of table
+rows. It samples meta-batches and *declares* what the rest of the library needs to know about it:
+what kind of task it is, how it is scored, what the report draws, what ``metalearn adapt``
+accepts and which evaluation ``metalearn evaluate`` runs. The trainer, evaluation, reports,
+comparisons and the CLI dispatch on these declarations, never on a family's name.
+
+A **task loss** (:class:`TaskLoss`) says how one task's losses are formed from parameters: the
+contract of the inner loop. Supervised ``(x, y)`` pairs are one implementation (``TaskBatch``); a
+masked, weighted loss over ragged groups of rows is another; a policy-gradient surrogate over
+episodes that are *collected with the current parameters* (``support`` with theta before
+adaptation, ``query`` with the adapted theta', outside autograd) is a third. The functional core
+adapts parameters against it without knowing which.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Literal, Optional, Protocol, Tuple, runtime_checkable
+
+import torch
+from torch import Tensor
+
+ParamDict = Dict[str, Tensor]
+Forward = Callable[[ParamDict, Any], Any]
+
+TaskKind = Literal["regression", "classification", "optimizer", "reinforcement"]
+TASK_KINDS: Tuple[str, ...] = ("regression", "classification", "optimizer", "reinforcement")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a family's tasks are scored after adaptation.
+
+    ``fn(outputs, targets)`` gives one task's value from the model's query outputs (None: the task
+    loss itself); ``key`` names an entry of :meth:`TaskLoss.metrics` instead, for families whose
+    score is not a function of outputs and targets (an episode's return). Reports print the value
+    times ``scale`` under ``name``; logs keep the unscaled value as ``val_<short>``.
+    """
+
+    name: str
+    higher_is_better: bool
+    fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+    key: Optional[str] = None
+    short: str = "loss"
+    scale: float = 1.0
+
+    @property
+    def is_loss(self) -> bool:
+        return self.fn is None and self.key is None
+
+
+@runtime_checkable
+class TaskFamily(Protocol):
+    """A seeded distribution of tasks, and what it declares about them.
+
+    Declarations (class or instance attributes):
+        kind: one of :data:`TASK_KINDS`; algorithms say which kinds they accept.
+        metric: how a task is scored after adaptation (:class:`Metric`).
+        evaluator: which evaluation ``metalearn evaluate`` runs: ``"adaptation"`` (the metric before
+            and after inner steps, with CIs) or ``"optimizers"`` (a learned optimizer against tuned
+            hand-designed ones).
+        pictures: what ``metalearn report`` draws beside the training curve, by name.
+        adapt_input: what ``metalearn adapt`` accepts for it (``"image_folders"``), or None when
+            adaptation is through the Python API only.
+        baseline: the algorithm that ``evaluate`` trains as this family's transfer baseline, or None.
+    """
+
+    kind: str
+    metric: Metric
+    evaluator: str
+    pictures: Tuple[str, ...]
+    adapt_input: Optional[str]
+    baseline: Optional[str]
+
+    def sample(self, num_tasks: int, generator: Optional[torch.Generator] = None) -> Any:
+        """``num_tasks`` tasks as one batch with a leading task dimension."""
+        ...
+
+
+@runtime_checkable
+class SupervisedFamily(TaskFamily, Protocol):
+    """A family of ``(x, y)`` tasks: what a model for it must take and give."""
+
+    input_shape: Tuple[int, ...]
+    output_dim: int
+    loss: str   # "mse" or "cross_entropy"
+
+
+@runtime_checkable
+class TaskLoss(Protocol):
+    """How a task's losses are formed from parameters: the inner loop's contract.
+
+    ``task`` is one task's slice of a batch (a pytree of tensors without the task dimension).
+    ``support`` and ``query`` return the data that the inner loop adapts on and that the adapted
+    parameters are scored on; a family whose data depends on the parameters (reinforcement
+    learning: episodes are collected with them) collects it there, outside autograd, with
+    ``generator``. ``loss`` is differentiable in ``params``. ``metrics`` gives per-task numbers
+    beside the loss (an episode's return, an accuracy), without gradients.
+    """
+
+    def support(self, forward: Forward, params: ParamDict, task: Any,
+                generator: Optional[torch.Generator]) -> Any: ...
+
+    def query(self, forward: Forward, params: ParamDict, task: Any,
+              generator: Optional[torch.Generator]) -> Any: ...
+
+    def loss(self, forward: Forward, params: ParamDict, data: Any) -> Tensor: ...
+
+    def metrics(self, forward: Forward, params: ParamDict, data: Any) -> Dict[str, Tensor]: ...
+
+
+def declared(family: Any, name: str, default: Any = None) -> Any:
+    """A family's declaration ``name``, or ``default`` for a plain object with only ``sample``."""
+    return getattr(family, name, default)
