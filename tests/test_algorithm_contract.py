@@ -1,5 +1,6 @@
 """The contract every registered algorithm meets, on tiny few-shot image episodes (and the
 gradient-based ones also on sine waves). A new algorithm gets all of this by registering."""
+import dataclasses
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import metalearn as ml
-from metalearn.algorithms import get_algorithm
+from metalearn.algorithms import get_algorithm, get_spec
 from metalearn.data.images import ImageDataset
 from metalearn.functional import make_forward
 from metalearn.tasks import FewShotTasks
@@ -27,24 +28,33 @@ def toy_images(classes=8, per_class=6, size=16, seed=0):
     return ImageDataset.from_class_lists(per, names)
 
 
+# The contract suite's table (in the manner of optax's alias tests): each algorithm's settings for
+# these tiny models. An algorithm that is not listed runs with its registry defaults, so a new
+# algorithm registered with one line is covered without editing this file.
+SETTINGS = {
+    "maml": dict(inner_lr=0.3, inner_steps=1),
+    "anil": dict(inner_lr=0.3, inner_steps=1),
+    "metasgd": dict(inner_lr=0.3, inner_steps=1),
+    "pretrain": dict(inner_lr=0.3, inner_steps=1),
+    "mamlpp": dict(inner_lr=0.3, inner_steps=2, msl_steps=10),
+    "reptile": dict(inner_lr=0.01, inner_steps=3),
+    "transfer": dict(inner_lr=0.1, inner_steps=20),
+}
+
+
+def build(name, model, family, dtype=torch.float32, **overrides):
+    """The algorithm ``name`` as the CLI builds it: its registry settings (table row, then
+    ``overrides``) and ``from_settings``."""
+    spec = get_spec(name)
+    settings = spec.settings(**{**SETTINGS.get(name, {}), **overrides})
+    return spec.cls.from_settings(model.to(dtype), family, settings).to(dtype)
+
+
 def make(name, dtype=torch.float32, seed=0):
     torch.manual_seed(seed)
     tasks = FewShotTasks(toy_images(), WAYS, 2, 2)
-    if name in ("protonet", "transfer"):
-        model = ml.models.conv4(1, 0, width=4, image_size=16)
-    else:
-        model = ml.models.conv4(1, WAYS, width=4, image_size=16)
-    kw = dict(loss="cross_entropy")
-    if name == "transfer":
-        kw.update(num_classes=8, feature_dim=4, inner_steps=20, inner_lr=0.1)
-    elif name == "reptile":
-        kw.update(inner_lr=0.01, inner_steps=3)
-    elif name == "mamlpp":
-        kw.update(inner_lr=0.3, inner_steps=2, msl_steps=10)
-    elif name in ("maml", "anil", "metasgd", "pretrain"):
-        kw.update(inner_lr=0.3, inner_steps=1)
-    algo = get_algorithm(name)(model.to(dtype), **kw)
-    return algo.to(dtype), tasks
+    model = ml.models.conv4(1, 0 if get_algorithm(name).encoder_only else WAYS, width=4, image_size=16)
+    return build(name, model, tasks, dtype), tasks
 
 
 def training_batch(algo, tasks, n=3, dtype=torch.float32):
@@ -52,7 +62,13 @@ def training_batch(algo, tasks, n=3, dtype=torch.float32):
     return b.to(dtype=dtype)
 
 
-ALGOS = [a for a in ml.list_algorithms() if "classification" in get_algorithm(a).task_kinds]
+ALGOS = [a for a in ml.list_algorithms()
+         if "classification" in get_algorithm(a).task_kinds and get_algorithm(a).trainable]
+# whose meta-loss is the function whose gradient the meta-gradient is (not Reptile's surrogate)
+OBJECTIVES = [a for a in ALGOS if get_algorithm(a).meta_loss_is_objective]
+# that run the inner loop on either engine (their settings have one)
+ENGINES = [a for a in ml.list_algorithms() if "engine" in {f.name for f in dataclasses.fields(get_spec(a).settings)}
+           and get_algorithm(a).trainable and "regression" in get_algorithm(a).task_kinds]
 
 
 @pytest.mark.parametrize("name", ALGOS)
@@ -84,7 +100,7 @@ def test_meta_gradient_is_finite_and_reaches_every_meta_parameter(name):
             assert p.grad.abs().sum() > 0, pname
 
 
-@pytest.mark.parametrize("name", ["maml", "anil", "metasgd", "mamlpp", "protonet", "transfer", "pretrain"])
+@pytest.mark.parametrize("name", OBJECTIVES)
 def test_meta_gradient_matches_finite_differences_in_float64(name, fd_check):
     algo, tasks = make(name, dtype=torch.float64)
     algo.on_step(3, 100)  # MAML++: multi-step weights mid-annealing, second order
@@ -135,17 +151,16 @@ def test_reptile_update_moves_toward_the_adapted_weights():
             assert torch.allclose(g, th - mean_phi[k], rtol=1e-6, atol=1e-9), k
 
 
-@pytest.mark.parametrize("name", ["maml", "anil", "metasgd", "mamlpp", "reptile"])
+@pytest.mark.parametrize("name", ENGINES)
 def test_vmap_path_equals_the_per_task_loop_on_an_mlp(name):
     torch.manual_seed(0)
-    batch = ml.SinusoidTasks(shots=5).sample(4, torch.Generator().manual_seed(0)).to(dtype=torch.float64)
+    family = ml.SinusoidTasks(shots=5)
+    batch = family.sample(4, torch.Generator().manual_seed(0)).to(dtype=torch.float64)
     out = {}
     for engine in ("loop", "vmap"):
         torch.manual_seed(0)
-        kw = dict(inner_steps=2, engine=engine)
-        if name == "mamlpp":
-            kw.update(msl_steps=10)
-        algo = get_algorithm(name)(ml.mlp(1, [8, 8], 1, "tanh").double(), inner_lr=0.05, **kw).double()
+        algo = build(name, ml.mlp(1, [8, 8], 1, "tanh"), family, torch.float64, inner_lr=0.05, inner_steps=2,
+                     engine=engine)
         algo.on_step(3, 100)
         loss = algo.meta_loss(batch)
         out[engine] = (loss, torch.autograd.grad(loss, [p for p in algo.parameters() if p.requires_grad]))
@@ -209,7 +224,7 @@ def test_protonet_classifies_by_nearest_prototype():
     assert logits[0, 0].item() == pytest.approx(-0.01)  # distance to the mean (0.1, 0)
 
 
-@pytest.mark.parametrize("name", ["maml", "protonet", "transfer"])
+@pytest.mark.parametrize("name", ALGOS)
 def test_memory_is_flat_over_outer_steps(name, rss_bytes):
     algo, tasks = make(name)
     sampler = algo.training_tasks(tasks)

@@ -3,13 +3,17 @@ import pytest
 import torch
 
 import metalearn as ml
+from metalearn.algorithms import get_spec
 
-ALGOS = [a for a in ml.list_algorithms() if "regression" in ml.get_algorithm(a).task_kinds]
+ALGOS = [a for a in ml.list_algorithms()
+         if "regression" in ml.get_algorithm(a).task_kinds and ml.get_algorithm(a).trainable]
 
 
 def make(name, seed=0, **kw):
+    """As the CLI builds it: registry settings (inner lr 0.01, then ``kw``) and ``from_settings``."""
     torch.manual_seed(seed)
-    return ml.get_algorithm(name)(ml.mlp(1, [40, 40], 1), inner_lr=0.01, **kw)
+    spec = get_spec(name)
+    return spec.cls.from_settings(ml.mlp(1, [40, 40], 1), ml.SinusoidTasks(), spec.settings(inner_lr=0.01, **kw))
 
 
 @pytest.mark.parametrize("name", ALGOS)

@@ -10,6 +10,9 @@ import yaml
 
 from metalearn.cli.main import main
 from metalearn.runs import load_checkpoint
+from metalearn.algorithms import list_algorithms
+
+ALGORITHMS = list_algorithms()
 
 SMALL = ["--quiet", "--set", "train.log_every=10", "--set", "train.val_every=20",
          "--set", "train.val_tasks=30", "--set", "train.ckpt_every=20", "--set", "eval.tasks=50",
@@ -56,7 +59,7 @@ def test_train_evaluate_report_end_to_end(trained_run, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "nosuch"], "unknown preset or task family 'nosuch'; choose one of: l2l-mnist, l2l-quadratic, omniglot-20w1s"),
-    (["train", "sinusoid", "--algo", "mamml"], "unknown algorithm 'mamml'; choose one of: anil, l2l, maml, mamlpp, metasgd, pretrain, protonet, reptile, transfer"),
+    (["train", "sinusoid", "--algo", "mamml"], "unknown algorithm 'mamml'; choose one of: " + ", ".join(ALGORITHMS)),
     (["train", "sinusoid", "--set", "train.foo=1"], "unknown config key 'train.foo'"),
     (["train", "sinusoid", "--set", "train.steps=abc"], "train.steps: expected an integer, got 'abc'"),
     (["train", "sinusoid", "--set", "task.shots=0"], "task.shots must be positive"),
@@ -68,7 +71,15 @@ def test_train_evaluate_report_end_to_end(trained_run, capsys):
     (["train", "sinusoid", "--set", "train.device=gpu"], "train.device='gpu' is not a device; use cpu, cuda or cuda:N"),
     (["train", "sinusoid", "--procs", "0"], "--procs must be a positive integer, got 0"),
     (["train", "sinusoid", "--set", "train.cuda_graph=true"], "train.cuda_graph needs train.device=cuda"),
-    (["train", "omniglot-5w1s-mamlpp", "--set", "train.cuda_graph=true"], "train.cuda_graph supports maml, anil, metasgd, not mamlpp"),
+    (["train", "omniglot-5w1s-mamlpp", "--set", "train.cuda_graph=true"], "train.cuda_graph supports anil, maml, mamlmom, metasgd, not mamlpp"),
+    (["train", "sinusoid", "--algo", "scratch"], "scratch has nothing to meta-train"),
+    (["train", "sinusoid", "--algo", "protonet"], "protonet works on classification tasks, but the sinusoid family gives regression tasks"),
+    (["train", "sinusoid", "--algo", "l2l"], "l2l works on optimizer tasks"),
+    (["train", "l2l-quadratic", "--algo", "maml"], "maml works on regression and classification and reinforcement tasks, but the quadratic family gives optimizer tasks"),
+    (["train", "sinusoid", "--set", "model.name=lstm_optimizer"], "the lstm_optimizer model is for optimizer tasks, but the sinusoid family gives regression tasks; use --set model.name=conv4 or mlp"),
+    (["train", "sinusoid", "--set", "algo.classifier=round"], "unknown algo.classifier 'round'; choose one of: cosine, linear"),
+    (["train", "sinusoid", "--algo", "mamlmom", "--set", "algo.inner_momentum=1.5"], "algo.inner_momentum must be in [0, 1), got 1.5"),
+    (["train", "sinusoid", "--set", "algo.nosuch=1"], "unknown config key 'algo.nosuch'; valid keys here: algo.name, algo.inner_lr"),
     (["evaluate", "/nonexistent/run", "--device", "tpu9"], "--device='tpu9' is not a device"),
 ])
 def test_bad_input_gets_one_line_and_exit_code_2(capsys, tmp_path, argv, message):

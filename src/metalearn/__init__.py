@@ -15,13 +15,15 @@ from .models import mlp
 from .report import make_report
 from .runs import Run
 from .stats import mean_ci
-from .tasks import SinusoidTasks, TaskBatch, get_task_family, list_task_families
+from .batch import TaskBatch, TaskTree
+from .protocols import Metric, TaskFamily, TaskLoss
+from .tasks import SinusoidTasks, get_task_family, list_task_families
 from .train import Trainer, TrainResult, meta_train
 
 __version__ = "0.1.0"
 
 __all__ = ["Algorithm", "Config", "ConfigError", "EvalResult", "InnerRule", "Learner", "MAML",
-           "MetalearnError", "Pretrain", "Run", "RunError", "SinusoidTasks", "TaskBatch", "TrainResult",
+           "Metric", "MetalearnError", "Pretrain", "Run", "RunError", "SinusoidTasks", "TaskBatch", "TaskFamily", "TaskLoss", "TaskTree", "TrainResult",
            "Trainer", "evaluate_run", "functional", "get_algorithm", "get_task_family", "list_algorithms",
            "list_presets", "list_task_families", "load_preset", "make_report", "mean_ci", "meta_train",
            "mlp", "models", "sgd"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -28,25 +29,37 @@ class TaskBatch:
                 raise ValueError(f"TaskBatch: {name} has {getattr(self, name).shape[0]} tasks but "
                                  f"support_x has {n}; all four tensors need the same leading task dimension")
 
+    shardable = True   # the tasks can be split across processes (``batch[slice]``)
+
     @property
     def num_tasks(self) -> int:
         return self.support_x.shape[0]
+
+    @property
+    def total_weight(self) -> float:
+        """The tasks' weight in a meta-batch mean (every task counts once)."""
+        return float(self.num_tasks)
+
+    def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.support_x, self.support_y, self.query_x, self.query_y
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> "TaskBatch":
+        """A batch of ``fn`` applied to each of the four tensors."""
+        return TaskBatch(*(fn(t) for t in self.tensors()))
 
     def task(self, i: int) -> "TaskBatch":
         """The ``i``-th task as a batch of one."""
         return self[i:i + 1]
 
     def __getitem__(self, index: slice) -> "TaskBatch":
-        return TaskBatch(self.support_x[index], self.support_y[index],
-                         self.query_x[index], self.query_y[index])
+        return self.map(lambda t: t[index])
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
            non_blocking: bool = False) -> "TaskBatch":
         """Move to a device; ``dtype`` converts floating-point tensors only (labels stay integers).
         ``non_blocking`` from a CPU batch to CUDA goes through pinned memory, so the host does
         not wait for the device's queued work."""
-        return TaskBatch(*(move(t, device, dtype, non_blocking)
-                           for t in (self.support_x, self.support_y, self.query_x, self.query_y)))
+        return self.map(lambda t: move(t, device, dtype, non_blocking))
 
 
 def move(t: Tensor, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
@@ -58,3 +71,59 @@ def move(t: Tensor, device: torch.device | str | None = None, dtype: torch.dtype
     if dtype is not None and t.is_floating_point():
         return t.to(device=device, dtype=dtype, non_blocking=non_blocking)
     return t.to(device=device, non_blocking=non_blocking)
+
+
+@dataclass(frozen=True)
+class TaskTree:
+    """The tasks of a meta-batch for any task loss: a pytree of tensors with a leading task
+    dimension (``data``), the :class:`~metalearn.protocols.TaskLoss` that reads one task's slice
+    of it, per-task weights in the meta-batch mean (None: equal), and per-task seeds for data that
+    is collected while adapting (reinforcement learning), so that the same tasks give the same
+    episodes in every process and after a resume.
+
+    Ragged tasks (groups with different numbers of rows, episodes of different lengths) are
+    padded to a common length, with a mask in ``data`` that the task loss applies.
+    """
+
+    data: dict[str, Tensor]
+    task_loss: Any
+    weights: Tensor | None = None
+    seeds: Tensor | None = None
+
+    shardable = True
+
+    def __post_init__(self) -> None:
+        n = self.num_tasks
+        for name, t in [*self.data.items(), ("weights", self.weights), ("seeds", self.seeds)]:
+            if t is not None and t.shape[0] != n:
+                raise ValueError(f"TaskTree: {name} has {t.shape[0]} tasks but the others have {n}; every "
+                                 f"tensor needs the same leading task dimension")
+
+    @property
+    def num_tasks(self) -> int:
+        return next(iter(self.data.values())).shape[0]
+
+    @property
+    def total_weight(self) -> float:
+        return float(self.num_tasks) if self.weights is None else float(self.weights.sum())
+
+    def task(self, i: int) -> dict[str, Tensor]:
+        """Task ``i``'s slice of the data (no task dimension)."""
+        return {k: v[i] for k, v in self.data.items()}
+
+    def generator(self, i: int) -> torch.Generator | None:
+        """A generator for task ``i``'s collected data (None without seeds)."""
+        if self.seeds is None:
+            return None
+        return torch.Generator().manual_seed(int(self.seeds[i]))
+
+    def __getitem__(self, index: slice) -> "TaskTree":
+        cut = lambda t: None if t is None else t[index]  # noqa: E731
+        return TaskTree({k: v[index] for k, v in self.data.items()}, self.task_loss, cut(self.weights),
+                        cut(self.seeds))
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+           non_blocking: bool = False) -> "TaskTree":
+        mv = lambda t: None if t is None else move(t, device, dtype, non_blocking)  # noqa: E731
+        return TaskTree({k: move(v, device, dtype, non_blocking) for k, v in self.data.items()}, self.task_loss,
+                        mv(self.weights), None if self.seeds is None else self.seeds)

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from .algorithms import Scratch
-from .build import build_model, build_tasks
+from .algorithms import get_algorithm
+from .build import build_model, build_tasks, test_ways
 from .errors import ConfigError
-from .evaluate import curve_stats, load_algorithm, percent_correct, test_ways
+from .evaluate import curve_stats, load_algorithm, metric_fn
 from .runs import Run, atomic_write_bytes, atomic_write_text, load_checkpoint
 from .seeding import generator
 
@@ -64,25 +64,24 @@ def compare_runs(paths: list[Path | str], episodes: int = 600, scratch: bool = F
     base_cfg = cfgs[0]
     Run(out).check_writable()  # before minutes of evaluation, not after
     family = _test_family(base_cfg)
-    classification = family.loss == "cross_entropy"
-    metric = percent_correct if classification else None
+    metric = metric_fn(family.metric)
     rows: list[Row] = []
     entries: list[tuple[str, Any, int, float | None]] = []
     for r, c in zip(runs, cfgs):
         algo = load_algorithm(r, c)
         steps = max(c.eval.steps) if algo.gradient_based else 0
         seconds = float(load_checkpoint(r.last_checkpoint).get("seconds", 0.0)) if r.last_checkpoint.is_file() else None
-        label = c.algo.name + (" (first order)" if c.algo.name in ("maml", "anil") and c.algo.mode == "first_order" else "")
-        entries.append((f"{label} [{r.path.name}]", algo, steps, seconds))
+        entries.append((f"{algo.label()} [{r.path.name}]", algo, steps, seconds))
     if scratch:
-        torch.manual_seed(0)
-        model = build_model(base_cfg, family)
-        entries.append(("from scratch (Adam, 100 steps)", Scratch(model, inner_steps=scratch_steps,
-                                                                  loss=family.loss).eval(), scratch_steps, None))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model(base_cfg, family)
+        baseline = get_algorithm("scratch")(model, inner_steps=scratch_steps, loss=family.loss).eval()
+        entries.append(("from scratch (Adam, 100 steps)", baseline, scratch_steps, None))
     for name, algo, steps, seconds in entries:
         st = curve_stats(algo, family, episodes, generator("test", base_cfg.eval.seed), steps, metric, chunk=50)
         rows.append(Row(name, steps, st.at(0), st.at(steps), _time_adapt(algo, family, steps), seconds))
-    unit = "accuracy (%)" if classification else family.loss
+    unit = family.metric.name
     head = (f"{episodes} test episodes of {sig[0]} {sig[3]}-way {sig[4]}-shot (test seed {base_cfg.eval.seed}); "
             f"{unit}, mean ± 95% CI\n\n| method | before | after | inner steps | adaptation ms/task | meta-training |\n"
             "|---|---:|---:|---:|---:|---:|")

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .algorithms.registry import algorithm_options, get_spec
+from .models.registry import get_model
 
 
 @dataclass
@@ -58,25 +60,42 @@ class ModelConfig:
 
 @dataclass
 class AlgoConfig:
+    """The ``algo`` section: the keys every algorithm has, plus ``options``, the keys that
+    algorithms declare in their settings dataclasses (``algo.msl_steps`` for MAML++, ...). A
+    config file writes them all flat under ``algo``; an option not set reads as its default."""
+
     name: str = "maml"
     inner_lr: float = 0.01
     inner_steps: int = 1
     mode: str = "second_order"
     engine: str = "auto"
     safeguard: bool = False                  # test-time adaptation keeps only steps that lower the support loss
-    head: typing.Optional[str] = None        # anil: parameter-name prefix of the head (default: last layer)
-    # mamlpp
-    msl_steps: int = 5000                    # meta-steps over which the multi-step loss anneals
-    first_order_steps: int = 0               # derivative-order annealing: first order before this step
-    multi_step_loss: bool = True
-    learn_lrs: bool = True
-    per_step_bn: bool = True
-    # reptile
-    inner_optimizer: str = "adam"            # sgd or adam
-    # transfer
-    classifier: str = "cosine"               # cosine (Baseline++) or linear (Baseline)
-    # l2l
-    objective: str = "loss"                  # loss (the paper: mean f along the run) or log_loss (mean log f)
+    options: typing.Dict[str, typing.Any] = field(default_factory=dict)
+
+    def __getattr__(self, key: str) -> Any:  # only for names that are not fields: the options
+        if key.startswith("__"):
+            raise AttributeError(key)
+        options = self.__dict__.get("options", {})
+        if key in options:
+            return options[key]
+        declared = algorithm_options().get(key)
+        if declared is None:
+            raise AttributeError(f"AlgoConfig has no key {key!r}")
+        return declared.default
+
+    def resolved(self) -> dict[str, Any]:
+        """The section as a config file writes it: the common keys, the chosen algorithm's settings
+        (defaults filled in) and any other option that was set."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        try:
+            settings = get_spec(self.name).settings
+        except ConfigError:
+            settings = None
+        if settings is not None:
+            for f in dataclasses.fields(settings):
+                out.setdefault(f.name, getattr(self, f.name))
+        out.update(self.options)
+        return out
 
 
 @dataclass
@@ -117,7 +136,9 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["algo"] = self.algo.resolved()
+        return out
 
 
 def _type_name(tp: Any) -> str:
@@ -182,12 +203,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
-    names = [f.name for f in dataclasses.fields(obj)]
+    names = [f.name for f in dataclasses.fields(obj) if f.name != "options"]
+    options = algorithm_options() if isinstance(obj, AlgoConfig) else {}
     for key, value in data.items():
         full = f"{prefix}{key}"
+        if key in options and key not in names:
+            obj.options[key] = _coerce(value, options[key].type, full)
+            options[key].owner(**{key: obj.options[key]})  # the declaring algorithm checks the value
+            continue
         if key not in names:
             raise ConfigError(f"unknown config key {full!r}; valid keys here: "
-                              f"{', '.join(prefix + n for n in names)}")
+                              f"{', '.join(prefix + n for n in [*names, *sorted(options)])}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -267,6 +293,10 @@ def float_fields(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     hints = typing.get_type_hints(type(obj))
     found: list[tuple[str, Any]] = []
     for f in dataclasses.fields(obj):
+        if f.name == "options":  # the algorithm-specific keys, typed by the algorithms' settings
+            found += [(f"{prefix}{key}", getattr(obj, key)) for key, opt in algorithm_options().items()
+                      if _is_float_type(opt.type)]
+            continue
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             found += float_fields(value, f"{prefix}{f.name}.")
@@ -320,9 +350,9 @@ def validate(cfg: Config) -> Config:
     if cfg.task.channels not in (1, 3):
         raise ConfigError(f"task.channels must be 1 (grey) or 3 (RGB), got {cfg.task.channels}; "
                           f"use --set task.channels=1 or --set task.channels=3")
-    if cfg.model.name == "conv4":
-        from .build import check_conv4_image_size  # lazy: build imports this module
-        check_conv4_image_size(cfg.task.image_size)
+    model = get_model(cfg.model.name)
+    if model.check is not None:
+        model.check(cfg.task)
     if cfg.eval.tasks <= 0 or any(s < 0 for s in cfg.eval.steps):
         raise ConfigError("eval.tasks must be positive and eval.steps non-negative")
     check_device(t.device, "train.device")

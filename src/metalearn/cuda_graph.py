@@ -14,9 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .algorithms import get_algorithm, list_algorithms
 from .errors import MetalearnError
 
-GRAPHABLE = ("maml", "anil", "metasgd")
+
+def graphable_algorithms() -> list[str]:
+    """The registered algorithms that declare a meta-loss that is the same function at every step."""
+    return [name for name in list_algorithms() if get_algorithm(name).graphable]
 
 
 class GraphedMetaStep:
@@ -24,8 +28,8 @@ class GraphedMetaStep:
     ``algorithm.meta_loss(batch)`` by replaying a captured CUDA graph."""
 
     def __init__(self, algorithm: Any, warmup: int = 3) -> None:
-        if algorithm.name not in GRAPHABLE:
-            raise MetalearnError(f"train.cuda_graph supports {', '.join(GRAPHABLE)}, not {algorithm.name} "
+        if not algorithm.graphable:
+            raise MetalearnError(f"train.cuda_graph supports {', '.join(graphable_algorithms())}, not {algorithm.name} "
                                  f"(its meta-loss changes from step to step); set train.cuda_graph=false")
         device = next(algorithm.parameters()).device
         if device.type != "cuda":
@@ -42,8 +46,7 @@ class GraphedMetaStep:
         return loss
 
     def _capture(self, batch: Any) -> None:
-        parts = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
-        self.static = type(batch)(*(t.clone() for t in parts))  # fixed input buffers
+        self.static = batch.map(lambda t: t.clone())  # fixed input buffers
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up outside the capture (cuDNN/cuBLAS workspaces)
@@ -56,12 +59,11 @@ class GraphedMetaStep:
         self.grads = [p.grad for p in self.params]
 
     def __call__(self, batch: Any) -> Tensor:
-        key = tuple((t.shape, t.dtype) for t in (batch.support_x, batch.support_y, batch.query_x, batch.query_y))
+        key = tuple((t.shape, t.dtype) for t in batch.tensors())
         if key != self._key:
             self._capture(batch)
             self._key = key
-        for dst, src in zip((self.static.support_x, self.static.support_y, self.static.query_x, self.static.query_y),
-                            (batch.support_x, batch.support_y, batch.query_x, batch.query_y)):
+        for dst, src in zip(self.static.tensors(), batch.tensors()):
             dst.copy_(src, non_blocking=True)
         self.graph.replay()
         for p, g in zip(self.params, self.grads):

@@ -48,7 +48,7 @@ class DistContext:
         return slice(bounds[self.rank], bounds[self.rank + 1])
 
     def local_batch(self, batch: TaskBatch) -> TaskBatch:
-        if not isinstance(batch, TaskBatch):
+        if not getattr(batch, "shardable", False):
             raise MetalearnError("distributed training splits the tasks of episodic meta-batches; the "
                                  "transfer baseline and the learned optimizer train in one process")
         return batch[self.shard(batch.num_tasks)]

@@ -12,15 +12,18 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import torch
 from torch import Tensor
 
-from .algorithms.base import Algorithm, accuracy
-from .build import build_algorithm, build_tasks, build_trainer
-from .errors import ConfigError
+from .algorithms import Algorithm
+from .build import build_algorithm, build_tasks, build_trainer, family_kind, test_ways
 from .config import Config
+from .errors import ConfigError
+from .evaluate_optimizers import OptimizerComparison, evaluate_optimizers
+from .protocols import Metric, declared
+from .tasks import get_task_family
 from .runs import Run, atomic_write_text, load_checkpoint, load_weights
 from .seeding import generator
 from .stats import mean_ci
@@ -86,6 +89,7 @@ class EvalResult:
     methods: dict[str, CurveStats] = field(default_factory=dict)
 
     dataset: str = ""
+    path: Path | None = None      # where it was saved
 
     def to_dict(self) -> dict[str, Any]:
         return {"shots": self.shots, "tasks": self.tasks, "seed": self.seed, "metric": self.metric,
@@ -128,6 +132,9 @@ class EvalResult:
         return "\n".join(lines)
 
 
+Evaluation = Union[EvalResult, OptimizerComparison]   # what evaluate_run returns: each has table() and path
+
+
 def curve_stats(algorithm: Algorithm, family: Any, num_tasks: int, gen: torch.Generator,
                 max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | None = None,
                 chunk: int = 100) -> CurveStats:
@@ -150,17 +157,17 @@ def load_algorithm(run: Run, cfg: Config | None = None, which: str = "best") -> 
     return algo.eval()
 
 
-def baseline_config(cfg: Config) -> Config:
-    """The pretrained baseline's config: same task family, model, steps and meta-batch (so the
-    same number of tasks seen), with joint training in place of the inner loop."""
+def baseline_config(cfg: Config, name: str) -> Config:
+    """The transfer baseline's config: same task family, model, steps and meta-batch (so the same
+    number of tasks seen), with the baseline algorithm ``name`` (joint training, no inner loop)."""
     base = copy.deepcopy(cfg)
-    base.algo.name = "pretrain"
+    base.algo.name = name
     return base
 
 
-def ensure_baseline(run: Run, cfg: Config, progress: bool = True) -> Algorithm:
-    """Train (or finish training) the pretrained baseline in ``RUN/baseline``, then load it."""
-    base_cfg = baseline_config(cfg)
+def ensure_baseline(run: Run, cfg: Config, name: str, progress: bool = True) -> Algorithm:
+    """Train (or finish training) the baseline ``name`` in ``RUN/baseline``, then load it."""
+    base_cfg = baseline_config(cfg, name)
     brun = Run(run.path / "baseline")
     done = False
     if brun.last_checkpoint.is_file():
@@ -171,26 +178,54 @@ def ensure_baseline(run: Run, cfg: Config, progress: bool = True) -> Algorithm:
     return load_algorithm(brun, base_cfg)
 
 
+def run_baseline(cfg: Config, family: Any) -> str | None:
+    """The baseline algorithm that ``evaluate`` trains beside a run of ``cfg`` (the family's
+    declared one), or None (none declared, or the run is that baseline)."""
+    name = declared(family, "baseline")
+    return name if name and name != cfg.algo.name else None
+
+
 def eval_path(run: Run, shots: int, dataset: str | None = None, checkpoint: str | None = None) -> Path:
     """``eval/eval[_DATASET]_kK[_CHECKPOINT].json``"""
     name = "eval" + (f"_{dataset}" if dataset else "") + f"_k{shots}" + (f"_{checkpoint}" if checkpoint else "")
     return run.path / "eval" / f"{name}.json"
 
 
+def metric_fn(metric: Metric) -> Callable[[Tensor, Tensor], Tensor] | None:
+    """The per-task function that evaluation reports (scaled, e.g. to percent); None: the loss."""
+    if metric.fn is None:
+        return None
+    fn, factor = metric.fn, metric.scale
+    return fn if factor == 1 else (lambda out, target: fn(out, target) * factor)
+
+
 def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None = None,
                  steps: list[int] | None = None, baseline: bool = True, progress: bool = True,
                  dataset: str | None = None, queries: int | None = None,
-                 data_dir: str | None = None, checkpoint: str = "best", device: str = "cpu") -> EvalResult:
-    """Evaluate the run at ``path`` on fixed held-out tasks; saves ``eval/eval_*.json`` and ``.md``.
+                 data_dir: str | None = None, checkpoint: str = "best", device: str = "cpu") -> Evaluation:
+    """Evaluate the run at ``path`` on fixed held-out tasks with the evaluation its task family
+    declares (``evaluator``), and save the result in ``eval/``.
 
-    Regression runs are compared with the pretrained baseline (trained on first use). Image runs
-    report accuracy in percent; ``dataset`` tests on another image family (e.g. ``mnist``: a
-    model meta-trained on Omniglot, tested on all ten MNIST test digits). ``device`` runs the
-    adaptation there (e.g. ``cuda``); the episodes are the same on every device.
+    ``"adaptation"``: the family's metric before and after each number of inner steps, with 95%
+    CIs, beside the family's baseline (trained on first use), saved as ``eval/eval_*.json`` and
+    ``.md``; ``dataset`` tests on another family of the same kind (e.g. ``mnist``: a model
+    meta-trained on Omniglot, tested on all ten MNIST test digits); ``device`` runs the adaptation
+    there (the tasks are the same on every device). ``"optimizers"``: the learned optimizer against
+    tuned hand-designed ones (``tasks`` problems), saved as ``eval/l2l.json``.
     """
     run = Run.open(path)
     cfg = run.load_config()
     run.check_writable("eval")  # before minutes of work, not after
+    evaluator = declared(get_task_family(cfg.task.family).cls, "evaluator", "adaptation")
+    if evaluator == "optimizers":
+        return evaluate_optimizers(run, cfg, load_algorithm(run, cfg, checkpoint), problems=tasks)
+    return _evaluate_adaptation(run, cfg, shots, tasks, steps, baseline, progress, dataset, queries, data_dir,
+                                checkpoint, device)
+
+
+def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | None, steps: list[int] | None,
+                         baseline: bool, progress: bool, dataset: str | None, queries: int | None,
+                         data_dir: str | None, checkpoint: str, device: str) -> EvalResult:
     k = shots if shots is not None else cfg.task.shots
     n = tasks if tasks is not None else cfg.eval.tasks
     step_list = sorted({0, *(steps if steps is not None else cfg.eval.steps)})
@@ -198,44 +233,29 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
     if data_dir is not None:
         test_cfg.task.data_dir = data_dir
     family_name = dataset or cfg.task.family
-    if (family_name == "sinusoid") != (cfg.task.family == "sinusoid"):
-        raise ConfigError(f"a {cfg.task.family} run cannot be tested on {family_name}")
-    if dataset == "mnist" and cfg.task.family != "mnist":
-        test_cfg.task.classes = []  # cross-domain: all ten test digits
+    kind, test_kind = family_kind(cfg), declared(get_task_family(family_name).cls, "kind")
+    if test_kind != kind:
+        raise ConfigError(f"a {cfg.task.family} run ({kind}) cannot be tested on {family_name} ({test_kind}); "
+                          f"test it on a family of the same kind")
     q = queries if queries is not None else cfg.eval.queries
     test_cfg.task.ways = test_ways(cfg)
     family = build_tasks(test_cfg, "test", shots=k, queries=q, family=family_name)
     algo = load_algorithm(run, cfg, checkpoint).to(device)
-    classification = family.loss == "cross_entropy"
-    metric = percent_correct if classification else None
-    result = EvalResult(k, n, cfg.eval.seed, "accuracy (%)" if classification else family.loss, step_list,
-                        dataset=family_name)
-    name = cfg.algo.name if cfg.algo.mode == "second_order" else f"{cfg.algo.name} (first order)"
-    result.methods[name] = curve_stats(algo, family, n, generator("test", cfg.eval.seed), max(step_list), metric)
-    if baseline and not classification and cfg.algo.name != "pretrain":
-        base = ensure_baseline(run, cfg, progress=progress).to(device)
-        result.methods["pretrained baseline"] = curve_stats(base, family, n, generator("test", cfg.eval.seed),
-                                                            max(step_list), metric)
+    metric = family.metric
+    fn = metric_fn(metric)
+    result = EvalResult(k, n, cfg.eval.seed, metric.name, step_list, dataset=family_name)
+    result.methods[algo.label()] = curve_stats(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
+    base_name = run_baseline(cfg, family)
+    if baseline and base_name:
+        base = ensure_baseline(run, cfg, base_name, progress=progress).to(device)
+        result.methods[base.title] = curve_stats(base, family, n, generator("test", cfg.eval.seed),
+                                                 max(step_list), fn)
     out = eval_path(run, k, family_name if family_name != cfg.task.family else None,
                     None if checkpoint == "best" else checkpoint)
     atomic_write_text(out, json.dumps(result.to_dict(), indent=1))
     atomic_write_text(out.with_suffix(".md"), result.table() + "\n")
+    result.path = out
     return result
-
-
-def test_ways(cfg: Config) -> int:
-    """Ways at test: ``eval.ways`` for encoder-only algorithms (ProtoNets train with more ways
-    than they test with), else the training ways (the model's head has that many outputs)."""
-    from .build import ENCODER_ONLY
-    ways = cfg.eval.ways if cfg.eval.ways is not None else cfg.task.ways
-    if ways != cfg.task.ways and cfg.algo.name not in ENCODER_ONLY:
-        raise ConfigError(f"eval.ways={ways} but {cfg.algo.name}'s model has a {cfg.task.ways}-way head; "
-                          f"only {', '.join(ENCODER_ONLY)} can test with other ways")
-    return ways
-
-
-def percent_correct(logits: Tensor, labels: Tensor) -> Tensor:
-    return accuracy(logits, labels) * 100
 
 
 def load_eval(run: Run, shots: int) -> EvalResult | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,9 +22,11 @@ from .config import Config
 from .functional import InnerRule
 from .functional.rules import adam, nesterov, rmsprop, sgd
 from .models.lstm_optimizer import lstm_rule
+from .protocols import declared
 from .runs import Run, atomic_write_text
 from .seeding import generator
 from .stats import mean_ci
+from .tasks import get_task_family
 
 # the hand-designed optimizers the learned one is compared with, by display name
 HAND_RULES: dict[str, Callable[[float], InnerRule]] = {"SGD": sgd, "Nesterov": nesterov, "RMSprop": rmsprop,
@@ -88,22 +91,35 @@ def compare_optimizers(algo: Any, family: Any, steps: int, problems: int, tune_p
 
 
 def generalisation_variants(cfg: Config) -> dict[str, tuple[Config, int]]:
-    """The paper's checks for MNIST: longer horizon, wider, deeper, ReLU."""
+    """The settings to evaluate on: as trained, twice the horizon, and the variants of the task
+    section that the family declares (``variants``: for MNIST the paper's wider, deeper and ReLU
+    networks)."""
     steps = cfg.task.horizon
-    out = {"as trained": (cfg, steps)}
-    if cfg.task.family != "mnist_mlp":
-        out[f"{2 * steps} steps"] = (cfg, 2 * steps)
-        return out
-    out[f"{2 * steps} steps"] = (cfg, 2 * steps)
-    for label, key, value in (("40 hidden units", "mlp_hidden", [40]), ("2 hidden layers", "mlp_hidden", [20, 20]),
-                              ("ReLU", "mlp_activation", "relu")):
+    out = {"as trained": (cfg, steps), f"{2 * steps} steps": (cfg, 2 * steps)}
+    for label, changes in declared(get_task_family(cfg.task.family).cls, "variants", ()):
         c = copy.deepcopy(cfg)
-        setattr(c.task, key, value)
+        for key, value in changes.items():
+            setattr(c.task, key, value)
         out[label] = (c, steps)
     return out
 
 
-def evaluate_l2l_run(run: Run, cfg: Config, algo: Any, problems: int | None = None) -> dict[str, Any]:
+@dataclass
+class OptimizerComparison:
+    """The evaluation of a learned-optimizer run: per setting, each optimizer's final loss (mean,
+    CI, tuned learning rate) and mean loss curve."""
+
+    report: dict[str, Any]
+    path: Path | None = None
+
+    def table(self) -> str:
+        return l2l_table(self.report)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report
+
+
+def evaluate_optimizers(run: Run, cfg: Config, algo: Any, problems: int | None = None) -> OptimizerComparison:
     """All comparisons of a learned-optimizer run; saved as ``eval/l2l.json`` and ``.md``."""
     n = problems or cfg.eval.tasks
     report: dict[str, Any] = {"problems": n, "seed": cfg.eval.seed, "variants": {}}
@@ -116,7 +132,12 @@ def evaluate_l2l_run(run: Run, cfg: Config, algo: Any, problems: int | None = No
     out = run.path / "eval" / "l2l.json"
     atomic_write_text(out, json.dumps(report, indent=1))
     atomic_write_text(out.with_suffix(".md"), l2l_table(report) + "\n")
-    return report
+    return OptimizerComparison(report, out)
+
+
+def load_comparison(run: Run) -> OptimizerComparison | None:
+    path = run.path / "eval" / "l2l.json"
+    return OptimizerComparison(json.loads(path.read_text()), path) if path.is_file() else None
 
 
 def l2l_table(report: dict[str, Any]) -> str:

@@ -66,6 +66,8 @@ class TaskFamily(Protocol):
         adapt_input: what ``metalearn adapt`` accepts for it (``"image_folders"``), or None when
             adaptation is through the Python API only.
         baseline: the algorithm that ``evaluate`` trains as this family's transfer baseline, or None.
+        uses_task_loss: (optional, default False) its batches are ``TaskTree`` s that carry their
+            own :class:`TaskLoss`, rather than supervised ``TaskBatch`` es.
     """
 
     kind: str

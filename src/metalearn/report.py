@@ -1,25 +1,37 @@
-"""Plots a person can look at, written as PNGs into ``RUN/report``:
+"""Plots a person can look at, written as PNGs into ``RUN/report``, with a Markdown summary.
 
-* ``training.png``: the meta-training curve (train and validation loss, and validation accuracy
-  for classification, against meta-steps);
-* ``tasks.png`` (regression): held-out sine waves with the support points and the predictions
-  before and after 1 and 10 inner steps, the meta-learned model beside the pretrained baseline
+``training.png`` (the meta-training curve: training and validation loss, and the validation metric
+when the family's is not the loss) is drawn for every run; the other pictures are the ones the
+run's task family declares (``pictures``), by name:
+
+* ``functions`` -> ``tasks.png``: held-out functions with the support points and the predictions
+  before and after 1 and 10 inner steps, the meta-learned model beside the family's baseline
   (Finn et al. 2017, Figure 2);
-* ``episode.png`` (classification): one test episode, support images with their labels and query
+* ``episode`` -> ``episode.png``: one test episode, support images with their labels and query
   images with predicted and true labels after adaptation;
-* ``steps.png``: query loss (or accuracy) against the number of inner gradient steps, with 95% CIs.
+* ``steps`` -> ``steps.png``: the query metric against the number of inner steps, with 95% CIs;
+* ``loss_curves`` -> ``loss_curves.png``: a learned optimizer's loss curves beside the tuned
+  hand-designed optimizers'.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from .algorithms import Algorithm
+from .build import build_tasks
+from .config import Config
 from .errors import MetalearnError
-from .evaluate import ensure_baseline, evaluate_run, load_algorithm, load_eval
+from .evaluate import Evaluation, ensure_baseline, evaluate_run, load_algorithm, load_eval, run_baseline
+from .evaluate_optimizers import load_comparison
+from .protocols import Metric, declared
 from .runs import Run, atomic_write_bytes, atomic_write_text
 from .seeding import generator
+from .tasks import get_task_family
 
 
 def _pyplot() -> Any:
@@ -40,11 +52,14 @@ def _save(fig: Any, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_training(run: Run, plt: Any) -> Path:
+def plot_training(run: Run, plt: Any, metric: Metric | None = None) -> Path:
+    """Training and validation loss against meta-steps; beside them the validation ``metric``
+    (``val_<metric.short>`` in the log) when it is not the loss."""
     rows = run.read_metrics()
     if not rows:
         raise MetalearnError(f"{run.metrics_path} has no rows yet; train for at least train.log_every steps")
-    has_acc = any("val_acc" in r for r in rows)
+    key = f"val_{metric.short}" if metric is not None and not metric.is_loss else None
+    has_acc = key is not None and any(key in r for r in rows)
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6.5, 4), squeeze=False)
     ax = axes[0][0]
     for key, label in (("train_loss", "meta-training loss (query, after adaptation)"),
@@ -53,16 +68,16 @@ def plot_training(run: Run, plt: Any) -> Path:
         if pts:
             ax.plot(*zip(*pts), label=label, marker="." if key == "val_loss" else None)
     ax.set_xlabel("meta-step")
-    ax.set_ylabel("cross-entropy" if has_acc else "MSE")
+    ax.set_ylabel("loss")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"Meta-training: {run.path.name}")
-    if has_acc:
-        pts = [(r["step"], 100 * r["val_acc"]) for r in rows if "val_acc" in r]
+    if has_acc and metric is not None and key is not None:
+        pts = [(r["step"], metric.scale * r[key]) for r in rows if key in r]
         axes[0][1].plot(*zip(*pts), marker=".", color="tab:green")
         axes[0][1].set_xlabel("meta-step")
-        axes[0][1].set_ylabel("validation accuracy after adaptation (%)")
+        axes[0][1].set_ylabel(f"validation {metric.name} after adaptation")
         axes[0][1].grid(alpha=0.3)
     out = run.report_dir / "training.png"
     _save(fig, out)
@@ -70,11 +85,9 @@ def plot_training(run: Run, plt: Any) -> Path:
     return out
 
 
-def plot_tasks(run: Run, plt: Any, models: dict[str, Any], num: int = 3) -> Path:
-    cfg = run.load_config()
-    from .build import build_tasks
-    family = build_tasks(cfg)
-    batch, truth = family.sample_with_truth(num, generator("report", cfg.eval.seed))
+def plot_tasks(run: Run, plt: Any, models: dict[str, Any], family: Any, seed: int, num: int = 3) -> Path:
+    """Held-out functions of a family that can draw them (``sample_with_truth``, ``x_range``)."""
+    batch, truth = family.sample_with_truth(num, generator("report", seed))
     lo, hi = family.x_range
     xs = torch.linspace(lo, hi, 200).view(1, -1, 1)
     fig, axes = plt.subplots(len(models), num, figsize=(4.2 * num, 3.2 * len(models)), squeeze=False)
@@ -97,12 +110,9 @@ def plot_tasks(run: Run, plt: Any, models: dict[str, Any], num: int = 3) -> Path
     return out
 
 
-def plot_episode(run: Run, plt: Any, algo: Any, steps: int = 10) -> Path:
+def plot_episode(run: Run, plt: Any, algo: Any, family: Any, seed: int, steps: int = 10) -> Path:
     """One test episode: support images (with labels) and query images (predicted vs true)."""
-    from .build import build_tasks
-    cfg = run.load_config()
-    family = build_tasks(cfg, "test")
-    batch = family.sample(1, generator("report", cfg.eval.seed))
+    batch = family.sample(1, generator("report", seed))
     xs, ys, xq, yq = batch.support_x[0], batch.support_y[0], batch.query_x[0], batch.query_y[0]
     pred = algo.adapt(xs, ys, steps=steps)(xq).argmax(-1)
     cols = max(len(xs), min(len(xq), 20))
@@ -157,41 +167,68 @@ def plot_steps(run: Run, plt: Any, result: Any) -> Path:
     return out
 
 
+@dataclass
+class ReportContext:
+    """What a picture may need; the algorithm and the families are built only when asked for."""
+
+    run: Run
+    cfg: Config
+    plt: Any
+    result: Evaluation
+    progress: bool
+
+    @cached_property
+    def algorithm(self) -> Algorithm:
+        return load_algorithm(self.run, self.cfg)
+
+    @cached_property
+    def test_family(self) -> Any:
+        return build_tasks(self.cfg, "test")
+
+
+def _functions(ctx: ReportContext) -> Path:
+    family = ctx.test_family
+    models = {ctx.algorithm.label().upper(): ctx.algorithm}
+    base = run_baseline(ctx.cfg, family)
+    if base:
+        baseline = ensure_baseline(ctx.run, ctx.cfg, base, progress=ctx.progress)
+        models[baseline.title] = baseline
+    return plot_tasks(ctx.run, ctx.plt, models, family, ctx.cfg.eval.seed)
+
+
+def _episode(ctx: ReportContext) -> Path:
+    return plot_episode(ctx.run, ctx.plt, ctx.algorithm, ctx.test_family, ctx.cfg.eval.seed,
+                        steps=max(ctx.cfg.eval.steps))
+
+
+# the pictures a family can declare, by name
+PICTURES: dict[str, Callable[[ReportContext], Path]] = {
+    "functions": _functions,
+    "episode": _episode,
+    "steps": lambda ctx: plot_steps(ctx.run, ctx.plt, ctx.result),
+    "loss_curves": lambda ctx: plot_l2l(ctx.run, ctx.plt, ctx.result.to_dict()),
+}
+
+
 def make_report(path: Path | str, progress: bool = True) -> list[Path]:
-    """Write the report of the run at ``path``; runs the evaluation first if it is missing."""
+    """Write the report of the run at ``path``: the training curve and the pictures its task
+    family declares; runs the evaluation first if it is missing."""
     plt = _pyplot()
     run = Run.open(path)
     cfg = run.load_config()
     run.check_writable("report")
-    if cfg.task.family in ("quadratic", "mnist_mlp"):
-        return _l2l_report(run, cfg, plt)
-    result = load_eval(run, cfg.task.shots) or evaluate_run(run.path, progress=progress)
-    algo = load_algorithm(run, cfg)
-    if cfg.task.family == "sinusoid":
-        models = {cfg.algo.name.upper(): algo}
-        if cfg.algo.name != "pretrain":
-            models["pretrained baseline"] = ensure_baseline(run, cfg, progress=progress)
-        picture = plot_tasks(run, plt, models)
-    else:
-        picture = plot_episode(run, plt, algo, steps=max(cfg.eval.steps))
-    outs = [plot_training(run, plt), picture, plot_steps(run, plt, result)]
+    family_cls = get_task_family(cfg.task.family).cls
+    saved = (load_comparison(run) if declared(family_cls, "evaluator") == "optimizers"
+             else load_eval(run, cfg.task.shots))
+    result = saved or evaluate_run(run.path, progress=progress)
+    ctx = ReportContext(run, cfg, plt, result, progress)
+    outs = [plot_training(run, plt, declared(family_cls, "metric"))]
+    outs += [PICTURES[name](ctx) for name in declared(family_cls, "pictures", ("steps",))]
     summary = [f"# Report: {run.path.name}", "",
-               f"Algorithm {cfg.algo.name} ({cfg.algo.mode}), task family {cfg.task.family}, "
-               f"{cfg.train.steps} meta-steps of {cfg.train.meta_batch} tasks, seed {cfg.train.seed}.", "",
+               f"Algorithm {cfg.algo.name} ({cfg.algo.mode}), task family {cfg.task.family} "
+               f"({declared(family_cls, 'kind')}), {cfg.train.steps} meta-steps of {cfg.train.meta_batch} "
+               f"tasks, seed {cfg.train.seed}.", "",
                result.table(), "", *[f"![{p.stem}]({p.name})" for p in outs], ""]
-    atomic_write_text(run.report_dir / "summary.md", "\n".join(summary))
-    return outs + [run.report_dir / "summary.md"]
-
-
-def _l2l_report(run: Run, cfg: Any, plt: Any) -> list[Path]:
-    import json
-    from .evaluate_optimizers import evaluate_l2l_run, l2l_table
-    path = run.path / "eval" / "l2l.json"
-    report = json.loads(path.read_text()) if path.is_file() else evaluate_l2l_run(run, cfg, load_algorithm(run, cfg))
-    outs = [plot_training(run, plt), plot_l2l(run, plt, report)]
-    summary = [f"# Report: {run.path.name}", "", f"Learned LSTM optimizer on {cfg.task.family}, "
-               f"{cfg.train.steps} unrolls of {cfg.task.unroll} steps, {cfg.train.meta_batch} problems each, "
-               f"seed {cfg.train.seed}.", "", l2l_table(report), "", *[f"![{p.stem}]({p.name})" for p in outs], ""]
     atomic_write_text(run.report_dir / "summary.md", "\n".join(summary))
     return outs + [run.report_dir / "summary.md"]
 

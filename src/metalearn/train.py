@@ -8,22 +8,24 @@ weights, the optimizer state and the state of the task sampler's random generato
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .algorithms.base import Algorithm, accuracy
+from .algorithms import Algorithm
 from .distributed import DistContext
 from .errors import MetalearnError, RunError
 from .logs import MetricsLog
+from .protocols import Metric, declared
 from .runs import Run, RunLock, load_checkpoint, load_weights, one_line, save_checkpoint
 from .seeding import generator
 
@@ -52,6 +54,19 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any],
     return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if k in b and k not in ignore and a[k] != b[k]]
 
 
+LOSS = Metric("loss", higher_is_better=False)
+
+
+class Callback(Protocol):
+    """Called by the trainer; any method may be left out. Returning True asks the trainer to stop:
+    it writes a checkpoint and returns (``TrainResult.stopped``), so the run can be resumed. What
+    automated tuning needs to prune a trial, federated rounds to aggregate, RL to log returns."""
+
+    def on_step(self, trainer: "Trainer", step: int, loss: Tensor) -> bool | None: ...
+
+    def on_validation(self, trainer: "Trainer", step: int, row: dict[str, float]) -> bool | None: ...
+
+
 @dataclass
 class TrainResult:
     """What a call to :meth:`Trainer.run` did."""
@@ -62,6 +77,7 @@ class TrainResult:
     interrupted: bool         # stopped by a signal before reaching ``steps``
     seconds: float            # meta-training wall time, summed over resumes
     time_limited: bool = False  # stopped by ``time_limit`` before reaching ``steps``
+    stopped: bool = False       # stopped by a callback
 
 
 class _StopFlag:
@@ -104,8 +120,14 @@ class Trainer:
         time_limit: minutes of meta-training (summed over resumes) after which the run validates,
             saves and stops; ``--resume`` with a larger limit or none continues it.
         keep: steps at which a copy of the checkpoint is kept as ``checkpoints/step-N.pt``.
+        outer_step: the outer optimizer, in place of ``optimizer`` (a ``torch.optim.Optimizer``);
+            one that declares ``uses_closure = True`` gets ``step(closure)``, the closure
+            re-evaluating the meta-loss on the same tasks (a TRPO step's line search).
+        callbacks: objects with ``on_step`` and/or ``on_validation`` (see :class:`Callback`).
 
-    The best checkpoint is chosen on validation accuracy for classification, loss otherwise.
+    Validation scores the fixed validation tasks with the task family's declared metric (the loss
+    when it declares none) after the training number of inner steps, and the best checkpoint is
+    chosen on it. The trainer sets nothing global that another trainer in the process would see.
     """
 
     def __init__(self, algorithm: Algorithm, tasks: Any, out: Path | str, *, steps: int,
@@ -115,7 +137,8 @@ class Trainer:
                  config: dict[str, Any] | None = None, val_family: Any | None = None,
                  time_limit: float | None = None, keep: tuple[int, ...] | list[int] = (),
                  optimizer: str = "adam", lr_schedule: str = "constant", min_lr: float = 0.0,
-                 dist: DistContext | None = None, cuda_graph: bool = False) -> None:
+                 dist: DistContext | None = None, cuda_graph: bool = False,
+                 outer_step: torch.optim.Optimizer | None = None, callbacks: Sequence[Callback] = ()) -> None:
         for name, value in (("steps", steps), ("meta_batch", meta_batch), ("log_every", log_every),
                             ("val_every", val_every), ("val_tasks", val_tasks), ("ckpt_every", ckpt_every)):
             if not isinstance(value, int) or value <= 0:
@@ -139,8 +162,9 @@ class Trainer:
             raise MetalearnError(f"unknown lr schedule {lr_schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         params = [p for p in self.algorithm.parameters() if p.requires_grad]
         fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel for the whole update
-        self.optimizer = (torch.optim.Adam(params, lr=lr, **fused) if optimizer == "adam"
-                          else torch.optim.SGD(params, lr=lr, **fused))
+        self.optimizer = outer_step or (torch.optim.Adam(params, lr=lr, **fused) if optimizer == "adam"
+                                        else torch.optim.SGD(params, lr=lr, **fused))
+        self.callbacks = list(callbacks)
         self.lr_schedule, self.min_lr = lr_schedule, min_lr
         self.graphed = None
         if cuda_graph:
@@ -150,10 +174,11 @@ class Trainer:
             self.graphed = GraphedMetaStep(self.algorithm)
         self.task_rng = generator("train", seed)
         self.val_batch = (val_family or tasks).sample(val_tasks, generator("validation", seed)).to(self.device)
-        self.classification = algorithm.loss_name == "cross_entropy"
-        self.select = "val_acc" if self.classification else "val_loss"
+        self.metric: Metric = declared(val_family or tasks, "metric") or LOSS
+        self.select = "val_loss" if self.metric.is_loss else f"val_{self.metric.short}"
+        self.higher_is_better = self.metric.higher_is_better and not self.metric.is_loss
         self.step = 0
-        self.best_val = -math.inf if self.classification else math.inf
+        self.best_val = -math.inf if self.higher_is_better else math.inf
         self.best_step = 0
         self.seconds = 0.0
         self.window = (0.0, 0)     # (sum, count) of the training losses since the last log row
@@ -163,8 +188,6 @@ class Trainer:
         # waiting for every step; no checkpoint is written before the losses it follows are checked.
         self.sync_every_step = self.device.type == "cpu"
         self._pending: list[Tensor] = []
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed episode shapes: let cuDNN pick its fastest kernels
 
     def lr_at(self, step: int) -> float:
         """The outer learning rate for meta-step ``step`` (0-based): constant, cosine-annealed
@@ -234,8 +257,8 @@ class Trainer:
 
     # -- validation -------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
-        """Mean query loss (and accuracy, for classification) on the fixed validation tasks after
-        the training number of inner steps."""
+        """Mean query loss (and the family's metric, when it is not the loss) on the fixed
+        validation tasks after the training number of inner steps."""
         steps = self.algorithm.inner_steps
         batch = self.val_batch[self.dist.shard(self.val_batch.num_tasks)] if self.dist.active else self.val_batch
         n = self.val_batch.num_tasks
@@ -244,12 +267,21 @@ class Trainer:
             return float(self.dist.sum(self.algorithm.adaptation_curve(batch, steps, metric=metric)[:, -1].sum()) / n)
 
         out = {"val_loss": mean_final()}
-        if self.classification:
-            out["val_acc"] = mean_final(accuracy)
+        if not self.metric.is_loss:
+            out[self.select] = mean_final(self.metric.fn if self.metric.fn is not None else self.metric.key)
         return out
 
     def _better(self, value: float) -> bool:
-        return value > self.best_val if self.classification else value < self.best_val
+        return value > self.best_val if self.higher_is_better else value < self.best_val
+
+    def _call(self, hook: str, *args: Any) -> bool:
+        """Call ``hook`` on every callback that has it; True if one of them asks to stop."""
+        stop = False
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None and fn(self, *args):
+                stop = True
+        return stop
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, resume: bool = False) -> TrainResult:
@@ -283,10 +315,10 @@ class Trainer:
         log = MetricsLog(self.run_dir.metrics_path, self.run_dir.tb_dir) if self.dist.is_main else None
         bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, unit="step",
                    mininterval=0.5, dynamic_ncols=True, desc=f"{self.algorithm.name}")
-        interrupted = time_limited = False
+        interrupted = time_limited = stopped = False
         t0 = time.perf_counter()
         try:
-            with _StopFlag() as stop:
+            with _StopFlag() as stop, self._backend_flags():
                 while self.step < self.steps:
                     batch = self.tasks.sample(self.meta_batch, self.task_rng).to(self.device, non_blocking=True)
                     self.algorithm.on_step(self.step, self.steps)
@@ -294,18 +326,22 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     if self.dist.active:
                         local = self.dist.local_batch(batch)
-                        share = local.num_tasks / batch.num_tasks
-                        value = self.algorithm.meta_backward(local, scale=share)
-                        self._pending.append(self.dist.sum(value * share))
+                        share = local.total_weight / batch.total_weight
+                        value = self.dist.sum(self.algorithm.meta_backward(local, scale=share) * share)
                     elif self.graphed is not None:
-                        self._pending.append(self.graphed(batch))  # meta-loss and gradients by graph replay
+                        value = self.graphed(batch)  # meta-loss and gradients by graph replay
                     else:
-                        self._pending.append(self.algorithm.meta_backward(batch))
+                        value = self.algorithm.meta_backward(batch)
+                    self._pending.append(value)
                     if self.sync_every_step:
                         self._check_losses(self.step + 1)
                     self.dist.all_reduce_grads(self.algorithm)
-                    self.optimizer.step()
+                    if getattr(self.optimizer, "uses_closure", False):
+                        self.optimizer.step(self.algorithm.closure(batch))  # re-evaluates on the same tasks
+                    else:
+                        self.optimizer.step()
                     self.step += 1
+                    stop_asked = self._call("on_step", self.step, value)
                     bar.update(1)
                     row: dict[str, Any] = {}
                     out_of_time = self.time_limit is not None and self.step < self.steps and self.dist.any(
@@ -318,6 +354,7 @@ class Trainer:
                         self.window = (0.0, 0)
                     if self.step % self.val_every == 0 or self.step == self.steps or out_of_time:
                         row.update(self.validate())
+                        stop_asked = self._call("on_validation", self.step, dict(row)) or stop_asked
                         if self._better(row[self.select]):
                             self.best_val, self.best_step = row[self.select], self.step
                             if self.dist.is_main:
@@ -342,6 +379,12 @@ class Trainer:
                     if out_of_time:
                         time_limited = True
                         break
+                    if self.dist.any(stop_asked) and self.step < self.steps:
+                        stopped = True
+                        self._check_losses(self.step)
+                        self.seconds += time.perf_counter() - t0
+                        self.save()
+                        break
                     if self.dist.any(stop.set) and self.step < self.steps:
                         interrupted = True
                         self._check_losses(self.step)
@@ -352,7 +395,15 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
-        return TrainResult(self.step, self.best_val, self.best_step, interrupted, self.seconds, time_limited)
+        return TrainResult(self.step, self.best_val, self.best_step, interrupted, self.seconds, time_limited, stopped)
+
+    def _backend_flags(self) -> Any:
+        """On CUDA, cuDNN autotuning (fixed episode shapes) for this training only."""
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        cudnn = torch.backends.cudnn
+        return cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic,
+                           allow_tf32=cudnn.allow_tf32)
 
     def _check_losses(self, last_step: int) -> None:
         """Read the meta-losses not yet read (the last one of meta-step ``last_step``, counting from

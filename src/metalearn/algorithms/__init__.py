@@ -1,14 +1,17 @@
 """Meta-learning algorithms, each a thin composition over the functional core."""
 from .anil import ANIL
-from .base import Algorithm, Learner, accuracy
+from .base import Algorithm, InnerLoopSettings, Learner, ModeSettings, accuracy
+from .l2l import L2L
 from .maml import MAML
+from .maml_momentum import MAMLMomentum
 from .mamlpp import MAMLpp
 from .metasgd import MetaSGD
 from .pretrain import Pretrain
 from .protonet import ProtoNet
-from .registry import get_algorithm, list_algorithms, register_algorithm
+from .registry import AlgorithmSpec, algorithm_options, get_algorithm, get_spec, list_algorithms, register_algorithm
 from .reptile import Reptile
 from .transfer import Scratch, Transfer
 
-__all__ = ["ANIL", "Algorithm", "Learner", "MAML", "MAMLpp", "MetaSGD", "Pretrain", "ProtoNet", "Reptile",
-           "Scratch", "Transfer", "accuracy", "get_algorithm", "list_algorithms", "register_algorithm"]
+__all__ = ["ANIL", "Algorithm", "AlgorithmSpec", "InnerLoopSettings", "L2L", "Learner", "MAML", "MAMLMomentum",
+           "MAMLpp", "MetaSGD", "ModeSettings", "Pretrain", "ProtoNet", "Reptile", "Scratch", "Transfer", "accuracy",
+           "algorithm_options", "get_algorithm", "get_spec", "list_algorithms", "register_algorithm"]

@@ -4,9 +4,17 @@ head (its last layer with parameters); the body is meta-learned by the outer loo
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
+from .base import ModeSettings
 from .maml import MAML
+
+
+@dataclass
+class ANILSettings(ModeSettings):
+    head: str | None = None   # parameter-name prefix of the head (default: the last layer)
 
 
 def head_parameter_names(model: nn.Module, head: str | None = None) -> list[str]:

@@ -1,6 +1,8 @@
 """What every algorithm shares: the model it meta-learns, its loss, and adaptation to a new task."""
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -9,8 +11,12 @@ from torch import Tensor, nn
 
 from ..functional import (InnerRule, ParamDict, adapt, adaptation_curve, choose_engine, detached,
                           make_forward, named_params)
+from ..batch import TaskBatch, TaskTree
+from ..functional import adaptation_curve_tasks
+from ..errors import ConfigError
+from ..functional import ENGINES, MODES
 from ..functional.rules import detached_rule
-from ..batch import TaskBatch
+from ..tasks.few_shot import accuracy
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mse": F.mse_loss,
@@ -18,9 +24,33 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
-def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Fraction of correct argmax predictions (a metric for ``adaptation_curve``)."""
-    return (logits.argmax(dim=-1) == labels).float().mean()
+def check_choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
+    """A ConfigError naming ``algo.KEY`` and the valid choices when ``value`` is not one of them."""
+    if value not in choices:
+        raise ConfigError(f"unknown algo.{key} {value!r}; choose one of: {', '.join(choices)}")
+
+
+@dataclass
+class InnerLoopSettings:
+    """What a config gives an algorithm with an inner loop (read from its ``algo`` section)."""
+
+    inner_lr: float = 0.01
+    inner_steps: int = 1
+    engine: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choice("engine", self.engine, ENGINES)
+
+
+@dataclass
+class ModeSettings(InnerLoopSettings):
+    """An inner loop that is differentiated through: second order, or first order."""
+
+    mode: str = "second_order"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("mode", self.mode, MODES)
 
 
 def get_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -58,10 +88,15 @@ class Algorithm(nn.Module):
     """
 
     name = "algorithm"
+    # declarations the generic builder, evaluation and CLI read (never the algorithm's name)
+    task_kinds: tuple[str, ...] = ("regression", "classification")   # kinds of task family it accepts
     gradient_based = True      # adapts by gradient steps (False: metric-based, e.g. ProtoNets)
-    # adapts through the functional core's adapt/adaptation_curve, so ``safeguard`` applies
-    supports_safeguard = True
-    task_kinds: tuple[str, ...] = ("regression", "classification")   # or ("optimizer",) for l2l
+    supports_safeguard = True  # adapts through the functional core's adapt/adaptation_curve
+    encoder_only = False       # its model has no head (it outputs embeddings); tests with any ways
+    trainable = True           # has a meta-training objective (False: the from-scratch baseline)
+    graphable = False          # its meta-loss is the same function at every step (CUDA-graph capture)
+    accepts_task_losses = False  # trains on TaskTrees (any TaskLoss), not only supervised TaskBatches
+    meta_loss_is_objective = True  # meta_loss's gradient is the meta-gradient (Reptile's is a surrogate)
 
     def __init__(self, model: nn.Module, loss: str = "mse", inner_steps: int = 1,
                  engine: str = "auto") -> None:
@@ -79,6 +114,22 @@ class Algorithm(nn.Module):
         # at test time, keep an inner step only if it lowers the support loss (else halve the step):
         # see functional.safeguarded_step; meta-training is unchanged
         self.safeguard = False
+
+    @classmethod
+    def from_settings(cls, model: nn.Module, family: Any, settings: Any) -> "Algorithm":
+        """Build from a model, the task family it will train on, and the settings dataclass of its
+        registry entry. The default passes the settings as keyword arguments, with the family's loss."""
+        return cls(model, loss=family.loss, **dataclasses.asdict(settings))
+
+    @property
+    def title(self) -> str:
+        """How tables name it when it is a baseline beside another run."""
+        return f"{self.name} baseline"
+
+    def label(self) -> str:
+        """How tables name it: the registry name, with the differentiation mode when first order."""
+        mode = getattr(self, "mode", None)
+        return self.name + (" (first order)" if mode == "first_order" else "")
 
     # -- what subclasses define -------------------------------------------------------------
     def inner_rule(self) -> InnerRule:
@@ -121,9 +172,23 @@ class Algorithm(nn.Module):
                          safeguard=self.safeguard)
         return Learner(self.model, fast)
 
-    def adaptation_curve(self, batch: TaskBatch, steps: int,
-                         metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
-        """Query metric of each task after 0..``steps`` inner updates, shape ``[tasks, steps + 1]``."""
+    def closure(self, batch: Any) -> Callable[[], Tensor]:
+        """The meta-loss of ``batch`` at the current parameters, re-evaluated on the same tasks and
+        data: what an outer step that searches along its direction calls (``uses_closure``)."""
+        return lambda: self.meta_loss(batch)
+
+    def adaptation_curve(self, batch: TaskBatch | TaskTree, steps: int,
+                         metric: Callable[[Tensor, Tensor], Tensor] | str | None = None) -> Tensor:
+        """Query metric of each task after 0..``steps`` inner updates, shape ``[tasks, steps + 1]``:
+        ``metric(outputs, targets)`` for supervised batches, or the name of one of the task loss's
+        metrics for a :class:`~metalearn.batch.TaskTree` (default: the loss)."""
+        if isinstance(batch, TaskTree):
+            if metric is not None and not isinstance(metric, str):
+                raise TypeError("a TaskTree is scored by the name of one of its task loss's metrics")
+            return adaptation_curve_tasks(self._forward, batch, self.params(), detached_rule(self.inner_rule()),
+                                          steps, self.fast_keys(), metric)
+        if isinstance(metric, str):
+            raise TypeError(f"supervised task batches are scored by a function, not by name ({metric!r})")
         with torch.enable_grad():
             return adaptation_curve(self._forward, self.loss_fn, self.params(), batch,
                                     detached_rule(self.inner_rule()), steps, engine=self.engine,

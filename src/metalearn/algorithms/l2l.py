@@ -16,14 +16,15 @@ resumed run continues mid-run exactly.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from .base import Algorithm
+from .base import Algorithm, check_choice
 from ..errors import ConfigError
-from ..functional import InnerRule, ParamDict, check_mode, detached
+from ..functional import MODES, InnerRule, ParamDict, check_mode, detached
 from ..models.lstm_optimizer import LSTMOptimizerNet, lstm_rule
 from ..tasks.optimizees import OptimizeeBatch
 
@@ -55,6 +56,16 @@ def optimize(family: Any, batch: OptimizeeBatch, rule: InnerRule, steps: int,
 OBJECTIVES = ("loss", "log_loss")
 
 
+@dataclass
+class L2LSettings:
+    mode: str = "first_order"        # second_order keeps the optimizee's second derivatives
+    objective: str = "loss"          # loss (the paper: mean f along the run) or log_loss (mean log f)
+
+    def __post_init__(self) -> None:
+        check_choice("mode", self.mode, MODES)
+        check_choice("objective", self.objective, OBJECTIVES)
+
+
 class L2L(Algorithm):
     """Meta-learns the LSTM optimizer ``model`` on problems of ``family``."""
 
@@ -63,7 +74,7 @@ class L2L(Algorithm):
     supports_safeguard = False  # it is the optimizer; the safeguard is for inner loops of a model
 
     def __init__(self, model: LSTMOptimizerNet, family: Any = None, horizon: int = 100, unroll: int = 20,
-                 mode: str = "first_order", objective: str = "loss", **_: object) -> None:
+                 mode: str = "first_order", objective: str = "loss") -> None:
         super().__init__(model, loss="mse", inner_steps=horizon, engine="loop")
         check_mode(mode)
         if objective not in OBJECTIVES:
@@ -71,6 +82,11 @@ class L2L(Algorithm):
         self.family, self.horizon, self.unroll, self.mode = family, horizon, unroll, mode
         self.objective = objective
         self._run: dict[str, Any] | None = None
+
+    @classmethod
+    def from_settings(cls, model: Any, family: Any, settings: Any) -> "L2L":
+        return cls(model, family=family, horizon=family.horizon, unroll=family.unroll, mode=settings.mode,
+                   objective=settings.objective)
 
     def inner_rule(self) -> InnerRule:
         return lstm_rule(self.model)  # type: ignore[arg-type]

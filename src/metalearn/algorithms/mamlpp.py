@@ -17,20 +17,27 @@ rate and BatchNorm copy.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from ..functional import InnerRule, ParamDict, detached, inner_step, inner_step_reference
+from ..functional import InnerRule, ParamDict, adapt_path, adaptation_curve, detached, detached_rule
+from ..functional.params import param_key
 from ..functional.rules import per_parameter_sgd
 from ..batch import TaskBatch
-from .base import Algorithm, Learner
+from .base import Algorithm, Learner, ModeSettings
 
 
-def _key(name: str) -> str:
-    return name.replace(".", "__")
+@dataclass
+class MAMLppSettings(ModeSettings):
+    msl_steps: int = 5000            # meta-steps over which the multi-step loss anneals
+    first_order_steps: int = 0       # derivative-order annealing: first order before this step
+    multi_step_loss: bool = True
+    learn_lrs: bool = True
+    per_step_bn: bool = True
 
 
 def batchnorm_parameter_names(model: nn.Module) -> list[str]:
@@ -59,10 +66,10 @@ class MAMLpp(Algorithm):
         params = self.params()
         self._bn = batchnorm_parameter_names(model) if per_step_bn else []
         self._fast = [n for n in params if n not in self._bn]
-        self.lrs = nn.ParameterDict({_key(n): nn.Parameter(torch.full((inner_steps,), self.inner_lr),
+        self.lrs = nn.ParameterDict({param_key(n): nn.Parameter(torch.full((inner_steps,), self.inner_lr),
                                                            requires_grad=learn_lrs) for n in self._fast})
         # copies of the BatchNorm parameters for inner steps 1..S-1 (step 0 uses the model's own)
-        self.bn_steps = nn.ParameterDict({_key(n): nn.Parameter(params[n].detach().clone().unsqueeze(0)
+        self.bn_steps = nn.ParameterDict({param_key(n): nn.Parameter(params[n].detach().clone().unsqueeze(0)
                                                                 .repeat(inner_steps - 1, 1))
                                           for n in self._bn} if inner_steps > 1 else {})
         self._progress = 0
@@ -70,6 +77,9 @@ class MAMLpp(Algorithm):
     # -- schedules ---------------------------------------------------------------------------
     def on_step(self, step: int, total: int) -> None:
         self._progress = step
+
+    def label(self) -> str:
+        return self.name + (" (first order)" if self.base_mode == "first_order" else "")
 
     @property
     def mode(self) -> str:
@@ -90,7 +100,7 @@ class MAMLpp(Algorithm):
 
     # -- the inner loop ---------------------------------------------------------------------
     def inner_rule(self) -> InnerRule:
-        return per_parameter_sgd({n: self.lrs[_key(n)] for n in self._fast}, per_step=True)
+        return per_parameter_sgd({n: self.lrs[param_key(n)] for n in self._fast}, per_step=True)
 
     def fast_keys(self) -> list[str]:
         return self._fast
@@ -102,63 +112,48 @@ class MAMLpp(Algorithm):
             return params
         return {**params, **{n: bn[n][idx] for n in self._bn}}
 
-    def _run(self, params: ParamDict, bn: dict[str, Tensor], rule: InnerRule, xs: Tensor, ys: Tensor,
-             xq: Tensor, yq: Tensor, steps: int, mode: str, step_fn: Callable[..., Any],
-             metric: Callable[[Tensor, Tensor], Tensor]) -> tuple[ParamDict, Tensor]:
-        """Adapt for ``steps``; returns the final parameters and ``metric`` on the query set before
-        adaptation and after each step (shape ``[steps + 1]``)."""
-        state = rule.init({k: params[k] for k in self._fast})
-        out = [metric(self._forward(self._at_step(params, 0, bn), xq), yq)]
-        p = params
-        for s in range(steps):
-            p = self._at_step(p, s, bn)
-            p, state = step_fn(self._forward, self.loss_fn, p, state, xs, ys, rule, mode, self._fast)
-            out.append(metric(self._forward(p, xq), yq))
-        return p, torch.stack(out)
+    def _hook(self, bn: dict[str, Tensor]) -> Callable[[int, ParamDict], ParamDict]:
+        """The inner loop's per-step hook: step ``s`` starts from its own BatchNorm weights."""
+        return lambda s, p: self._at_step(p, s, bn)
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         weights = self.step_weights().to(batch.query_x.device)
         params, rule, mode = self.params(), self.inner_rule(), self.mode
-        bn = {n: self.bn_steps[_key(n)] for n in self._bn if _key(n) in self.bn_steps}
+        hook = self._hook({n: self.bn_steps[param_key(n)] for n in self._bn if param_key(n) in self.bn_steps})
         steps = self.inner_steps
 
-        def one(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor, step_fn: Callable[..., Any]) -> Tensor:
-            _, losses = self._run(params, bn, rule, xs, ys, xq, yq, steps, mode, step_fn, self.loss_fn)
-            return (weights * losses[1:]).sum()
+        def one(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor, reference: bool) -> Tensor:
+            path = adapt_path(self._forward, self.loss_fn, params, xs, ys, rule, steps, mode, self._fast,
+                              step_params=hook, reference=reference)
+            losses = torch.stack([self.loss_fn(self._forward(p, xq), yq) for p in path[1:]])
+            return (weights * losses).sum()   # the multi-step loss
 
         if self.engine == "vmap":
-            per_task = vmap(lambda *a: one(*a, inner_step), randomness="same")(
+            per_task = vmap(lambda *a: one(*a, False), randomness="same")(
                 batch.support_x, batch.support_y, batch.query_x, batch.query_y)
             return per_task.mean()
         total = 0.0
         for t in range(batch.num_tasks):
-            total = total + one(batch.support_x[t], batch.support_y[t], batch.query_x[t], batch.query_y[t],
-                                inner_step_reference)
+            total = total + one(batch.support_x[t], batch.support_y[t], batch.query_x[t], batch.query_y[t], True)
         return total / batch.num_tasks
 
     # -- adaptation at test time -------------------------------------------------------------
-    def _frozen(self) -> tuple[ParamDict, dict[str, Tensor], InnerRule]:
-        return (detached(self.params()), {n: self.bn_steps[_key(n)].detach() for n in self._bn
-                                          if _key(n) in self.bn_steps},
-                per_parameter_sgd({n: self.lrs[_key(n)].detach() for n in self._fast}, per_step=True))
+    def _frozen(self) -> tuple[ParamDict, Callable[[int, ParamDict], ParamDict], InnerRule]:
+        return (detached(self.params()),
+                self._hook({n: self.bn_steps[param_key(n)].detach() for n in self._bn if param_key(n) in self.bn_steps}),
+                detached_rule(self.inner_rule()))
 
     def adapt(self, x: Tensor, y: Tensor, steps: int | None = None) -> Learner:
         steps = self.inner_steps if steps is None else steps
-        params, bn, rule = self._frozen()
+        params, hook, rule = self._frozen()
         with torch.enable_grad():
-            p, _ = self._run(params, bn, rule, x, y, x, y, steps, "first_order", inner_step,
-                             self.loss_fn)
-        return Learner(self.model, p)
+            path = adapt_path(self._forward, self.loss_fn, params, x, y, rule, steps, "first_order", self._fast,
+                              step_params=hook)
+        return Learner(self.model, path[-1])
 
     def adaptation_curve(self, batch: TaskBatch, steps: int,
                          metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
-        params, bn, rule = self._frozen()
-        metric = metric or self.loss_fn
-        rows = []
+        params, hook, rule = self._frozen()
         with torch.enable_grad():
-            for t in range(batch.num_tasks):
-                _, curve = self._run(params, bn, rule, batch.support_x[t], batch.support_y[t],
-                                     batch.query_x[t], batch.query_y[t], steps, "first_order",
-                                     inner_step, metric)
-                rows.append(curve.detach())
-        return torch.stack(rows)
+            return adaptation_curve(self._forward, self.loss_fn, params, batch, rule, steps, engine="loop",
+                                    metric=metric, fast_keys=self._fast, step_params=hook)

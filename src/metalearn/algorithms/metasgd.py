@@ -8,12 +8,9 @@ import torch
 from torch import nn
 
 from ..functional import InnerRule
+from ..functional.params import param_key
 from ..functional.rules import per_parameter_sgd
 from .maml import MAML
-
-
-def _key(name: str) -> str:
-    return name.replace(".", "__")
 
 
 class MetaSGD(MAML):
@@ -24,8 +21,8 @@ class MetaSGD(MAML):
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
                  mode: str = "second_order", loss: str = "mse", engine: str = "auto") -> None:
         super().__init__(model, inner_lr, inner_steps, mode, loss, engine)
-        self.lrs = nn.ParameterDict({_key(n): nn.Parameter(torch.full_like(p, self.inner_lr))
+        self.lrs = nn.ParameterDict({param_key(n): nn.Parameter(torch.full_like(p, self.inner_lr))
                                      for n, p in self.params().items()})
 
     def inner_rule(self) -> InnerRule:
-        return per_parameter_sgd({n: self.lrs[_key(n)] for n in self.params()})
+        return per_parameter_sgd({n: self.lrs[param_key(n)] for n in self.params()})

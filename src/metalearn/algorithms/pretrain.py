@@ -16,9 +16,10 @@ class Pretrain(Algorithm):
     """Joint training on every point of every task; adapts by plain fine-tuning at test time."""
 
     name = "pretrain"
+    title = "pretrained baseline"  # type: ignore[assignment]
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
-                 loss: str = "mse", engine: str = "auto", **_: object) -> None:
+                 loss: str = "mse", engine: str = "auto") -> None:
         super().__init__(model, loss=loss, inner_steps=inner_steps, engine=engine)
         self.inner_lr = float(inner_lr)
         self._rule = sgd(self.inner_lr)

@@ -10,15 +10,20 @@ like the MAML-family models here.
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..functional import InnerRule, sgd
 from ..batch import TaskBatch
 from .base import Algorithm
+
+
+@dataclass
+class ProtoNetSettings:
+    """ProtoNets have nothing to set: no inner loop."""
 
 
 def prototype_logits(emb_s: Tensor, ys: Tensor, emb_q: Tensor) -> Tensor:
@@ -46,13 +51,14 @@ class ProtoNet(Algorithm):
     supports_safeguard = False  # no inner loop
     task_kinds = ("classification",)
     gradient_based = False
+    encoder_only = True
 
-    def __init__(self, model: nn.Module, loss: str = "cross_entropy", engine: str = "loop",
-                 inner_steps: int = 0, **_: object) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__(model, loss="cross_entropy", inner_steps=0, engine="loop")
 
-    def inner_rule(self) -> InnerRule:
-        return sgd(1.0)  # unused: ProtoNets have no inner loop
+    @classmethod
+    def from_settings(cls, model: nn.Module, family: Any, settings: Any) -> "ProtoNet":
+        return cls(model)
 
     def _task_logits(self, xs: Tensor, ys: Tensor, xq: Tensor) -> Tensor:
         emb = self.model(torch.cat([xs, xq])).flatten(1)

@@ -1,37 +1,102 @@
-"""Registry of algorithms by name, for the CLI and configs."""
+"""Registry of algorithms by name, for the CLI and configs.
+
+Each entry names the algorithm's class and its *settings*: a dataclass of the constructor
+arguments a config's ``algo`` section gives it (with defaults, checked in ``__post_init__``). The
+class builds itself from a model, a task family and its settings (``Algorithm.from_settings``)
+and declares what it needs (``task_kinds``, ``encoder_only``, ``trainable``, ...), so building is
+generic: adding an algorithm is its module plus one ``register_algorithm`` line here. Settings keys
+that are not common to every algorithm (``inner_lr``, ``inner_steps``, ``mode``, ``engine``,
+``safeguard``) become valid ``algo.*`` config keys by being declared here.
+"""
 from __future__ import annotations
 
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any
+
 from ..errors import ConfigError
-from .anil import ANIL
-from .base import Algorithm
-from .l2l import L2L
-from .maml import MAML
-from .mamlpp import MAMLpp
+from .anil import ANIL, ANILSettings
+from .base import Algorithm, InnerLoopSettings
+from .l2l import L2L, L2LSettings
+from .maml import MAML, MAMLSettings
+from .maml_momentum import MAMLMomentum, MAMLMomentumSettings
+from .mamlpp import MAMLpp, MAMLppSettings
 from .metasgd import MetaSGD
 from .pretrain import Pretrain
-from .protonet import ProtoNet
-from .reptile import Reptile
-from .transfer import Transfer
-
-_ALGORITHMS: dict[str, type[Algorithm]] = {
-    "maml": MAML, "anil": ANIL, "metasgd": MetaSGD, "mamlpp": MAMLpp, "reptile": Reptile,
-    "protonet": ProtoNet, "transfer": Transfer, "pretrain": Pretrain, "l2l": L2L,
-}
+from .protonet import ProtoNet, ProtoNetSettings
+from .reptile import Reptile, ReptileSettings
+from .transfer import Scratch, ScratchSettings, Transfer, TransferSettings
 
 
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """A registered algorithm: its class and the dataclass of its settings."""
+
+    name: str
+    cls: type[Algorithm]
+    settings: type
+
+    def settings_from(self, source: Any) -> Any:
+        """The settings, each field read from ``source`` (a config's ``algo`` section) by name."""
+        return self.settings(**{f.name: getattr(source, f.name) for f in dataclasses.fields(self.settings)})
+
+
+@dataclass(frozen=True)
+class Option:
+    """An algorithm-specific ``algo.*`` config key: its type and default."""
+
+    type: Any
+    default: Any
+    owner: type   # the settings dataclass that declares it (checks a value: ``owner(**{key: value})``)
+
+
+_ALGORITHMS: dict[str, AlgorithmSpec] = {}
+
+
+def register_algorithm(name: str, cls: type[Algorithm], settings: type = InnerLoopSettings) -> None:
+    _ALGORITHMS[name] = AlgorithmSpec(name, cls, settings)
+
+
+register_algorithm("maml", MAML, MAMLSettings)
+register_algorithm("anil", ANIL, ANILSettings)
+register_algorithm("metasgd", MetaSGD, MAMLSettings)
+register_algorithm("mamlpp", MAMLpp, MAMLppSettings)
+register_algorithm("reptile", Reptile, ReptileSettings)
+register_algorithm("protonet", ProtoNet, ProtoNetSettings)
+register_algorithm("transfer", Transfer, TransferSettings)
+register_algorithm("pretrain", Pretrain, InnerLoopSettings)
+register_algorithm("scratch", Scratch, ScratchSettings)
+register_algorithm("l2l", L2L, L2LSettings)
+register_algorithm("mamlmom", MAMLMomentum, MAMLMomentumSettings)
+
+# the keys every algorithm's config section has (config.AlgoConfig's fields)
+COMMON_KEYS = ("name", "inner_lr", "inner_steps", "mode", "engine", "safeguard")
 
 
 def list_algorithms() -> list[str]:
     return sorted(_ALGORITHMS)
 
 
-def get_algorithm(name: str) -> type[Algorithm]:
-    """The algorithm class registered as ``name``; an unknown name lists the valid ones."""
+def get_spec(name: str) -> AlgorithmSpec:
+    """The registry entry of ``name``; an unknown name lists the valid ones."""
     try:
         return _ALGORITHMS[name]
     except KeyError:
         raise ConfigError(f"unknown algorithm {name!r}; choose one of: {', '.join(list_algorithms())}") from None
 
 
-def register_algorithm(name: str, cls: type[Algorithm]) -> None:
-    _ALGORITHMS[name] = cls
+def get_algorithm(name: str) -> type[Algorithm]:
+    """The algorithm class registered as ``name``; an unknown name lists the valid ones."""
+    return get_spec(name).cls
+
+
+def algorithm_options() -> dict[str, Option]:
+    """Every algorithm-specific setting of the registered algorithms, by key."""
+    out: dict[str, Option] = {}
+    for spec in _ALGORITHMS.values():
+        hints = typing.get_type_hints(spec.settings)
+        for f in dataclasses.fields(spec.settings):
+            if f.name not in COMMON_KEYS and f.name not in out:
+                out[f.name] = Option(hints[f.name], f.default, spec.settings)
+    return out

@@ -10,20 +10,32 @@ adaptive variant. The logged loss is the pooled loss after adaptation.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
 from ..functional import InnerRule, adam, adapt, adapt_reference, detached, sgd
 from ..batch import TaskBatch
-from .base import Algorithm
+from .base import Algorithm, InnerLoopSettings, check_choice
+
+
+@dataclass
+class ReptileSettings(InnerLoopSettings):
+    inner_optimizer: str = "adam"    # sgd or adam
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("inner_optimizer", self.inner_optimizer, ("sgd", "adam"))
 
 
 class Reptile(Algorithm):
     name = "reptile"
+    meta_loss_is_objective = False  # the surrogate's gradient is theta - mean(phi), its value the loss
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.001, inner_steps: int = 5,
-                 loss: str = "mse", engine: str = "auto", inner_optimizer: str = "adam", **_: object) -> None:
+                 loss: str = "mse", engine: str = "auto", inner_optimizer: str = "adam") -> None:
         super().__init__(model, loss=loss, inner_steps=inner_steps, engine=engine)
         if inner_optimizer not in ("sgd", "adam"):
             raise ValueError(f"unknown inner optimizer {inner_optimizer!r}; choose sgd or adam")

@@ -10,6 +10,7 @@ Few-shot Classification", ICLR: what meta-learning buys over plain training.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -17,9 +18,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..functional import InnerRule, adam, sgd
+from ..functional import InnerRule, adam, momentum_sgd
+from ..functional.inner_loop import loss_step
 from ..batch import TaskBatch
-from .base import Algorithm
+from .base import Algorithm, InnerLoopSettings, check_choice
+
+
+@dataclass
+class TransferSettings(InnerLoopSettings):
+    classifier: str = "cosine"       # cosine (Baseline++) or linear (Baseline)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("classifier", self.classifier, ("cosine", "linear"))
+
+
+ScratchSettings = InnerLoopSettings
 
 
 class PooledBatches:
@@ -58,10 +72,19 @@ class Transfer(Algorithm):
     name = "transfer"
     supports_safeguard = False  # fits a new head with its own loop
     task_kinds = ("classification",)
+    encoder_only = True
+
+    @classmethod
+    def from_settings(cls, model: nn.Module, family: Any, settings: Any) -> "Transfer":
+        """The classifier covers every meta-training class; its input is the encoder's output."""
+        with torch.no_grad():
+            probe = torch.zeros(2, *family.input_shape, dtype=next(model.parameters()).dtype)
+            feature_dim = model(probe).flatten(1).shape[1]
+        return cls(model, num_classes=family.num_classes, feature_dim=feature_dim, head=settings.classifier,
+                   inner_lr=settings.inner_lr, inner_steps=settings.inner_steps)
 
     def __init__(self, model: nn.Module, num_classes: int = 1, feature_dim: int = 64, head: str = "cosine",
-                 inner_lr: float = 0.01, inner_steps: int = 100, loss: str = "cross_entropy",
-                 engine: str = "loop", **_: object) -> None:
+                 inner_lr: float = 0.01, inner_steps: int = 100) -> None:
         super().__init__(model, loss="cross_entropy", inner_steps=inner_steps, engine="loop")
         if head not in ("cosine", "linear"):
             raise ValueError(f"unknown head {head!r}; choose cosine or linear")
@@ -70,7 +93,7 @@ class Transfer(Algorithm):
         self.classifier = nn.Linear(feature_dim, num_classes, bias=not self.cosine)
 
     def inner_rule(self) -> InnerRule:
-        return sgd(self.inner_lr)
+        return momentum_sgd(self.inner_lr, 0.9)
 
     def training_tasks(self, tasks: Any) -> PooledBatches:
         if not hasattr(tasks, "dataset"):
@@ -87,31 +110,31 @@ class Transfer(Algorithm):
 
     def _fit_head(self, fs: Tensor, ys: Tensor, steps: int, fq: Tensor | None = None, yq: Tensor | None = None,
                   metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor | None, list[Tensor]]:
+        """A new head on frozen features ``fs``, fitted with the inner rule (SGD with momentum 0.9);
+        with ``metric``, the query metric before and after each step."""
         ways = int(ys.max()) + 1
         gen = torch.Generator().manual_seed(0)
         w = torch.randn(ways, fs.shape[1], generator=gen).to(fs)
         # unit rows for the cosine head (tiny weights would give huge normalised gradients)
-        w = F.normalize(w, dim=-1) if self.cosine else 0.01 * w
-        b = None if self.cosine else torch.zeros(ways, dtype=fs.dtype, device=fs.device)
-        mw = torch.zeros_like(w)
-        mb = None if b is None else torch.zeros_like(b)
+        head = {"weight": F.normalize(w, dim=-1) if self.cosine else 0.01 * w}
+        if not self.cosine:
+            head["bias"] = torch.zeros(ways, dtype=fs.dtype, device=fs.device)
+        rule = self.inner_rule()
+        state = rule.init(head)
         curve = []
+
+        def loss_of(p: dict[str, Tensor]) -> Tensor:
+            return F.cross_entropy(head_logits(fs, p["weight"], p.get("bias"), self.cosine), ys)
+
         for s in range(steps + 1):
             if metric is not None:
-                curve.append(metric(head_logits(fq, w, b, self.cosine), yq))
+                curve.append(metric(head_logits(fq, head["weight"], head.get("bias"), self.cosine), yq))
             if s == steps:
                 break
-            wl = w.requires_grad_(True)
-            bl = None if b is None else b.requires_grad_(True)
-            loss = F.cross_entropy(head_logits(fs, wl, bl, self.cosine), ys)
-            grads = torch.autograd.grad(loss, [wl] + ([bl] if bl is not None else []))
-            with torch.no_grad():
-                mw = 0.9 * mw + grads[0]
-                w = (wl - self.inner_lr * mw).detach()
-                if b is not None:
-                    mb = 0.9 * mb + grads[1]
-                    b = (bl - self.inner_lr * mb).detach()
-        return w, b, curve
+            leaf = {k: v.requires_grad_(True) for k, v in head.items()}
+            head, state = loss_step(loss_of, leaf, state, rule, "first_order")
+            head = {k: v.detach() for k, v in head.items()}
+        return head["weight"], head.get("bias"), curve
 
     def adapt(self, x: Tensor, y: Tensor, steps: int | None = None) -> HeadLearner:  # type: ignore[override]
         steps = self.inner_steps if steps is None else steps
@@ -140,9 +163,10 @@ class Scratch(Algorithm):
     """The network trained from a random initialisation on the support set alone (Adam)."""
 
     name = "scratch"
+    trainable = False
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.001, inner_steps: int = 100,
-                 loss: str = "cross_entropy", engine: str = "auto", **_: object) -> None:
+                 loss: str = "cross_entropy", engine: str = "auto") -> None:
         super().__init__(model, loss=loss, inner_steps=inner_steps, engine=engine)
         self.inner_lr = float(inner_lr)
 

@@ -12,6 +12,8 @@ import torch
 from ..data.image_folder import load_episode_folders
 from ..errors import ConfigError
 from ..evaluate import load_algorithm
+from ..protocols import declared
+from ..tasks import get_task_family
 from ..runs import Run, atomic_write_text
 
 
@@ -31,9 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir = Run.open(args.run)
     cfg = run_dir.load_config()
-    if cfg.task.family == "sinusoid":
-        raise ConfigError("metalearn adapt works on image-classification runs; for regression use the "
-                          "Python API (Algorithm.adapt)")
+    accepts = declared(get_task_family(cfg.task.family).cls, "adapt_input")
+    if accepts != "image_folders":
+        raise ConfigError(f"metalearn adapt takes folders of images, for image-classification runs; a "
+                          f"{cfg.task.family} run adapts through the Python API (Algorithm.adapt)")
     if args.steps < 0:
         raise ConfigError(f"--steps must be >= 0, got {args.steps}")
     names, xs, ys, q_files, xq, yq = load_episode_folders(

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
-from ..build import L2L_FAMILIES
 from ..config import check_device
-from ..evaluate import eval_path, evaluate_run, load_algorithm
+from ..errors import ConfigError
+from ..evaluate import evaluate_run
 from ..runs import Run
 
 
@@ -48,20 +47,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--queries must be a positive integer, got {args.queries}")
     check_device(args.device)
     run_dir = Run.open(args.run)
-    cfg = run_dir.load_config()
-    torch.set_num_threads(cfg.train.threads)
-    if cfg.task.family in L2L_FAMILIES:
-        from ..evaluate_optimizers import evaluate_l2l_run, l2l_table
-        report = evaluate_l2l_run(run_dir, cfg, load_algorithm(run_dir, cfg, args.checkpoint), problems=args.tasks)
-        print(l2l_table(report))
-        print(f"\nsaved {run_dir.path / 'eval' / 'l2l.json'} (and .md)")
-        return 0
+    torch.set_num_threads(run_dir.load_config().train.threads)
     result = evaluate_run(args.run, shots=args.shots, tasks=args.tasks, steps=args.steps,
                           baseline=not args.no_baseline, progress=not args.quiet, dataset=args.dataset,
                           queries=args.queries, data_dir=args.data_dir, checkpoint=args.checkpoint,
                           device=args.device)
     print(result.table())
-    cross = args.dataset if args.dataset and args.dataset != run_dir.load_config().task.family else None
-    ckpt = None if args.checkpoint == "best" else args.checkpoint
-    print(f"\nsaved {eval_path(run_dir, result.shots, cross, ckpt)} (and .md)")
+    print(f"\nsaved {result.path} (and .md)")
     return 0

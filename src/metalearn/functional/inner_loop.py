@@ -31,6 +31,7 @@ MODES: tuple[str, ...] = ("second_order", "first_order")
 ENGINES: tuple[str, ...] = ("auto", "loop", "vmap")
 Forward = Callable[[ParamDict, Tensor], Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
+StepParams = Callable[[int, ParamDict], ParamDict]
 
 
 def check_mode(mode: str) -> None:
@@ -71,9 +72,18 @@ def inner_step_reference(forward: Forward, loss_fn: LossFn, params: ParamDict, s
                          y: Tensor, rule: InnerRule, mode: str = "second_order",
                          fast_keys: Sequence[str] | None = None) -> tuple[ParamDict, Any]:
     """The same update written with ``torch.autograd.grad``: the reference path."""
+    return loss_step(lambda p: loss_fn(forward(p, x), y), params, state, rule, mode, fast_keys)
+
+
+def loss_step(loss_of: Callable[[ParamDict], Tensor], params: ParamDict, state: Any, rule: InnerRule,
+              mode: str = "second_order", fast_keys: Sequence[str] | None = None) -> tuple[ParamDict, Any]:
+    """One inner update of the ``fast_keys`` parameters against any loss of the parameters,
+    ``loss_of(params) -> scalar`` (a task's loss contract: supervised pairs, a masked loss over
+    ragged rows, a policy-gradient surrogate), with ``torch.autograd.grad``; in second-order mode
+    the update stays differentiable with respect to ``params``."""
     fast, slow = _split(params, fast_keys)
     names = list(fast)
-    loss = loss_fn(forward(params, x), y)
+    loss = loss_of(params)
     needs_graph = mode == "second_order" and torch.is_grad_enabled()
     gs = torch.autograd.grad(loss, [fast[k] for k in names], create_graph=needs_graph, allow_unused=True)
     g = {k: (torch.zeros_like(fast[k]) if gi is None else gi) for k, gi in zip(names, gs)}
@@ -100,6 +110,24 @@ def adapt(forward: Forward, loss_fn: LossFn, params: ParamDict, x: Tensor, y: Te
     for _ in range(steps):
         params, state = inner_step(forward, loss_fn, params, state, x, y, rule, mode, fast_keys)
     return params
+
+
+def adapt_path(forward: Forward, loss_fn: LossFn, params: ParamDict, x: Tensor, y: Tensor, rule: InnerRule,
+               steps: int, mode: str = "second_order", fast_keys: Sequence[str] | None = None,
+               step_params: StepParams | None = None, reference: bool = False) -> list[ParamDict]:
+    """The parameters before adaptation and after each of ``steps`` updates (``steps + 1`` dicts).
+
+    ``step_params(s, params)`` is a per-step hook: the parameters that inner step ``s`` starts from
+    (MAML++ swaps in step ``s``'s own BatchNorm weights there); entry 0 is ``step_params(0, params)``.
+    ``reference`` takes the ``torch.autograd.grad`` path (else ``torch.func.grad``, for ``vmap``)."""
+    at = step_params or (lambda s, p: p)
+    step = inner_step_reference if reference else inner_step
+    state = rule.init(_split(params, fast_keys)[0])
+    path = [at(0, params)]
+    for s in range(steps):
+        params, state = step(forward, loss_fn, at(s, params), state, x, y, rule, mode, fast_keys)
+        path.append(params)
+    return path
 
 
 def safeguarded_step(forward: Forward, loss_fn: LossFn, params: ParamDict, state: Any, x: Tensor, y: Tensor,
@@ -179,7 +207,7 @@ def meta_backward(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: T
 def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskBatch,
                      rule: InnerRule, steps: int, engine: str = "loop",
                      metric: LossFn | None = None, fast_keys: Sequence[str] | None = None,
-                     safeguard: bool = False) -> Tensor:
+                     safeguard: bool = False, step_params: StepParams | None = None) -> Tensor:
     """Query ``metric`` (default: the loss) of each task after 0, 1, ..., ``steps`` inner updates
     (:func:`safeguarded_step` s when ``safeguard``).
 
@@ -189,6 +217,9 @@ def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch
     params = detached(params)
 
     def one_task(p: ParamDict, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
+        if step_params is not None:  # a per-step hook (MAML++): no safeguard
+            path = adapt_path(forward, loss_fn, p, xs, ys, rule, steps, "first_order", fast_keys, step_params)
+            return torch.stack([metric(forward(q, xq), yq) for q in path])
         state = rule.init(_split(p, fast_keys)[0])
         out = [metric(forward(p, xq), yq)]
         if safeguard:

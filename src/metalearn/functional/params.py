@@ -19,6 +19,11 @@ def named_buffers(module: nn.Module) -> ParamDict:
     return dict(module.named_buffers())
 
 
+def param_key(name: str) -> str:
+    """A parameter's dotted name as a key of an ``nn.ParameterDict`` (which forbids dots)."""
+    return name.replace(".", "__")
+
+
 def detached(params: ParamDict) -> ParamDict:
     """A copy of the dict whose tensors are cut from the autograd graph."""
     return {k: v.detach() for k, v in params.items()}

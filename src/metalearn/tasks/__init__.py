@@ -1,9 +1,9 @@
 """Task distributions: ``TaskBatch`` and the registered task families."""
 from ..batch import TaskBatch
-from .few_shot import FewShotTasks
+from .few_shot import FewShotTasks, accuracy
 from .image_families import image_tasks
-from .registry import get_task_family, list_task_families, register_task_family
+from .registry import FamilyEntry, get_task_family, list_task_families, register_task_family
 from .sinusoid import SinusoidTask, SinusoidTasks
 
-__all__ = ["FewShotTasks", "SinusoidTask", "SinusoidTasks", "TaskBatch", "get_task_family",
+__all__ = ["FamilyEntry", "FewShotTasks", "accuracy", "SinusoidTask", "SinusoidTasks", "TaskBatch", "get_task_family",
            "image_tasks", "list_task_families", "register_task_family"]

@@ -10,15 +10,28 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..batch import TaskBatch
 from ..data.images import ImageDataset
 from ..errors import ConfigError
-from ..batch import TaskBatch
+from ..protocols import Metric
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Fraction of correct argmax predictions."""
+    return (logits.argmax(dim=-1) == labels).float().mean()
 
 
 class FewShotTasks:
     """A distribution of N-way K-shot classification episodes over the classes of ``dataset``."""
 
     loss = "cross_entropy"
+    # declarations (metalearn.protocols.TaskFamily)
+    kind = "classification"
+    metric = Metric("accuracy (%)", higher_is_better=True, fn=accuracy, short="acc", scale=100.0)
+    evaluator = "adaptation"
+    pictures = ("episode", "steps")
+    adapt_input = "image_folders"
+    baseline = None
 
     def __init__(self, dataset: ImageDataset, ways: int, shots: int, queries: int, name: str = "") -> None:
         label = f"{name}: " if name else ""

@@ -20,7 +20,7 @@ Every split is deterministic and documented:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -108,3 +108,23 @@ def image_tasks(family: str, split: str, ways: int, shots: int, queries: int, *,
     else:
         raise ConfigError(f"unknown image task family {family!r}; choose omniglot, mnist or image_folder")
     return FewShotTasks(ds, ways, shots, queries, name=f"{family} {split}")
+
+
+# builders from a config's ``task`` section, for the task registry
+def omniglot_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
+                         cross_domain: bool = False) -> FewShotTasks:
+    return image_tasks("omniglot", split, t.ways, shots, queries, image_size=t.image_size, data_dir=t.data_dir,
+                       protocol=t.protocol, rotations=t.rotations)
+
+
+def mnist_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
+                      cross_domain: bool = False) -> FewShotTasks:
+    """MNIST episodes; ``cross_domain`` (a model trained on another family): all ten test digits."""
+    return image_tasks("mnist", split, t.ways, shots, queries, image_size=t.image_size, data_dir=t.data_dir,
+                       classes=[] if cross_domain else t.classes)
+
+
+def folder_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
+                       cross_domain: bool = False) -> FewShotTasks:
+    return image_tasks("image_folder", split, t.ways, shots, queries, image_size=t.image_size,
+                       data_dir=t.data_dir, channels=t.channels)

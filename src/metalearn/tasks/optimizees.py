@@ -13,15 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..batch import move
 from ..errors import ConfigError
 from ..functional import ParamDict
-from ..batch import move
+from ..protocols import Metric
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
 
@@ -43,13 +44,33 @@ class OptimizeeBatch:
                               {k: move(v, device, dtype, non_blocking) for k, v in self.data.items()})
 
 
-class QuadraticProblems:
+class OptimizeeFamily:
+    """What every optimizee family declares (metalearn.protocols.TaskFamily): its tasks are
+    optimisation problems, scored by the loss a learned optimizer reaches on them."""
+
     loss = "optimizee"
+    kind = "optimizer"
+    metric = Metric("final loss", higher_is_better=False)
+    evaluator = "optimizers"
+    pictures = ("loss_curves",)
+    adapt_input = None
+    baseline = None
+    unroll = 20     # meta-training back-propagates through unrolls of this many steps (truncated BPTT)
+
+
+class QuadraticProblems(OptimizeeFamily):
 
     def __init__(self, dim: int = 10, horizon: int = 100) -> None:
         if dim <= 0 or horizon <= 0:
             raise ConfigError(f"quadratic problems need positive dim and horizon, got {dim}, {horizon}")
         self.dim, self.horizon = dim, horizon
+
+    @classmethod
+    def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
+                    cross_domain: bool = False) -> "QuadraticProblems":
+        family = cls(t.dim, horizon or t.horizon)
+        family.unroll = t.unroll
+        return family
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> OptimizeeBatch:
         d = self.dim
@@ -75,8 +96,10 @@ def _mnist_flat(data_dir: str | None) -> tuple[Tensor, Tensor]:
     return ds.images.flatten(1).float().div_(255), labels
 
 
-class MLPProblems:
-    loss = "optimizee"
+class MLPProblems(OptimizeeFamily):
+    # the paper's generalisation tests (section 3.2): the evaluation also runs these task settings
+    variants = (("40 hidden units", {"mlp_hidden": [40]}), ("2 hidden layers", {"mlp_hidden": [20, 20]}),
+                ("ReLU", {"mlp_activation": "relu"}))
 
     def __init__(self, hidden: Sequence[int] = (20,), activation: str = "sigmoid", minibatch: int = 128,
                  horizon: int = 100, data_dir: str | Path | None = None, eval_size: int = 1024) -> None:
@@ -88,6 +111,13 @@ class MLPProblems:
         self.hidden, self.activation, self.minibatch, self.horizon = list(hidden), activation, minibatch, horizon
         self.sizes = [784, *self.hidden, 10]
         self.eval_idx = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(0))[:eval_size]
+
+    @classmethod
+    def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
+                    cross_domain: bool = False) -> "MLPProblems":
+        family = cls(t.mlp_hidden, t.mlp_activation, t.minibatch, horizon or t.horizon, t.data_dir)
+        family.unroll = t.unroll
+        return family
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> OptimizeeBatch:
         params = {}

@@ -1,37 +1,57 @@
-"""Registry of task families by name, for the CLI and configs."""
+"""Registry of task families by name, for the CLI and configs.
+
+Each entry names the family's class, whose attributes are its declarations (kind, metric,
+evaluator, pictures, adapt_input, baseline: see :mod:`metalearn.protocols`), and the builder that
+makes the family from a config's ``task`` section:
+``from_config(task, split, shots, queries, horizon=None, cross_domain=False)``.
+Adding a family is its module plus one line here.
+"""
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from .image_families import image_tasks
+from .few_shot import FewShotTasks
+from .image_families import folder_from_config, mnist_from_config, omniglot_from_config
 from .optimizees import MLPProblems, QuadraticProblems
 from .sinusoid import SinusoidTasks
 
-_FAMILIES: dict[str, Callable[..., Any]] = {
-    "sinusoid": SinusoidTasks,
-    "omniglot": partial(image_tasks, "omniglot"),
-    "mnist": partial(image_tasks, "mnist"),
-    "image_folder": partial(image_tasks, "image_folder"),
-}
+
+@dataclass(frozen=True)
+class FamilyEntry:
+    """A registered task family: its class (the declarations) and its builder from a config."""
+
+    name: str
+    cls: type
+    from_config: Callable[..., Any]
 
 
+_FAMILIES: dict[str, FamilyEntry] = {}
+
+
+def register_task_family(name: str, cls: type, from_config: Callable[..., Any] | None = None) -> None:
+    """Register ``cls`` (a :class:`~metalearn.protocols.TaskFamily`) as ``name``; ``from_config``
+    defaults to ``cls.from_config``."""
+    _FAMILIES[name] = FamilyEntry(name, cls, from_config or cls.from_config)  # type: ignore[attr-defined]
+
+
+register_task_family("sinusoid", SinusoidTasks)
+register_task_family("omniglot", FewShotTasks, omniglot_from_config)
+register_task_family("mnist", FewShotTasks, mnist_from_config)
+register_task_family("image_folder", FewShotTasks, folder_from_config)
 # learned-optimizer problem families (Andrychowicz et al. 2016)
-_FAMILIES.update(quadratic=QuadraticProblems, mnist_mlp=MLPProblems)
+register_task_family("quadratic", QuadraticProblems)
+register_task_family("mnist_mlp", MLPProblems)
 
 
 def list_task_families() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def get_task_family(name: str) -> Callable[..., Any]:
-    """The constructor of the task family ``name``; an unknown name lists the valid ones."""
+def get_task_family(name: str) -> FamilyEntry:
+    """The registry entry of the task family ``name``; an unknown name lists the valid ones."""
     try:
         return _FAMILIES[name]
     except KeyError:
         raise ConfigError(f"unknown task family {name!r}; choose one of: {', '.join(list_task_families())}") from None
-
-
-def register_task_family(name: str, factory: Callable[..., Any]) -> None:
-    _FAMILIES[name] = factory

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
 from ..batch import TaskBatch
+from ..errors import ConfigError
+from ..protocols import Metric
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ class SinusoidTasks:
     input_shape = (1,)
     output_dim = 1
     loss = "mse"
+    # declarations (metalearn.protocols.TaskFamily)
+    kind = "regression"
+    metric = Metric("mse", higher_is_better=False)
+    evaluator = "adaptation"
+    pictures = ("functions", "steps")
+    adapt_input = None
+    baseline = "pretrain"
 
     def __init__(self, shots: int = 10, queries: int | None = None,
                  amplitude: tuple[float, float] = (0.1, 5.0),
@@ -48,6 +57,17 @@ class SinusoidTasks:
                 raise ConfigError(f"sinusoid: {name} range must be [low, high] with low <= high, got {[lo, hi]}")
         self.shots, self.queries = shots, queries
         self.amplitude, self.phase, self.x_range = tuple(amplitude), tuple(phase), tuple(x_range)
+
+    @classmethod
+    def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
+                    cross_domain: bool = False) -> "SinusoidTasks":
+        """The family that a config's ``task`` section describes (every split is the same
+        distribution; the splits differ by their seeded streams)."""
+        for name in ("amplitude", "phase", "x_range"):
+            if len(getattr(t, name)) != 2:
+                raise ConfigError(f"task.{name} must be [low, high], got {getattr(t, name)}")
+        return cls(shots=shots, queries=queries, amplitude=tuple(t.amplitude), phase=tuple(t.phase),
+                   x_range=tuple(t.x_range))
 
     def _uniform(self, shape: tuple[int, ...], bounds: tuple[float, float], gen: torch.Generator | None) -> Tensor:
         lo, hi = bounds

@@ -1,0 +1,89 @@
+"""Registry of models by name, for the CLI and configs: each entry builds the model from a
+config's ``model`` section for a task family, and declares the kinds of task it serves. Any
+``nn.Module`` works from the Python API; these are the ones a config can name."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import ConfigError
+from .conv4 import conv4, min_image_size
+from .lstm_optimizer import LSTMOptimizerNet
+from .mlp import mlp
+
+Builder = Callable[[Any, Any, bool], nn.Module]   # (model config, task family, encoder_only) -> model
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    build: Builder
+    kinds: tuple[str, ...]
+    # checks of the config's task section that need no data (run at config validation)
+    check: Callable[[Any], None] | None = None
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, build: Builder, kinds: tuple[str, ...],
+                   check: Callable[[Any], None] | None = None) -> None:
+    _MODELS[name] = ModelEntry(name, build, kinds, check)
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def get_model(name: str) -> ModelEntry:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}") from None
+
+
+def check_conv4_image_size(size: int) -> None:
+    """A ConfigError naming the smallest size when Conv4 cannot take ``size`` x ``size`` images."""
+    smallest = min_image_size()
+    if size < smallest:
+        raise ConfigError(f"task.image_size={size} is too small for the conv4 model: its max-pools need "
+                          f"images of at least {smallest}x{smallest}; use --set task.image_size={smallest} "
+                          f"or larger")
+
+
+def _conv4(m: Any, family: Any, encoder_only: bool) -> nn.Module:
+    shape = tuple(family.input_shape)
+    if len(shape) != 3:
+        raise ConfigError(f"the conv4 model takes images but the task family gives inputs of shape {shape}; "
+                          f"use --set model.name=mlp")
+    c, h, w = shape
+    if h != w:
+        raise ConfigError(f"conv4 expects square images, got {h}x{w}")
+    if m.width <= 0:
+        raise ConfigError(f"model.width must be positive, got {m.width}")
+    check_conv4_image_size(h)
+    return conv4(c, 0 if encoder_only else family.output_dim, m.width, h)
+
+
+def _mlp(m: Any, family: Any, encoder_only: bool) -> nn.Module:
+    if any(h <= 0 for h in m.hidden):
+        raise ConfigError(f"model.hidden sizes must be positive, got {m.hidden}")
+    if len(family.input_shape) != 1:
+        raise ConfigError(f"the mlp model takes flat inputs but the task family gives inputs of shape "
+                          f"{tuple(family.input_shape)}; use --set model.name=conv4")
+    try:
+        return mlp(int(family.input_shape[0]), m.hidden, family.output_dim, m.activation)
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
+def _lstm_optimizer(m: Any, family: Any, encoder_only: bool) -> nn.Module:
+    return LSTMOptimizerNet(m.lstm_hidden, m.preprocess_p, m.output_scale)
+
+
+register_model("conv4", _conv4, kinds=("regression", "classification"),
+               check=lambda task: check_conv4_image_size(task.image_size))
+register_model("mlp", _mlp, kinds=("regression", "classification"))
+register_model("lstm_optimizer", _lstm_optimizer, kinds=("optimizer",))
