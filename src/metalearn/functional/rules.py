@@ -11,7 +11,8 @@ The rules of the library are chains: MAML's SGD (Finn et al. 2017) is ``chain(sc
 Meta-SGD's per-coordinate learned rates (Li et al. 2017) and MAML++'s per-layer per-step rates
 (Antoniou et al. 2019) are ``chain(scale_by_learned(rates), scale(-1))``; the transfer baseline's
 fine-tuning is SGD with momentum, ``chain(trace(0.9), scale(-lr))``; Reptile's inner Adam is
-``chain(scale_by_adam(...), scale(-lr))``. A rule with a learned state of its own (the LSTM
+``chain(scale_by_adam(..., lr), scale(-1))``. Each gives the numbers of the hand-written rule it
+replaced to the last bit (``p - lr * g`` and ``p + (-lr) * g`` round alike). A rule with a learned state of its own (the LSTM
 optimizer) is an :class:`InnerRule` written directly.
 """
 from __future__ import annotations
@@ -109,9 +110,10 @@ def nesterov_trace(decay: float) -> Transform:
     return Transform(init, update, name=f"nesterov_trace({decay:g})")
 
 
-def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Transform:
-    """Adam's normalisation (Kingma & Ba 2015): bias-corrected first moment over the square root
-    of the bias-corrected second moment."""
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, lr: float = 1.0) -> Transform:
+    """Adam's normalisation (Kingma & Ba 2015): ``lr`` times the bias-corrected first moment over
+    the square root of the bias-corrected second moment (``lr`` inside, in PyTorch's order of
+    operations, so that ``adam`` gives the same numbers to the last bit)."""
 
     def init(params: ParamDict) -> tuple[int, ParamDict, ParamDict]:
         zeros = {k: p.detach() * 0 for k, p in params.items()}
@@ -124,20 +126,20 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Tran
         m = {k: b1 * m[k] + (1 - b1) * u[k] for k in u}
         v = {k: b2 * v[k] + (1 - b2) * u[k] ** 2 for k in u}
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-        return {k: (m[k] / c1) / ((v[k] / c2).sqrt() + eps) for k in u}, (t, m, v)
+        return {k: lr * (m[k] / c1) / ((v[k] / c2).sqrt() + eps) for k in u}, (t, m, v)
 
     return Transform(init, update, name="scale_by_adam")
 
 
-def scale_by_rms(decay: float = 0.99, eps: float = 1e-8) -> Transform:
-    """RMSprop's normalisation (Tieleman & Hinton 2012): ``u / (sqrt(mean of u^2) + eps)``."""
+def scale_by_rms(decay: float = 0.99, eps: float = 1e-8, lr: float = 1.0) -> Transform:
+    """RMSprop's normalisation (Tieleman & Hinton 2012): ``lr * u / (sqrt(mean of u^2) + eps)``."""
 
     def init(params: ParamDict) -> ParamDict:
         return {k: p.detach() * 0 for k, p in params.items()}
 
     def update(u: ParamDict, sq: ParamDict, params: ParamDict) -> tuple[ParamDict, ParamDict]:
         sq = {k: decay * sq[k] + (1 - decay) * u[k] ** 2 for k in u}
-        return {k: u[k] / (sq[k].sqrt() + eps) for k in u}, sq
+        return {k: lr * u[k] / (sq[k].sqrt() + eps) for k in u}, sq
 
     return Transform(init, update, name="scale_by_rms")
 
@@ -198,7 +200,7 @@ def per_parameter_sgd(lrs: ParamDict, per_step: bool = False) -> InnerRule:
 def adam(lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> InnerRule:
     """Adam (Kingma & Ba 2015) as a pure inner-loop rule, e.g. for Reptile's inner loop."""
     _positive(lr)
-    return chain(scale_by_adam(betas[0], betas[1], eps), scale(-lr), name=f"adam(lr={lr})")
+    return chain(scale_by_adam(betas[0], betas[1], eps, lr), scale(-1.0), name=f"adam(lr={lr})")
 
 
 def nesterov(lr: float, momentum: float = 0.9) -> InnerRule:
@@ -208,7 +210,7 @@ def nesterov(lr: float, momentum: float = 0.9) -> InnerRule:
 
 def rmsprop(lr: float, alpha: float = 0.99, eps: float = 1e-8) -> InnerRule:
     """RMSprop (Tieleman & Hinton 2012), as PyTorch writes it."""
-    return chain(scale_by_rms(alpha, eps), scale(-lr), name=f"rmsprop(lr={lr})")
+    return chain(scale_by_rms(alpha, eps, lr), scale(-1.0), name=f"rmsprop(lr={lr})")
 
 
 def detached_rule(rule: InnerRule) -> InnerRule:
