@@ -4,8 +4,9 @@ Both are the same function with the same weights (``tests/test_models.py`` check
 second-order gradients in float64); metalearn's computes its first convolution as a patch product
 that lands channels-last, stays channels-last after it on the CPU and pools before the ReLU (they
 commute). Printed: 2x2 max-pooling alone, forward + backward, in the default layout and through
-``metalearn.models.max_pool2x2`` (pooling channels-last and back), at the three sizes of an
-Omniglot Conv4 (75 images, 64 channels), then one
+``max_pool2x2`` below (pooling channels-last and back, with ``metalearn.models.cpu_layout``'s
+relayout; checked at start to equal ``nn.MaxPool2d(2)``, values and gradients), at the three
+sizes of an Omniglot Conv4 (75 images, 64 channels), then one
 second-order MAML meta-step on Omniglot-shaped tasks (5-way 1-shot, 15 queries per class, one inner
 step, back-propagated task by task), both models alternating, median of ``--repeats``.
 
@@ -22,7 +23,31 @@ import torch.nn.functional as F
 from torch import nn
 
 import metalearn as ml
-from metalearn.models import max_pool2x2
+from metalearn.models.cpu_layout import _CL, _NCHW, _plain, _Relayout, channels_last
+
+
+def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 2)``, computed in the channels-last layout on the CPU and returned in
+    ``x``'s layout."""
+    if _plain(x) or x.is_contiguous(memory_format=_CL):
+        return F.max_pool2d(x, 2)
+    return _Relayout.apply(F.max_pool2d(channels_last(x), 2), _NCHW, _CL)
+
+
+def check_max_pool2x2() -> None:
+    """``max_pool2x2`` is ``nn.MaxPool2d(2)``: the same values and input gradient on a random batch
+    (odd width: both floor), so the timings below compare two ways of computing one function."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 8, 14, 13, generator=gen, requires_grad=True)
+    g = torch.randn(6, 8, 7, 6, generator=gen)
+    outs = []
+    for pool in (nn.MaxPool2d(2), max_pool2x2):
+        y = pool(x)
+        gx, = torch.autograd.grad(y, x, g)
+        outs.append((y, gx))
+    (y_ref, g_ref), (y, gx) = outs
+    if not (torch.equal(y, y_ref) and torch.equal(gx, g_ref)):
+        raise SystemExit("max_pool2x2 differs from nn.MaxPool2d(2)")
 
 
 def paper_conv4(model: ml.models.Conv4) -> nn.Module:
@@ -49,6 +74,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    check_max_pool2x2()
     torch.manual_seed(0)
     print(f"CPU, {args.threads} threads, median of {args.repeats}")
     print("| 2x2 max-pool, forward + backward | nn.MaxPool2d ms | max_pool2x2 ms | speed-up |")

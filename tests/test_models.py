@@ -1,29 +1,12 @@
-"""The bundled models: the CPU-fast 2x2 max-pooling and Conv4's block order are the paper's
-function exactly (values, gradients and second-order gradients, in float64)."""
+"""The bundled models: the CPU layout helpers and Conv4's block order are the paper's function
+exactly (values, gradients and second-order gradients, in float64)."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import metalearn as ml
-from metalearn.models import channels_last, conv2d_nhwc, max_pool2x2
-
-
-def test_max_pool2x2_is_max_pool2d_to_every_order():
-    torch.manual_seed(0)
-    x = torch.randn(3, 4, 9, 10, dtype=torch.float64, requires_grad=True)  # odd size: floor, as max_pool2d
-    assert torch.equal(max_pool2x2(x), F.max_pool2d(x, 2))
-    assert max_pool2x2(x).is_contiguous() and max_pool2x2(x).shape == (3, 4, 4, 5)
-    assert torch.autograd.gradcheck(max_pool2x2, (x,))
-    assert torch.autograd.gradgradcheck(max_pool2x2, (x,))
-    w = torch.randn(3, 4, 4, 5, dtype=torch.float64)
-    grads = []
-    for pool in (max_pool2x2, lambda t: F.max_pool2d(t, 2)):
-        y = pool(x)
-        gx, = torch.autograd.grad((y * w).sum(), x, create_graph=True)
-        assert gx.is_contiguous()
-        grads.append((gx, torch.autograd.grad((gx * x).sum() + y.pow(3).sum(), x)[0]))
-    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+from metalearn.models import channels_last, conv2d_nhwc
 
 
 def test_channels_last_moves_the_values_and_brings_gradients_back():
@@ -51,14 +34,6 @@ def test_conv2d_nhwc_is_conv2d_to_every_order(channels, padding, bias):
     inputs = (x, w) + ((b,) if bias else ())
     f = lambda *a: conv2d_nhwc(a[0], a[1], a[2] if bias else None, padding)  # noqa: E731
     assert torch.autograd.gradcheck(f, inputs) and torch.autograd.gradgradcheck(f, inputs)
-
-
-def test_max_pool2x2_under_torch_func_transforms():
-    x = torch.randn(5, 2, 3, 8, 8)
-    f = lambda t: max_pool2x2(t).pow(2).sum()  # noqa: E731
-    g = torch.func.vmap(torch.func.grad(f))(x)
-    ref = torch.func.vmap(torch.func.grad(lambda t: F.max_pool2d(t, 2).pow(2).sum()))(x)
-    assert torch.equal(g, ref)
 
 
 def _paper_conv4(model: ml.models.Conv4) -> nn.Module:

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
 from .algorithms.registry import algorithm_options, get_spec
+from .errors import ConfigError
 from .models.registry import get_model
 
 
@@ -217,7 +217,8 @@ def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise ConfigError(f"{full}: expected a section of keys ({', '.join(f.name for f in dataclasses.fields(current))}), got {value!r}")
+                keys = ", ".join(f.name for f in dataclasses.fields(current))
+                raise ConfigError(f"{full}: expected a section of keys ({keys}), got {value!r}")
             _apply(current, value, prefix=f"{full}.")
         else:
             setattr(obj, key, _coerce(value, hints[key], full))
@@ -227,7 +228,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     """A ``Config`` from a nested dict (a YAML file's contents), checked key by key."""
     cfg = Config()
     if not isinstance(data, dict):
-        raise ConfigError(f"a config must be a mapping of sections (task, model, algo, train, eval), got {type(data).__name__}")
+        raise ConfigError("a config must be a mapping of sections (task, model, algo, train, eval), "
+                          f"got {type(data).__name__}")
     _apply(cfg, data)
     return cfg
 

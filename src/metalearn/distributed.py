@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .errors import MetalearnError
 from .batch import TaskBatch
+from .errors import MetalearnError
 
 
 @dataclass

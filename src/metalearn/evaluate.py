@@ -23,11 +23,10 @@ from .config import Config
 from .errors import ConfigError
 from .evaluate_optimizers import OptimizerComparison, evaluate_optimizers
 from .protocols import Metric, declared
-from .tasks import get_task_family
 from .runs import Run, atomic_write_text, load_checkpoint, load_weights
 from .seeding import generator
 from .stats import mean_ci
-
+from .tasks import get_task_family
 
 # a task has diverged after s inner steps when its query loss is not finite or is more than this
 # many times its loss before adaptation (one task that does can rule the mean of a thousand)

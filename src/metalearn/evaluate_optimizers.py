@@ -76,10 +76,10 @@ def compare_optimizers(algo: Any, family: Any, steps: int, problems: int, tune_p
     """Final loss (mean, CI) and mean curve of the learned and the tuned hand-designed optimizers."""
     test = family.sample(problems, generator("test", seed))
     results: dict[str, Any] = {}
-    rules = {"LSTM (learned)": (_no_grad_rule(lstm_rule(algo.model)), None)}
+    rules: dict[str, tuple[InnerRule, float | None]] = {"LSTM (learned)": (_no_grad_rule(lstm_rule(algo.model)), None)}
     for name in HAND_RULES:
-        lr = tune_lr(family, name, steps, tune_problems, seed)
-        rules[name] = (_no_grad_rule(HAND_RULES[name](lr)), lr)
+        tuned = tune_lr(family, name, steps, tune_problems, seed)
+        rules[name] = (_no_grad_rule(HAND_RULES[name](tuned)), tuned)
     for name, (rule, lr) in rules.items():
         params, curve = optimize(family, test, rule, steps)
         final = _final(family, test, params)
@@ -147,7 +147,7 @@ def l2l_table(report: dict[str, Any]) -> str:
              "|---|---:|" + "---:|" * len(next(iter(report["variants"].values()))["results"])]
     for label, v in report["variants"].items():
         cells = []
-        for name, r in v["results"].items():
+        for r in v["results"].values():
             lr = f" (lr {r['lr']:g})" if r["lr"] is not None else ""
             cells.append(f"{r['final_mean']:.3f} ± {r['final_ci']:.3f}{lr}" if math.isfinite(r["final_mean"])
                          else f"diverged{lr}")

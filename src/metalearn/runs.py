@@ -22,8 +22,8 @@ import torch
 import yaml
 
 from .config import Config, config_from_dict
-from .files import _UMASK, atomic_write_bytes, atomic_write_text
 from .errors import ConfigError, RunError
+from .files import _UMASK, atomic_write_bytes, atomic_write_text
 
 CHECKPOINT_FORMAT = 1
 class Run:

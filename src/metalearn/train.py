@@ -29,7 +29,6 @@ from .protocols import Metric, declared
 from .runs import Run, RunLock, load_checkpoint, load_weights, one_line, save_checkpoint
 from .seeding import generator
 
-
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
 # what a resumed run may change; any other difference from the checkpoint's config is refused
@@ -161,9 +160,9 @@ class Trainer:
         if lr_schedule not in SCHEDULES:
             raise MetalearnError(f"unknown lr schedule {lr_schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         params = [p for p in self.algorithm.parameters() if p.requires_grad]
-        fused = {"fused": True} if self.device.type == "cuda" else {}  # one kernel for the whole update
-        self.optimizer = outer_step or (torch.optim.Adam(params, lr=lr, **fused) if optimizer == "adam"
-                                        else torch.optim.SGD(params, lr=lr, **fused))
+        fused = True if self.device.type == "cuda" else None  # one kernel for the whole update (None: default)
+        self.optimizer = outer_step or (torch.optim.Adam(params, lr=lr, fused=fused) if optimizer == "adam"
+                                        else torch.optim.SGD(params, lr=lr, fused=fused))
         self.callbacks = list(callbacks)
         self.lr_schedule, self.min_lr = lr_schedule, min_lr
         self.graphed = None
@@ -337,7 +336,9 @@ class Trainer:
                         self._check_losses(self.step + 1)
                     self.dist.all_reduce_grads(self.algorithm)
                     if getattr(self.optimizer, "uses_closure", False):
-                        self.optimizer.step(self.algorithm.closure(batch))  # re-evaluates on the same tasks
+                        # re-evaluates on the same tasks; torch's stub types the closure's loss as a float, but
+                        # a closure returns the loss tensor (the documented use)
+                        self.optimizer.step(self.algorithm.closure(batch))  # type: ignore[arg-type]
                     else:
                         self.optimizer.step()
                     self.step += 1

@@ -1,6 +1,7 @@
 """Meta-learning algorithms, each a thin composition over the functional core."""
+from ..tasks.few_shot import accuracy
 from .anil import ANIL
-from .base import Algorithm, InnerLoopSettings, Learner, ModeSettings, accuracy
+from .base import Algorithm, InnerLoopSettings, Learner, ModeSettings
 from .l2l import L2L
 from .maml import MAML
 from .maml_momentum import MAMLMomentum

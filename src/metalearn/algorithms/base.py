@@ -9,14 +9,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..functional import (InnerRule, ParamDict, adapt, adaptation_curve, choose_engine, detached,
-                          make_forward, named_params)
 from ..batch import TaskBatch, TaskTree
-from ..functional import adaptation_curve_tasks
 from ..errors import ConfigError
-from ..functional import ENGINES, MODES
+from ..functional import (
+    ENGINES,
+    MODES,
+    InnerRule,
+    ParamDict,
+    adapt,
+    adaptation_curve,
+    adaptation_curve_tasks,
+    choose_engine,
+    detached,
+    make_forward,
+    named_params,
+)
 from ..functional.rules import detached_rule
-from ..tasks.few_shot import accuracy
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mse": F.mse_loss,
@@ -28,6 +36,18 @@ def check_choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> 
     """A ConfigError naming ``algo.KEY`` and the valid choices when ``value`` is not one of them."""
     if value not in choices:
         raise ConfigError(f"unknown algo.{key} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def supervised_only(name: str, batch: TaskBatch | TaskTree, metric: Callable[[Tensor, Tensor], Tensor] | str | None
+                    ) -> tuple[TaskBatch, Callable[[Tensor, Tensor], Tensor] | None]:
+    """``adaptation_curve``'s batch and metric for an algorithm that adapts supervised task batches
+    only (``accepts_task_losses = False``), scored by a function: a TypeError for a
+    :class:`~metalearn.batch.TaskTree` or a metric's name."""
+    if isinstance(batch, TaskTree):
+        raise TypeError(f"{name} adapts supervised task batches only, not a TaskTree")
+    if isinstance(metric, str):
+        raise TypeError(f"supervised task batches are scored by a function, not by name ({metric!r})")
+    return batch, metric
 
 
 @dataclass

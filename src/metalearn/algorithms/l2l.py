@@ -22,11 +22,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from .base import Algorithm, check_choice
 from ..errors import ConfigError
 from ..functional import MODES, InnerRule, ParamDict, check_mode, detached
 from ..models.lstm_optimizer import LSTMOptimizerNet, lstm_rule
 from ..tasks.optimizees import OptimizeeBatch
+from .base import Algorithm, check_choice
 
 
 def optimize(family: Any, batch: OptimizeeBatch, rule: InnerRule, steps: int,
@@ -91,7 +91,8 @@ class L2L(Algorithm):
     def inner_rule(self) -> InnerRule:
         return lstm_rule(self.model)  # type: ignore[arg-type]
 
-    def meta_loss(self, batch: OptimizeeBatch) -> Tensor:
+    # its meta-batches are optimizee problems (task_kinds), not TaskBatches, as in adaptation_curve
+    def meta_loss(self, batch: OptimizeeBatch) -> Tensor:  # type: ignore[override]
         run = self._run
         if run is None or run["t"] >= self.horizon:
             params = detached(batch.params)
@@ -125,7 +126,7 @@ class L2L(Algorithm):
             curve[:, -1] = self.family.final_loss(params, batch.data)
         return curve
 
-    def adapt(self, x: Any, y: Any = None, steps: int | None = None) -> Any:  # type: ignore[override]
+    def adapt(self, x: Any, y: Any = None, steps: int | None = None) -> Any:
         raise NotImplementedError("use LearnedOptimizer.from_run(RUN) to optimise your own model")
 
     # the optimizee state in flight travels with the checkpoint

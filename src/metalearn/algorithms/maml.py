@@ -5,9 +5,9 @@ first order (FOMAML, section 5.2) treats the inner gradients as constants.
 """
 from __future__ import annotations
 
-from torch import Tensor, nn
-
 from typing import Any, Callable
+
+from torch import Tensor, nn
 
 from ..batch import TaskBatch, TaskTree
 from ..functional import InnerRule, check_mode, meta_backward, meta_backward_tasks, meta_loss, meta_loss_tasks, sgd

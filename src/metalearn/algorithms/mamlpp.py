@@ -18,17 +18,17 @@ rate and BatchNorm copy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable, cast
 
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
+from ..batch import TaskBatch, TaskTree
 from ..functional import InnerRule, ParamDict, adapt_path, adaptation_curve, detached, detached_rule
 from ..functional.params import param_key
 from ..functional.rules import per_parameter_sgd
-from ..batch import TaskBatch
-from .base import Algorithm, Learner, ModeSettings
+from .base import Algorithm, Learner, ModeSettings, supervised_only
 
 
 @dataclass
@@ -129,18 +129,19 @@ class MAMLpp(Algorithm):
             return (weights * losses).sum()   # the multi-step loss
 
         if self.engine == "vmap":
-            per_task = vmap(lambda *a: one(*a, False), randomness="same")(
+            per_task = vmap(lambda xs, ys, xq, yq: one(xs, ys, xq, yq, False), randomness="same")(
                 batch.support_x, batch.support_y, batch.query_x, batch.query_y)
             return per_task.mean()
-        total = 0.0
+        total: Tensor | float = 0.0
         for t in range(batch.num_tasks):
             total = total + one(batch.support_x[t], batch.support_y[t], batch.query_x[t], batch.query_y[t], True)
-        return total / batch.num_tasks
+        return cast(Tensor, total) / batch.num_tasks
 
     # -- adaptation at test time -------------------------------------------------------------
     def _frozen(self) -> tuple[ParamDict, Callable[[int, ParamDict], ParamDict], InnerRule]:
         return (detached(self.params()),
-                self._hook({n: self.bn_steps[param_key(n)].detach() for n in self._bn if param_key(n) in self.bn_steps}),
+                self._hook({n: self.bn_steps[param_key(n)].detach()
+                            for n in self._bn if param_key(n) in self.bn_steps}),
                 detached_rule(self.inner_rule()))
 
     def adapt(self, x: Tensor, y: Tensor, steps: int | None = None) -> Learner:
@@ -151,8 +152,9 @@ class MAMLpp(Algorithm):
                               step_params=hook)
         return Learner(self.model, path[-1])
 
-    def adaptation_curve(self, batch: TaskBatch, steps: int,
-                         metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+    def adaptation_curve(self, batch: TaskBatch | TaskTree, steps: int,
+                         metric: Callable[[Tensor, Tensor], Tensor] | str | None = None) -> Tensor:
+        batch, metric = supervised_only(self.name, batch, metric)
         params, hook, rule = self._frozen()
         with torch.enable_grad():
             return adaptation_curve(self._forward, self.loss_fn, params, batch, rule, steps, engine="loop",

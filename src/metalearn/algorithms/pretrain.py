@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..functional import InnerRule, sgd
 from ..batch import TaskBatch
+from ..functional import InnerRule, sgd
 from .base import Algorithm
 
 
@@ -16,7 +16,7 @@ class Pretrain(Algorithm):
     """Joint training on every point of every task; adapts by plain fine-tuning at test time."""
 
     name = "pretrain"
-    title = "pretrained baseline"  # type: ignore[assignment]
+    title = "pretrained baseline"
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
                  loss: str = "mse", engine: str = "auto") -> None:

@@ -11,14 +11,14 @@ like the MAML-family models here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..batch import TaskBatch
-from .base import Algorithm
+from ..batch import TaskBatch, TaskTree
+from .base import Algorithm, supervised_only
 
 
 @dataclass
@@ -65,19 +65,20 @@ class ProtoNet(Algorithm):
         return prototype_logits(emb[: len(xs)], ys, emb[len(xs):])
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
-        total = 0.0
+        total: Tensor | float = 0.0
         for t in range(batch.num_tasks):
             logits = self._task_logits(batch.support_x[t], batch.support_y[t], batch.query_x[t])
             total = total + F.cross_entropy(logits, batch.query_y[t])
-        return total / batch.num_tasks
+        return cast(Tensor, total) / batch.num_tasks
 
     def adapt(self, x: Tensor, y: Tensor, steps: int | None = None) -> ProtoLearner:  # type: ignore[override]
         return ProtoLearner(self.model, x, y)
 
     @torch.no_grad()
-    def adaptation_curve(self, batch: TaskBatch, steps: int,
-                         metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+    def adaptation_curve(self, batch: TaskBatch | TaskTree, steps: int,
+                         metric: Callable[[Tensor, Tensor], Tensor] | str | None = None) -> Tensor:
         """The same value at every step count: prototypes need no gradient steps."""
+        batch, metric = supervised_only(self.name, batch, metric)
         metric = metric or self.loss_fn
         vals = torch.stack([metric(self._task_logits(batch.support_x[t], batch.support_y[t], batch.query_x[t]),
                                    batch.query_y[t]) for t in range(batch.num_tasks)])

@@ -11,13 +11,14 @@ adaptive variant. The logged loss is the pooled loss after adaptation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from ..functional import InnerRule, adam, adapt, adapt_reference, detached, sgd
 from ..batch import TaskBatch
+from ..functional import InnerRule, adam, adapt, adapt_reference, detached, sgd
 from .base import Algorithm, InnerLoopSettings, check_choice
 
 
@@ -73,5 +74,5 @@ class Reptile(Algorithm):
                         value = value + self.loss_fn(self._forward(phi, x[t]), y[t]) / batch.num_tasks
                 phi_mean = acc
         # grad of the surrogate w.r.t. theta is theta - mean(phi); its value is the logged loss
-        surrogate = sum((theta[k] * (start[k] - phi_mean[k])).sum() for k in theta)
+        surrogate = cast(Tensor, sum((theta[k] * (start[k] - phi_mean[k])).sum() for k in theta))
         return surrogate - surrogate.detach() + value

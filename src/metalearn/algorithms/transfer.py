@@ -11,17 +11,17 @@ Few-shot Classification", ICLR: what meta-learning buys over plain training.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..batch import TaskBatch, TaskTree
 from ..errors import ConfigError
 from ..functional import InnerRule, adam, momentum_sgd
 from ..functional.inner_loop import loss_step
-from ..batch import TaskBatch
-from .base import Algorithm, InnerLoopSettings, check_choice
+from .base import Algorithm, InnerLoopSettings, check_choice, supervised_only
 
 
 @dataclass
@@ -56,7 +56,7 @@ class PooledBatches:
 def head_logits(features: Tensor, weight: Tensor, bias: Tensor | None, cosine: bool, scale: float = 10.0) -> Tensor:
     if cosine:
         return scale * F.normalize(features, dim=-1) @ F.normalize(weight, dim=-1).T
-    return features @ weight.T + bias
+    return features @ weight.T + cast(Tensor, bias)  # the linear head has a bias
 
 
 class HeadLearner:
@@ -97,7 +97,8 @@ class Transfer(Algorithm):
 
     def training_tasks(self, tasks: Any) -> PooledBatches:
         if not hasattr(tasks, "dataset"):
-            raise ConfigError("the transfer baseline needs a classification task family (omniglot, mnist, image_folder)")
+            raise ConfigError("the transfer baseline needs a classification task family "
+                              "(omniglot, mnist, image_folder)")
         if tasks.dataset.num_classes != self.classifier.out_features:
             raise ConfigError(f"transfer: the classifier has {self.classifier.out_features} outputs but the "
                               f"training split has {tasks.dataset.num_classes} classes")
@@ -109,7 +110,8 @@ class Transfer(Algorithm):
         return F.cross_entropy(head_logits(f, self.classifier.weight, self.classifier.bias, self.cosine), y)
 
     def _fit_head(self, fs: Tensor, ys: Tensor, steps: int, fq: Tensor | None = None, yq: Tensor | None = None,
-                  metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor | None, list[Tensor]]:
+                  metric: Callable[[Tensor, Tensor], Tensor] | None = None
+                  ) -> tuple[Tensor, Tensor | None, list[Tensor]]:
         """A new head on frozen features ``fs``, fitted with the inner rule (SGD with momentum 0.9);
         with ``metric``, the query metric before and after each step."""
         ways = int(ys.max()) + 1
@@ -127,8 +129,9 @@ class Transfer(Algorithm):
             return F.cross_entropy(head_logits(fs, p["weight"], p.get("bias"), self.cosine), ys)
 
         for s in range(steps + 1):
-            if metric is not None:
-                curve.append(metric(head_logits(fq, head["weight"], head.get("bias"), self.cosine), yq))
+            if metric is not None:  # given with the query features and labels
+                curve.append(metric(head_logits(cast(Tensor, fq), head["weight"], head.get("bias"), self.cosine),
+                                    cast(Tensor, yq)))
             if s == steps:
                 break
             leaf = {k: v.requires_grad_(True) for k, v in head.items()}
@@ -144,9 +147,10 @@ class Transfer(Algorithm):
             w, b, _ = self._fit_head(fs, y, steps)
         return HeadLearner(self.model, w, b, self.cosine)
 
-    def adaptation_curve(self, batch: TaskBatch, steps: int,
-                         metric: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+    def adaptation_curve(self, batch: TaskBatch | TaskTree, steps: int,
+                         metric: Callable[[Tensor, Tensor], Tensor] | str | None = None) -> Tensor:
         """Query metric after 0..``steps`` head-training steps (before: an untrained head)."""
+        batch, metric = supervised_only(self.name, batch, metric)
         metric = metric or self.loss_fn
         rows = []
         for t in range(batch.num_tasks):

@@ -13,8 +13,8 @@ from ..data.image_folder import load_episode_folders
 from ..errors import ConfigError
 from ..evaluate import load_algorithm
 from ..protocols import declared
-from ..tasks import get_task_family
 from ..runs import Run, atomic_write_text
+from ..tasks import get_task_family
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

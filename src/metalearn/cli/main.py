@@ -13,7 +13,7 @@ COMMANDS = {"train": train, "evaluate": evaluate, "adapt": adapt, "compare": com
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalearn", description="Meta-learning: train, adapt, evaluate, report.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         module.add_parser(sub)
     return parser
 

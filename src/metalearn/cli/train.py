@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from ..build import build_trainer
-from ..distributed import from_environment
 from ..config import apply_overrides, list_presets, load_preset, validate
+from ..distributed import from_environment
 from ..errors import ConfigError, RunError
 from ..runs import Run
 from ..threads import busy_cores, thread_advice

@@ -86,7 +86,7 @@ def read_image(data: bytes | str | Path, mode: str, source: str = "") -> "PIL.Im
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
             return img.convert(mode)  # decodes every pixel: truncated files fail here
     except Exception as exc:  # noqa: BLE001 (Pillow raises OSError, SyntaxError, ValueError, zlib.error...)
-        raise unreadable_image(source or data, exc) from None
+        raise unreadable_image(source or str(data), exc) from None
 
 
 def decode_image(data: bytes | str, size: int, channels: int = 1, invert: bool = False,
@@ -97,7 +97,7 @@ def decode_image(data: bytes | str, size: int, channels: int = 1, invert: bool =
         raise ConfigError(f"task.channels must be 1 (grey) or 3 (RGB), got {channels}")
     img = read_image(data, "L" if channels == 1 else "RGB", source)
     if img.size != (size, size):
-        img = img.resize((size, size), Image.LANCZOS)
+        img = img.resize((size, size), Image.Resampling.LANCZOS)
     arr = np.asarray(img, dtype=np.uint8)
     if invert:
         arr = 255 - arr

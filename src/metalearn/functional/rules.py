@@ -12,13 +12,13 @@ Meta-SGD's per-coordinate learned rates (Li et al. 2017) and MAML++'s per-layer 
 (Antoniou et al. 2019) are ``chain(scale_by_learned(rates), scale(-1))``; the transfer baseline's
 fine-tuning is SGD with momentum, ``chain(trace(0.9), scale(-lr))``; Reptile's inner Adam is
 ``chain(scale_by_adam(..., lr), scale(-1))``. Each gives the numbers of the hand-written rule it
-replaced to the last bit (``p - lr * g`` and ``p + (-lr) * g`` round alike). A rule with a learned state of its own (the LSTM
-optimizer) is an :class:`InnerRule` written directly.
+replaced to the last bit (``p - lr * g`` and ``p + (-lr) * g`` round alike). A rule with a learned
+state of its own (the LSTM optimizer) is an :class:`InnerRule` written directly.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple, cast
 
 import torch
 
@@ -166,7 +166,7 @@ def clip_by_global_norm(max_norm: float) -> Transform:
         raise ValueError(f"max_norm must be positive, got {max_norm}")
 
     def clip(u: ParamDict) -> ParamDict:
-        norm = torch.sqrt(sum((v * v).sum() for v in u.values()))
+        norm = torch.sqrt(cast(torch.Tensor, sum((v * v).sum() for v in u.values())))
         factor = torch.clamp(max_norm / (norm + 1e-12), max=1.0)
         return {k: v * factor for k, v in u.items()}
 

@@ -33,11 +33,11 @@ Collected = list[tuple[Any, Any]]   # per task: (support data, query data)
 
 def adapt_task(forward: Forward, tree: TaskTree, t: int, params: ParamDict, rule: InnerRule, steps: int,
                mode: str = "second_order", fast_keys: Sequence[str] | None = None,
-               support: Any = None) -> tuple[ParamDict, Any]:
+               support: Any = None, generator: torch.Generator | None = None) -> tuple[ParamDict, Any]:
     """Adapt ``params`` to task ``t`` of ``tree``; returns the adapted parameters and the support
-    data (collected with ``params`` unless given)."""
+    data (collected with ``params`` and ``generator`` unless given)."""
     if support is None:
-        support = tree.task_loss.support(forward, detached(params), tree.task(t), tree.generator(t))
+        support = tree.task_loss.support(forward, detached(params), tree.task(t), generator)
     state = rule.init(_split(params, fast_keys)[0])
     for _ in range(steps):
         params, state = loss_step(lambda p: tree.task_loss.loss(forward, p, support), params, state, rule, mode,
@@ -49,18 +49,20 @@ def _task_query_loss(forward: Forward, tree: TaskTree, t: int, params: ParamDict
                      mode: str, fast_keys: Sequence[str] | None, collected: Collected | None
                      ) -> tuple[Tensor, dict[str, Tensor], tuple[Any, Any]]:
     support, query = collected[t] if collected is not None else (None, None)
-    fast, support = adapt_task(forward, tree, t, params, rule, steps, mode, fast_keys, support)
+    gen = tree.generator(t)  # one stream per task: the support data, then the query data
+    fast, support = adapt_task(forward, tree, t, params, rule, steps, mode, fast_keys, support, gen)
     if query is None:
-        query = tree.task_loss.query(forward, detached(fast), tree.task(t), tree.generator(t))
+        query = tree.task_loss.query(forward, detached(fast), tree.task(t), gen)
     loss = tree.task_loss.loss(forward, fast, query)
     with torch.no_grad():
         metrics = {k: v.detach() for k, v in tree.task_loss.metrics(forward, detached(fast), query).items()}
     return loss, metrics, (support, query)
 
 
-def _weights(tree: TaskTree, device: torch.device) -> Tensor:
-    w = torch.ones(tree.num_tasks) if tree.weights is None else tree.weights.float()
-    return (w / w.sum()).to(device)
+def _weights(tree: TaskTree, like: Tensor) -> Tensor:
+    """Each task's share of the meta-batch mean, in the parameters' dtype and device."""
+    w = torch.ones(tree.num_tasks, dtype=torch.float64) if tree.weights is None else tree.weights.double()
+    return (w / w.sum()).to(device=like.device, dtype=like.dtype)
 
 
 def _stack(metrics: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -73,7 +75,7 @@ def meta_loss_tasks(forward: Forward, tree: TaskTree, params: ParamDict, rule: I
     """The weighted mean over tasks of the query loss after adapting on the support data, the
     per-task metrics (``[tasks]`` tensors) and the collected data."""
     check_mode(mode)
-    w = _weights(tree, next(iter(params.values())).device)
+    w = _weights(tree, next(iter(params.values())))
     total: Tensor | float = 0.0
     metrics, data = [], []
     for t in range(tree.num_tasks):
@@ -91,7 +93,7 @@ def meta_backward_tasks(forward: Forward, tree: TaskTree, params: ParamDict, rul
     """``(scale * meta_loss).backward()`` task by task (one task's graph alive at a time); returns
     the detached meta-loss, the per-task metrics and the collected data."""
     check_mode(mode)
-    w = _weights(tree, next(iter(params.values())).device)
+    w = _weights(tree, next(iter(params.values())))
     total = torch.zeros(())
     metrics, data = [], []
     for t in range(tree.num_tasks):
@@ -112,13 +114,16 @@ def adaptation_curve_tasks(forward: Forward, tree: TaskTree, params: ParamDict, 
     for t in range(tree.num_tasks):
         task, gen = tree.task(t), tree.generator(t)
         support = tree.task_loss.support(forward, params, task, gen)
+
+        def support_loss(q: ParamDict, support: Any = support) -> Tensor:  # this task's support set
+            return tree.task_loss.loss(forward, q, support)
+
         p, state, out = params, rule.init(_split(params, fast_keys)[0]), []
         for s in range(steps + 1):
             if s:
                 with torch.enable_grad():
                     leaf = {k: v.detach().requires_grad_(True) for k, v in p.items()}
-                    p, state = loss_step(lambda q: tree.task_loss.loss(forward, q, support), leaf, state, rule,
-                                         "first_order", fast_keys)
+                    p, state = loss_step(support_loss, leaf, state, rule, "first_order", fast_keys)
                 p = detached(p)
             with torch.no_grad():
                 query = tree.task_loss.query(forward, p, task, gen)

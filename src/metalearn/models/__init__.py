@@ -1,7 +1,8 @@
 """Bundled models. They are conveniences: any ``nn.Module`` works with every algorithm."""
 from .conv4 import Conv4, conv4
+from .cpu_layout import channels_last, conv2d_nhwc
 from .mlp import mlp
 from .registry import ModelEntry, get_model, list_models, register_model
-from .cpu_layout import channels_last, conv2d_nhwc, max_pool2x2
 
-__all__ = ["Conv4", "ModelEntry", "get_model", "list_models", "register_model", "channels_last", "conv2d_nhwc", "conv4", "max_pool2x2", "mlp"]
+__all__ = ["Conv4", "ModelEntry", "get_model", "list_models", "register_model", "channels_last", "conv2d_nhwc",
+           "conv4", "mlp"]

@@ -14,6 +14,8 @@ those of the paper's order.
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -44,7 +46,8 @@ class Conv4(nn.Module):
         # weight channels-last too, so their weight gradients keep the parameter's layout
         for i, layer in enumerate(self.features):
             if i == 0:
-                x = conv2d_nhwc(x, layer.weight, layer.bias, padding=1)
+                first = cast(nn.Conv2d, layer)
+                x = conv2d_nhwc(x, first.weight, first.bias, padding=1)
             elif isinstance(layer, nn.Conv2d):
                 x = F.conv2d(x, channels_last(layer.weight), layer.bias, padding=1)
             else:

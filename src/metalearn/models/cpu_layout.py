@@ -4,14 +4,13 @@ PyTorch's CPU kernels for the default (NCHW) layout are slow on these shapes: 2x
 75 x 64 x 28 x 28 maps, forward and backward, is 1.6x faster in the channels-last (NHWC) layout
 on two threads (``benchmarks/conv4_speed.py``), and BatchNorm and 3x3 convolutions of 64 channels
 gain too. ``channels_last`` moves a tensor to that layout on the CPU and brings its gradient
-back to the caller's layout, so a model can switch layouts in the middle; ``max_pool2x2`` pools in
-it and hands back the caller's layout. ``conv2d_nhwc`` computes a convolution with few input
-channels (a first layer) as one matrix product over image patches whose result is already
-channels-last, which saves the copy into that layout and was faster than ``F.conv2d`` plus that
-copy on 28 x 28 Omniglot and 84 x 84 RGB batches (1.5-1.8x, one thread). Values and gradients
-of every order are unchanged: only where the numbers sit in memory changes. On CUDA, inside
-``torch.func`` transforms, and for tensors that are not 4-d all three are plain (the identity,
-``F.max_pool2d(x, 2)`` and ``F.conv2d``).
+back to the caller's layout, so a model can switch layouts in the middle. ``conv2d_nhwc``
+computes a convolution with few input channels (a first layer) as one matrix product over image
+patches whose result is already channels-last, which saves the copy into that layout and was
+faster than ``F.conv2d`` plus that copy on 28 x 28 Omniglot and 84 x 84 RGB batches (1.5-1.8x,
+one thread). Values and gradients of every order are unchanged: only where the numbers sit in
+memory changes. On CUDA, inside ``torch.func`` transforms, and for tensors that are not 4-d both
+are plain (the identity and ``F.conv2d``).
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ class _Relayout(torch.autograd.Function):
     The backward is itself a ``_Relayout``, so higher-order gradients work too."""
 
     @staticmethod
-    def forward(x: Tensor, layout: torch.memory_format, back: torch.memory_format) -> Tensor:  # type: ignore[override]
+    def forward(x: Tensor, layout: torch.memory_format, back: torch.memory_format) -> Tensor:
         return x.contiguous(memory_format=layout)
 
     @staticmethod
@@ -37,7 +36,7 @@ class _Relayout(torch.autograd.Function):
         ctx.layout, ctx.back = inputs[1], inputs[2]
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         return _Relayout.apply(grad, ctx.back, ctx.layout), None, None
 
 
@@ -50,14 +49,6 @@ def channels_last(x: Tensor) -> Tensor:
     if _plain(x) or x.is_contiguous(memory_format=_CL):
         return x
     return _Relayout.apply(x, _CL, _NCHW)
-
-
-def max_pool2x2(x: Tensor) -> Tensor:
-    """``F.max_pool2d(x, 2)``, computed in the channels-last layout on the CPU and returned in
-    ``x``'s layout."""
-    if _plain(x) or x.is_contiguous(memory_format=_CL):
-        return F.max_pool2d(x, 2)
-    return _Relayout.apply(F.max_pool2d(channels_last(x), 2), _NCHW, _CL)
 
 
 def conv2d_nhwc(x: Tensor, weight: Tensor, bias: Tensor | None = None, padding: int = 0) -> Tensor:

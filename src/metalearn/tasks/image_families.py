@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ..data.images import ImageDataset
 from ..data.image_folder import load_image_folder
+from ..data.images import ImageDataset
 from ..data.mnist import load_mnist
 from ..data.omniglot import load_omniglot
 from ..errors import ConfigError

@@ -75,7 +75,8 @@ class QuadraticProblems(OptimizeeFamily):
     def sample(self, n: int, generator: torch.Generator | None = None) -> OptimizeeBatch:
         d = self.dim
         return OptimizeeBatch({"theta": torch.randn(n, d, generator=generator)},
-                              {"W": torch.randn(n, d, d, generator=generator), "y": torch.randn(n, d, generator=generator)})
+                              {"W": torch.randn(n, d, d, generator=generator),
+                               "y": torch.randn(n, d, generator=generator)})
 
     def losses(self, params: ParamDict, data: dict[str, Tensor], t: int = 0) -> Tensor:
         r = torch.bmm(data["W"], params["theta"].unsqueeze(-1)).squeeze(-1) - data["y"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -56,7 +56,10 @@ class SinusoidTasks:
             if not lo <= hi:
                 raise ConfigError(f"sinusoid: {name} range must be [low, high] with low <= high, got {[lo, hi]}")
         self.shots, self.queries = shots, queries
-        self.amplitude, self.phase, self.x_range = tuple(amplitude), tuple(phase), tuple(x_range)
+        # pairs (each unpacked into lo, hi above), as tuples also when the config gave lists
+        self.amplitude = cast("tuple[float, float]", tuple(amplitude))
+        self.phase = cast("tuple[float, float]", tuple(phase))
+        self.x_range = cast("tuple[float, float]", tuple(x_range))
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
