@@ -19,13 +19,13 @@ from .config import Config
 from .distributed import DistContext
 from .errors import ConfigError
 from .models import get_model, list_models
-from .protocols import declared
+from .protocols import TaskFamily, declared
 from .tasks import get_task_family
 from .train import Trainer
 
 
 def build_tasks(cfg: Config, split: str = "train", shots: int | None = None,
-                queries: int | None = None, family: str | None = None, horizon: int | None = None) -> Any:
+                queries: int | None = None, family: str | None = None, horizon: int | None = None) -> TaskFamily:
     """The task family of ``cfg.task`` for ``split`` (train, validation or test); ``shots``,
     ``queries``, ``family`` and ``horizon`` override the config. A ``family`` other than the
     config's is a cross-domain test (e.g. an Omniglot model on MNIST digits)."""
@@ -42,7 +42,7 @@ def family_kind(cfg: Config) -> str:
     return str(declared(get_task_family(cfg.task.family).cls, "kind", "regression"))
 
 
-def build_model(cfg: Config, tasks: Any, encoder_only: bool = False) -> nn.Module:
+def build_model(cfg: Config, tasks: TaskFamily, encoder_only: bool = False) -> nn.Module:
     """The model of ``cfg.model`` for the family ``tasks``; ``encoder_only`` drops the classifier
     head (ProtoNets, transfer) so the model outputs embeddings."""
     entry = get_model(cfg.model.name)
@@ -55,7 +55,7 @@ def build_model(cfg: Config, tasks: Any, encoder_only: bool = False) -> nn.Modul
     return entry.build(cfg.model, tasks, encoder_only)
 
 
-def build_algorithm(cfg: Config, tasks: Any, name: str | None = None) -> Algorithm:
+def build_algorithm(cfg: Config, tasks: TaskFamily, name: str | None = None) -> Algorithm:
     """Model and algorithm, with the model initialised from ``cfg.train.seed`` (the global random
     state is left as it was, so building has no side effect on another training in the process)."""
     spec = get_spec(name or cfg.algo.name)

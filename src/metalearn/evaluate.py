@@ -22,7 +22,7 @@ from .build import build_algorithm, build_tasks, build_trainer, family_kind, tes
 from .config import Config
 from .errors import ConfigError
 from .evaluate_optimizers import OptimizerComparison, evaluate_optimizers
-from .protocols import Metric, declared
+from .protocols import Metric, TaskFamily, declared
 from .runs import Run, atomic_write_text, load_checkpoint, load_weights
 from .seeding import generator
 from .stats import mean_ci
@@ -134,7 +134,7 @@ class EvalResult:
 Evaluation = Union[EvalResult, OptimizerComparison]   # what evaluate_run returns: each has table() and path
 
 
-def curve_stats(algorithm: Algorithm, family: Any, num_tasks: int, gen: torch.Generator,
+def curve_stats(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: torch.Generator,
                 max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | None = None,
                 chunk: int = 100) -> CurveStats:
     """Query ``metric`` (default: the loss) of ``algorithm`` after 0..``max_steps`` inner steps on
@@ -177,7 +177,7 @@ def ensure_baseline(run: Run, cfg: Config, name: str, progress: bool = True) -> 
     return load_algorithm(brun, base_cfg)
 
 
-def run_baseline(cfg: Config, family: Any) -> str | None:
+def run_baseline(cfg: Config, family: TaskFamily) -> str | None:
     """The baseline algorithm that ``evaluate`` trains beside a run of ``cfg`` (the family's
     declared one), or None (none declared, or the run is that baseline)."""
     name = declared(family, "baseline")

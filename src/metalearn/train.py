@@ -25,7 +25,7 @@ from .algorithms import Algorithm
 from .distributed import DistContext
 from .errors import MetalearnError, RunError
 from .logs import MetricsLog
-from .protocols import Metric, declared
+from .protocols import Metric, TaskFamily, declared
 from .runs import Run, RunLock, load_checkpoint, load_weights, one_line, save_checkpoint
 from .seeding import generator
 
@@ -129,11 +129,11 @@ class Trainer:
     chosen on it. The trainer sets nothing global that another trainer in the process would see.
     """
 
-    def __init__(self, algorithm: Algorithm, tasks: Any, out: Path | str, *, steps: int,
+    def __init__(self, algorithm: Algorithm, tasks: TaskFamily, out: Path | str, *, steps: int,
                  meta_batch: int = 25, lr: float = 1e-3, seed: int = 0, log_every: int = 100,
                  val_every: int = 1000, val_tasks: int = 300, ckpt_every: int = 1000,
                  device: str | torch.device = "cpu", progress: bool = True,
-                 config: dict[str, Any] | None = None, val_family: Any | None = None,
+                 config: dict[str, Any] | None = None, val_family: TaskFamily | None = None,
                  time_limit: float | None = None, keep: tuple[int, ...] | list[int] = (),
                  optimizer: str = "adam", lr_schedule: str = "constant", min_lr: float = 0.0,
                  dist: DistContext | None = None, cuda_graph: bool = False,

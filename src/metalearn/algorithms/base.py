@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from ..functional import (
     named_params,
 )
 from ..functional.rules import detached_rule
+from ..protocols import SupervisedFamily, TaskFamily
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mse": F.mse_loss,
@@ -136,10 +137,10 @@ class Algorithm(nn.Module):
         self.safeguard = False
 
     @classmethod
-    def from_settings(cls, model: nn.Module, family: Any, settings: Any) -> "Algorithm":
+    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "Algorithm":
         """Build from a model, the task family it will train on, and the settings dataclass of its
         registry entry. The default passes the settings as keyword arguments, with the family's loss."""
-        return cls(model, loss=family.loss, **dataclasses.asdict(settings))
+        return cls(model, loss=cast(SupervisedFamily, family).loss, **dataclasses.asdict(settings))
 
     @property
     def title(self) -> str:

@@ -17,15 +17,16 @@ resumed run continues mid-run exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..functional import MODES, InnerRule, ParamDict, check_mode, detached
 from ..models.lstm_optimizer import LSTMOptimizerNet, lstm_rule
-from ..tasks.optimizees import OptimizeeBatch
+from ..protocols import TaskFamily
+from ..tasks.optimizees import OptimizeeBatch, OptimizeeFamily
 from .base import Algorithm, check_choice
 
 
@@ -84,8 +85,12 @@ class L2L(Algorithm):
         self._run: dict[str, Any] | None = None
 
     @classmethod
-    def from_settings(cls, model: Any, family: Any, settings: Any) -> "L2L":
-        return cls(model, family=family, horizon=family.horizon, unroll=family.unroll, mode=settings.mode,
+    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "L2L":
+        """An optimizee family's ``horizon`` and ``unroll`` set the runs and their truncation."""
+        if not isinstance(model, LSTMOptimizerNet):
+            raise ConfigError("the l2l algorithm meta-trains an LSTM optimizer; use --set model.name=lstm_optimizer")
+        problems = cast(OptimizeeFamily, family)
+        return cls(model, family=family, horizon=problems.horizon, unroll=problems.unroll, mode=settings.mode,
                    objective=settings.objective)
 
     def inner_rule(self) -> InnerRule:

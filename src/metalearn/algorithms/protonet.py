@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..batch import TaskBatch, TaskTree
+from ..protocols import TaskFamily
 from .base import Algorithm, supervised_only
 
 
@@ -57,7 +58,7 @@ class ProtoNet(Algorithm):
         super().__init__(model, loss="cross_entropy", inner_steps=0, engine="loop")
 
     @classmethod
-    def from_settings(cls, model: nn.Module, family: Any, settings: Any) -> "ProtoNet":
+    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "ProtoNet":
         return cls(model)
 
     def _task_logits(self, xs: Tensor, ys: Tensor, xq: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from ..batch import TaskBatch, TaskTree
 from ..errors import ConfigError
 from ..functional import InnerRule, adam, momentum_sgd
 from ..functional.inner_loop import loss_step
+from ..protocols import SupervisedFamily, TaskFamily
 from .base import Algorithm, InnerLoopSettings, check_choice, supervised_only
 
 
@@ -75,12 +76,15 @@ class Transfer(Algorithm):
     encoder_only = True
 
     @classmethod
-    def from_settings(cls, model: nn.Module, family: Any, settings: Any) -> "Transfer":
-        """The classifier covers every meta-training class; its input is the encoder's output."""
+    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "Transfer":
+        """The classifier covers every meta-training class (a few-shot family's ``num_classes``);
+        its input is the encoder's output."""
+        shape = cast(SupervisedFamily, family).input_shape
         with torch.no_grad():
-            probe = torch.zeros(2, *family.input_shape, dtype=next(model.parameters()).dtype)
+            probe = torch.zeros(2, *shape, dtype=next(model.parameters()).dtype)
             feature_dim = model(probe).flatten(1).shape[1]
-        return cls(model, num_classes=family.num_classes, feature_dim=feature_dim, head=settings.classifier,
+        num_classes = int(getattr(family, "num_classes", 1))
+        return cls(model, num_classes=num_classes, feature_dim=feature_dim, head=settings.classifier,
                    inner_lr=settings.inner_lr, inner_steps=settings.inner_steps)
 
     def __init__(self, model: nn.Module, num_classes: int = 1, feature_dim: int = 64, head: str = "cosine",

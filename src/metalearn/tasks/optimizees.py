@@ -56,6 +56,7 @@ class OptimizeeFamily:
     adapt_input = None
     baseline = None
     unroll = 20     # meta-training back-propagates through unrolls of this many steps (truncated BPTT)
+    horizon = 100   # optimisation steps per problem
 
 
 class QuadraticProblems(OptimizeeFamily):
