@@ -7,6 +7,7 @@ import typing
 import numpy as np
 import pytest
 import torch
+from cli_helpers import cli_error as error_line
 from PIL import Image
 
 from metalearn.build import build_model
@@ -18,15 +19,6 @@ from metalearn.tasks import FewShotTasks
 
 SINE = ["--steps", "2", "--quiet", "--set", "train.val_tasks=4", "--set", "train.meta_batch=2",
         "--set", "model.hidden=[8]"]
-
-
-def error_line(capsys, argv):
-    """Run the CLI; assert exit code 2 and one line on stderr without a traceback; return it."""
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def write_png(path, rng, size=28):
@@ -248,7 +240,9 @@ def test_small_class_in_a_flat_folder_is_named_whatever_split_it_lands_in(capsys
 def test_evaluate_names_the_small_test_class(capsys, image_run, tmp_path):
     """A test split that shrank after training: evaluate names the class, too."""
     import shutil
+
     import yaml
+
     from metalearn.tasks.image_families import folder_split
     data = tmp_path / "data"
     shutil.copytree(image_run.data, data)

@@ -7,10 +7,11 @@ import time
 import pytest
 import torch
 import yaml
+from cli_helpers import cli_error as error_line
 
+from metalearn.algorithms import list_algorithms
 from metalearn.cli.main import main
 from metalearn.runs import load_checkpoint
-from metalearn.algorithms import list_algorithms
 
 ALGORITHMS = list_algorithms()
 
@@ -24,14 +25,6 @@ def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
     assert main(["train", "sinusoid", "--out", str(out), "--steps", "40", *SMALL]) == 0
     return out
-
-
-def error_line(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def test_train_evaluate_report_end_to_end(trained_run, capsys):

@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from metalearn.cli.main import main
-from metalearn.learned_optim import (L2L, LearnedOptimizer, LSTMOptimizerNet, QuadraticProblems, lstm_rule,
-                                     preprocess)
-from metalearn.errors import ConfigError
 from metalearn.algorithms.l2l import optimize
+from metalearn.cli.main import main
+from metalearn.errors import ConfigError
+from metalearn.learned_optim import L2L, LearnedOptimizer, LSTMOptimizerNet, QuadraticProblems, lstm_rule, preprocess
 
 
 def test_preprocessing_matches_the_paper():

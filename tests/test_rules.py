@@ -7,8 +7,18 @@ from torch.func import grad, vmap
 
 import metalearn as ml
 from metalearn.algorithms import get_spec
-from metalearn.functional import (adam, chain, clip_by_global_norm, momentum_sgd, nesterov, per_parameter_sgd,
-                                  rmsprop, scale, sgd, trace)
+from metalearn.functional import (
+    adam,
+    chain,
+    clip_by_global_norm,
+    momentum_sgd,
+    nesterov,
+    per_parameter_sgd,
+    rmsprop,
+    scale,
+    sgd,
+    trace,
+)
 
 
 def hand_written(name, lr):

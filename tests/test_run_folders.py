@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import cli_error as fails
 
 import metalearn.runs
 import metalearn.train
@@ -32,17 +33,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def train(out: Path, preset: str = "sinusoid", steps: int = 20, *extra: str) -> None:
     assert main(["train", preset, "--out", str(out), "--steps", str(steps), *TINY, *extra]) == 0
-
-
-def fails(capsys, argv: list[str], *needles: str) -> str:
-    """Run the CLI; assert exit code 2, one line on stderr, no traceback, and each needle in it."""
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.fixture(scope="module")

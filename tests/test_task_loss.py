@@ -11,7 +11,6 @@ to the functional core:
 
 Both train with MAML through the ordinary trainer.
 """
-import math
 
 import pytest
 import torch
