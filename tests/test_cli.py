@@ -40,6 +40,12 @@ def test_train_evaluate_report_end_to_end(trained_run, capsys):
     assert result["methods"]["maml"]["steps"] == list(range(11))
     maml = result["methods"]["maml"]["mean"]
     assert maml[10] < maml[0], "ten inner steps must beat no adaptation"
+    # MAML and the baseline are scored on the same tasks: their paired difference, step by step
+    diff = result["paired"]["maml - pretrained baseline"]
+    base = result["methods"]["pretrained baseline"]["mean"]
+    assert diff["mean"][10] == pytest.approx(maml[10] - base[10], rel=1e-9, abs=1e-12)
+    assert diff["wins"][10] + diff["losses"][10] + diff["ties"][10] == 50
+    assert "Paired difference on the same 50 tasks, maml - pretrained baseline" in out
     assert load_checkpoint(trained_run / "baseline/checkpoints/last.pt")["step"] == 40  # same tasks seen
     assert main(["evaluate", str(trained_run), "--quiet", "--shots", "5", "--tasks", "20", "--no-baseline"]) == 0
     assert json.loads((trained_run / "eval/eval_k5.json").read_text())["shots"] == 5

@@ -163,6 +163,10 @@ def test_compare_runs_on_the_same_episodes(omniglot_run, tmp_path, capsys):
     table = (out / "compare.md").read_text()
     assert "12 test episodes of omniglot 5-way 1-shot" in table
     assert "| maml [run]" in table and "| protonet [proto]" in table and "| from scratch" in table
+    assert "after - maml |" in table and "| (reference) |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| protonet [proto]"))
+    won, lost = (int(v) for v in row.split(" | ")[4].split(" / "))
+    assert 0 <= won + lost <= 12
     assert (out / "compare.png").stat().st_size > 5000
     printed = capsys.readouterr().out
     assert "adaptation ms/task" in printed

@@ -164,6 +164,7 @@ def test_presets_end_to_end(preset, extra, tmp_path, capsys, data_dir):
     assert main(["evaluate", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "LSTM (learned)" in printed and "Adam" in printed and "RMSprop" in printed
+    assert "Paired difference LSTM - optimizer on the same 6 problems" in printed and "| LSTM - Adam |" in printed
     if preset == "l2l-mnist":
         assert "2 hidden layers" in printed and "ReLU" in printed
     assert main(["report", str(out), "--quiet"]) == 0

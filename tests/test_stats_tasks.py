@@ -55,3 +55,21 @@ def test_bad_task_arguments():
         ml.SinusoidTasks(shots=0)
     with pytest.raises(ValueError, match="same leading task dimension"):
         ml.TaskBatch(torch.zeros(2, 1), torch.zeros(3, 1), torch.zeros(2, 1), torch.zeros(2, 1))
+
+
+def test_paired_difference_counts_wins_in_the_better_direction():
+    from metalearn.stats import paired
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    b = torch.tensor([0.5, 2.5, 3.0, 3.0])
+    up = paired(a, b, better="higher")
+    assert (up.wins, up.losses, up.ties, up.n) == (2, 1, 1, 4)
+    assert up.mean == pytest.approx(0.25)
+    down = paired(a, b, better="lower")
+    assert (down.wins, down.losses) == (1, 2)
+    # the paired CI is the CI of the differences, far narrower than the two intervals when the
+    # tasks are shared: here every task gains exactly 0.1
+    shared = torch.linspace(0, 10, 50)
+    d = paired(shared + 0.1, shared)
+    assert d.mean == pytest.approx(0.1) and d.ci < 1e-6 and d.significant
+    with pytest.raises(ValueError, match="same tasks"):
+        paired(a, b[:3])

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from .algorithms import get_algorithm
 from .build import build_model, build_tasks, test_ways
 from .errors import ConfigError
-from .evaluate import curve_stats, load_algorithm, metric_fn
+from .evaluate import CurveStats, curve_values, load_algorithm, metric_fn
 from .runs import Run, atomic_write_bytes, atomic_write_text, load_checkpoint
 from .seeding import generator
+from .stats import Paired, paired
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Row:
     after: tuple[float, float]
     adapt_ms: float
     train_s: float | None
+    versus: Paired | None = None   # paired difference to the reference method, on the same episodes
 
 
 def _test_family(cfg: Any) -> Any:
@@ -78,14 +81,25 @@ def compare_runs(paths: list[Path | str], episodes: int = 600, scratch: bool = F
             model = build_model(base_cfg, family)
         baseline = get_algorithm("scratch")(model, inner_steps=scratch_steps, loss=family.loss).eval()
         entries.append(("from scratch (Adam, 100 steps)", baseline, scratch_steps, None))
+    better = "higher" if family.metric.higher_is_better else "lower"
+    reference: Tensor | None = None
     for name, algo, steps, seconds in entries:
-        st = curve_stats(algo, family, episodes, generator("test", base_cfg.eval.seed), steps, metric, chunk=50)
-        rows.append(Row(name, steps, st.at(0), st.at(steps), _time_adapt(algo, family, steps), seconds))
+        curve = curve_values(algo, family, episodes, generator("test", base_cfg.eval.seed), steps, metric, chunk=50)
+        st = CurveStats.from_curve(curve, loss=metric is None)
+        after = curve[:, -1]
+        versus = None if reference is None else paired(after, reference, better)
+        reference = after if reference is None else reference
+        rows.append(Row(name, steps, st.at(0), st.at(steps), _time_adapt(algo, family, steps), seconds, versus))
     unit = family.metric.name
+    ref_name = rows[0].name.split(" [")[0]
     head = (f"{episodes} test episodes of {sig[0]} {sig[3]}-way {sig[4]}-shot (test seed {base_cfg.eval.seed}); "
-            f"{unit}, mean ± 95% CI\n\n| method | before | after | inner steps | adaptation ms/task | meta-training |\n"
-            "|---|---:|---:|---:|---:|---:|")
+            f"{unit}, mean ± 95% CI; every method on the same episodes, so each is also given as its paired "
+            f"difference to the reference ({ref_name}, the first run) with the episodes it wins and loses\n\n"
+            f"| method | before | after | after - {ref_name} | won / lost | inner steps | adaptation ms/task | "
+            f"meta-training |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head] + [f"| {r.name} | {r.before[0]:.2f} ± {r.before[1]:.2f} | {r.after[0]:.2f} ± {r.after[1]:.2f} | "
+                      f"{'(reference)' if r.versus is None else r.versus.cell()} | "
+                      f"{'-' if r.versus is None else f'{r.versus.wins} / {r.versus.losses}'} | "
                       f"{r.steps} | {r.adapt_ms:.1f} | {'-' if r.train_s is None else f'{r.train_s / 60:.1f} min'} |"
                       for r in rows]
     table = "\n".join(lines)

@@ -25,7 +25,7 @@ from .evaluate_optimizers import OptimizerComparison, evaluate_optimizers
 from .protocols import Metric, TaskFamily, declared
 from .runs import Run, atomic_write_text, load_checkpoint, load_weights
 from .seeding import generator
-from .stats import mean_ci
+from .stats import mean_ci, paired
 from .tasks import get_task_family
 
 # a task has diverged after s inner steps when its query loss is not finite or is more than this
@@ -89,16 +89,19 @@ class EvalResult:
 
     dataset: str = ""
     path: Path | None = None      # where it was saved
+    # paired differences on the same tasks, e.g. {"maml - pretrained baseline": paired_curves(...)}
+    paired: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"shots": self.shots, "tasks": self.tasks, "seed": self.seed, "metric": self.metric,
-                "steps": self.steps, "dataset": self.dataset,
+                "steps": self.steps, "dataset": self.dataset, "paired": self.paired,
                 "methods": {k: vars(v) for k, v in self.methods.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
         return cls(d["shots"], d["tasks"], d["seed"], d["metric"], d["steps"],
-                   {k: CurveStats(**v) for k, v in d["methods"].items()}, d.get("dataset", ""))
+                   {k: CurveStats(**v) for k, v in d["methods"].items()}, d.get("dataset", ""),
+                   paired=d.get("paired", {}))
 
     def table(self) -> str:
         """A Markdown table: one row per method, one column per reported number of inner steps."""
@@ -114,6 +117,12 @@ class EvalResult:
         medians = "; ".join(f"{name} {st.median[st.steps.index(last)]:.3f}"
                             for name, st in self.methods.items() if st.median)
         lines = [title, "", head, rule, *rows, "", f"Median after {last} steps: {medians}"]
+        for label, d in self.paired.items():
+            lines += ["", f"Paired difference on the same {self.tasks} tasks, {label} (mean ± 95% CI; tasks won / "
+                          f"lost by the first):", "", head, rule,
+                      f"| {label} | " + " | ".join(
+                          f"{d['mean'][s]:+.3f} ± {d['ci'][s]:.3f} ({d['wins'][s]}/{d['losses'][s]})" for s in steps)
+                      + " |"]
         diverging = {name: st for name, st in self.methods.items() if st.any_diverged}
         if diverging:
             lines += ["", f"Diverged tasks (query {self.metric} not finite or over {DIVERGENCE_FACTOR:g}x the "
@@ -134,17 +143,34 @@ class EvalResult:
 Evaluation = Union[EvalResult, OptimizerComparison]   # what evaluate_run returns: each has table() and path
 
 
-def curve_stats(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: torch.Generator,
-                max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | None = None,
-                chunk: int = 100) -> CurveStats:
+def curve_values(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: torch.Generator,
+                 max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 chunk: int = 100) -> Tensor:
     """Query ``metric`` (default: the loss) of ``algorithm`` after 0..``max_steps`` inner steps on
-    ``num_tasks`` tasks of ``family`` drawn from ``gen``, ``chunk`` tasks at a time."""
+    ``num_tasks`` tasks of ``family`` drawn from ``gen``, ``chunk`` tasks at a time:
+    ``[num_tasks, max_steps + 1]``."""
     device = next(algorithm.parameters()).device
     parts = []
     for start in range(0, num_tasks, chunk):
         batch = family.sample(min(chunk, num_tasks - start), gen).to(device)
         parts.append(algorithm.adaptation_curve(batch, max_steps, metric=metric).cpu())
-    return CurveStats.from_curve(torch.cat(parts), loss=metric is None)
+    return torch.cat(parts)
+
+
+def curve_stats(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: torch.Generator,
+                max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | None = None,
+                chunk: int = 100) -> CurveStats:
+    """:class:`CurveStats` of :func:`curve_values`."""
+    return CurveStats.from_curve(curve_values(algorithm, family, num_tasks, gen, max_steps, metric, chunk),
+                                 loss=metric is None)
+
+
+def paired_curves(a: Tensor, b: Tensor, higher_is_better: bool) -> dict[str, list[float | int]]:
+    """Per number of inner steps, the paired difference ``a - b`` of two methods' curves on the same
+    tasks (:func:`~metalearn.stats.paired`), as lists."""
+    rows = [paired(a[:, s], b[:, s], "higher" if higher_is_better else "lower") for s in range(a.shape[1])]
+    return {"mean": [r.mean for r in rows], "ci": [r.ci for r in rows], "wins": [r.wins for r in rows],
+            "losses": [r.losses for r in rows], "ties": [r.ties for r in rows]}
 
 
 def load_algorithm(run: Run, cfg: Config | None = None, which: str = "best") -> Algorithm:
@@ -243,12 +269,14 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
     metric = family.metric
     fn = metric_fn(metric)
     result = EvalResult(k, n, cfg.eval.seed, metric.name, step_list, dataset=family_name)
-    result.methods[algo.label()] = curve_stats(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
+    ours = curve_values(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
+    result.methods[algo.label()] = CurveStats.from_curve(ours, loss=fn is None)
     base_name = run_baseline(cfg, family)
     if baseline and base_name:
         base = ensure_baseline(run, cfg, base_name, progress=progress).to(device)
-        result.methods[base.title] = curve_stats(base, family, n, generator("test", cfg.eval.seed),
-                                                 max(step_list), fn)
+        theirs = curve_values(base, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
+        result.methods[base.title] = CurveStats.from_curve(theirs, loss=fn is None)
+        result.paired[f"{algo.label()} - {base.title}"] = paired_curves(ours, theirs, metric.higher_is_better)
     out = eval_path(run, k, family_name if family_name != cfg.task.family else None,
                     None if checkpoint == "best" else checkpoint)
     atomic_write_text(out, json.dumps(result.to_dict(), indent=1))

@@ -25,7 +25,7 @@ from .models.lstm_optimizer import lstm_rule
 from .protocols import declared
 from .runs import Run, atomic_write_text
 from .seeding import generator
-from .stats import mean_ci
+from .stats import mean_ci, paired
 from .tasks import get_task_family
 
 # the hand-designed optimizers the learned one is compared with, by display name
@@ -73,13 +73,15 @@ def tune_lr(family: Any, name: str, steps: int, problems: int, seed: int, max_ex
 
 def compare_optimizers(algo: Any, family: Any, steps: int, problems: int, tune_problems: int,
                        seed: int) -> dict[str, Any]:
-    """Final loss (mean, CI) and mean curve of the learned and the tuned hand-designed optimizers."""
+    """Final loss (mean, CI) and mean curve of the learned and the tuned hand-designed optimizers,
+    and for each hand-designed one the paired difference LSTM - it over the same problems."""
     test = family.sample(problems, generator("test", seed))
     results: dict[str, Any] = {}
     rules: dict[str, tuple[InnerRule, float | None]] = {"LSTM (learned)": (_no_grad_rule(lstm_rule(algo.model)), None)}
     for name in HAND_RULES:
         tuned = tune_lr(family, name, steps, tune_problems, seed)
         rules[name] = (_no_grad_rule(HAND_RULES[name](tuned)), tuned)
+    learned: torch.Tensor | None = None
     for name, (rule, lr) in rules.items():
         params, curve = optimize(family, test, rule, steps)
         final = _final(family, test, params)
@@ -87,6 +89,11 @@ def compare_optimizers(algo: Any, family: Any, steps: int, problems: int, tune_p
         m, ci = mean_ci(final) if torch.isfinite(final).all() else (float("inf"), float("nan"))
         results[name] = {"lr": lr, "final_mean": m, "final_ci": ci,
                          "curve": curve.nan_to_num(float("inf")).mean(0).tolist()}
+        if learned is None:
+            learned = final
+        elif torch.isfinite(final).all() and torch.isfinite(learned).all():
+            d = paired(learned, final, better="lower")
+            results[name]["lstm_minus"] = {"mean": d.mean, "ci": d.ci, "wins": d.wins, "losses": d.losses}
     return results
 
 
@@ -152,4 +159,14 @@ def l2l_table(report: dict[str, Any]) -> str:
             cells.append(f"{r['final_mean']:.3f} ± {r['final_ci']:.3f}{lr}" if math.isfinite(r["final_mean"])
                          else f"diverged{lr}")
         lines.append(f"| {label} | {v['steps']} | " + " | ".join(cells) + " |")
+    others = [n for n, r in next(iter(report["variants"].values()))["results"].items() if r["lr"] is not None]
+    lines += ["", f"Paired difference LSTM - optimizer on the same {report['problems']} problems (mean ± 95% CI of the "
+                  f"per-problem differences; negative: the LSTM reaches a lower loss; problems won / lost by the LSTM)",
+              "", "| setting | " + " | ".join(f"LSTM - {n}" for n in others) + " |", "|---|" + "---:|" * len(others)]
+    for label, v in report["variants"].items():
+        cells = []
+        for n in others:
+            d = v["results"][n].get("lstm_minus")
+            cells.append("-" if d is None else f"{d['mean']:+.3f} ± {d['ci']:.3f} ({d['wins']}/{d['losses']})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
