@@ -9,6 +9,7 @@ from PIL import Image
 import metalearn as ml
 from metalearn.cli.main import main
 from metalearn.data.images import ImageDataset
+from metalearn.errors import ConfigError
 from metalearn.functional import make_forward, meta_loss, named_params, sgd
 from metalearn.tasks import FewShotTasks
 
@@ -180,3 +181,45 @@ def test_compare_refuses_runs_of_different_settings(omniglot_run, tmp_path, caps
                  "--set", "algo.inner_steps=1", "--set", "train.threads=1"]) == 0
     assert main(["compare", str(omniglot_run), str(other), "--episodes", "5"]) == 2
     assert "compare runs of one setting" in capsys.readouterr().err
+
+
+def grouped_dataset(groups=(("A", 6), ("B", 3), ("C", 5)), per_class=3):
+    per, names = [], []
+    for g, n in groups:
+        for c in range(n):
+            per.append(torch.full((per_class, 1, 8, 8), len(names), dtype=torch.uint8))
+            names.append(f"{g}/character{c:02d}")
+    return ImageDataset.from_class_lists(per, names)
+
+
+def test_within_alphabet_episodes_draw_every_class_from_one_eligible_alphabet():
+    tasks = FewShotTasks(grouped_dataset(), 4, 1, 1, within_groups=True)
+    assert tasks.groups == ["A", "C"] and "2 of 3 alphabets" in tasks.describe()  # B has only 3 classes
+    classes, idx = tasks.sample_indices(200, torch.Generator().manual_seed(0))
+    names = tasks.dataset.class_names
+    seen = set()
+    for row in classes.tolist():
+        alphabets = {names[c].split("/")[0] for c in row}
+        assert len(alphabets) == 1 and len(set(row)) == 4
+        seen |= alphabets
+    assert seen == {"A", "C"}  # both eligible alphabets are used
+    batch = tasks.sample(3, torch.Generator().manual_seed(1))
+    assert batch.support_x.shape == (3, 4, 1, 8, 8)
+
+
+def test_within_alphabet_episodes_say_what_to_change():
+    with pytest.raises(ConfigError, match="need an alphabet with at least 7 characters, but the largest here has 6"):
+        FewShotTasks(grouped_dataset(), 7, 1, 1, within_groups=True)
+    flat = ImageDataset.from_class_lists([torch.zeros(3, 1, 8, 8, dtype=torch.uint8)] * 4, ["0", "1", "2", "3"])
+    with pytest.raises(ConfigError, match="needs classes grouped as GROUP/CLASS"):
+        FewShotTasks(flat, 2, 1, 1, within_groups=True)
+
+
+def test_evaluate_within_alphabet_reports_both_numbers(omniglot_run, capsys):
+    assert main(["evaluate", str(omniglot_run), "--quiet", "--episodes", "10", "--within-alphabet"]) == 0
+    out = capsys.readouterr().out
+    assert "5-way within-alphabet episodes over the" in out and "alphabets with at least 5 characters" in out
+    assert (omniglot_run / "eval" / "eval_omniglot_within_alphabet_k1.json").is_file()
+    assert main(["train", "omniglot-5w1s", "--out", str(omniglot_run.parent / "bad"), "--quiet",
+                 "--set", "task.episodes=by_stroke"]) == 2
+    assert "unknown task.episodes 'by_stroke'; choose one of: random, within_alphabet" in capsys.readouterr().err

@@ -30,6 +30,7 @@ class TaskConfig:
     ways: int = 5
     image_size: int = 28
     protocol: str = "maml"                   # omniglot: maml or lake
+    episodes: str = "random"                 # few-shot images: random classes, or within_alphabet (one alphabet each)
     rotations: bool = True                   # omniglot: rotated training characters as new classes
     classes: typing.List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # mnist training digits
     channels: int = 1                        # image_folder: 1 (grey) or 3 (RGB)
@@ -334,6 +335,9 @@ def _check_floats(cfg: Config) -> None:
             raise ConfigError(f"{key} must be a finite number, got {value}; {fix}")
 
 
+EPISODES = ("random", "within_alphabet")
+
+
 def validate(cfg: Config) -> Config:
     """Range checks that types alone cannot express."""
     t = cfg.train
@@ -349,6 +353,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"algo.inner_steps must be >= 0, got {cfg.algo.inner_steps}")
     if cfg.task.ways <= 0 or cfg.task.image_size <= 0:
         raise ConfigError("task.ways and task.image_size must be positive")
+    if cfg.task.episodes not in EPISODES:
+        raise ConfigError(f"unknown task.episodes {cfg.task.episodes!r}; choose one of: {', '.join(EPISODES)}")
     if cfg.task.channels not in (1, 3):
         raise ConfigError(f"task.channels must be 1 (grey) or 3 (RGB), got {cfg.task.channels}; "
                           f"use --set task.channels=1 or --set task.channels=3")

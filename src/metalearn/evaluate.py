@@ -89,19 +89,20 @@ class EvalResult:
 
     dataset: str = ""
     path: Path | None = None      # where it was saved
+    note: str = ""                # how the tasks were drawn, when that is not the family's default
     # paired differences on the same tasks, e.g. {"maml - pretrained baseline": paired_curves(...)}
     paired: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"shots": self.shots, "tasks": self.tasks, "seed": self.seed, "metric": self.metric,
-                "steps": self.steps, "dataset": self.dataset, "paired": self.paired,
+                "steps": self.steps, "dataset": self.dataset, "paired": self.paired, "note": self.note,
                 "methods": {k: vars(v) for k, v in self.methods.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
         return cls(d["shots"], d["tasks"], d["seed"], d["metric"], d["steps"],
                    {k: CurveStats(**v) for k, v in d["methods"].items()}, d.get("dataset", ""),
-                   paired=d.get("paired", {}))
+                   paired=d.get("paired", {}), note=d.get("note", ""))
 
     def table(self) -> str:
         """A Markdown table: one row per method, one column per reported number of inner steps."""
@@ -116,7 +117,8 @@ class EvalResult:
         last = steps[-1]
         medians = "; ".join(f"{name} {st.median[st.steps.index(last)]:.3f}"
                             for name, st in self.methods.items() if st.median)
-        lines = [title, "", head, rule, *rows, "", f"Median after {last} steps: {medians}"]
+        lines = [title, *([self.note] if self.note else []), "", head, rule, *rows, "",
+                 f"Median after {last} steps: {medians}"]
         for label, d in self.paired.items():
             lines += ["", f"Paired difference on the same {self.tasks} tasks, {label} (mean ± 95% CI; tasks won / "
                           f"lost by the first):", "", head, rule,
@@ -227,7 +229,8 @@ def metric_fn(metric: Metric) -> Callable[[Tensor, Tensor], Tensor] | None:
 def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None = None,
                  steps: list[int] | None = None, baseline: bool = True, progress: bool = True,
                  dataset: str | None = None, queries: int | None = None,
-                 data_dir: str | None = None, checkpoint: str = "best", device: str = "cpu") -> Evaluation:
+                 data_dir: str | None = None, checkpoint: str = "best", device: str = "cpu",
+                 episodes: str | None = None) -> Evaluation:
     """Evaluate the run at ``path`` on fixed held-out tasks with the evaluation its task family
     declares (``evaluator``), and save the result in ``eval/``.
 
@@ -235,8 +238,10 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
     CIs, beside the family's baseline (trained on first use), saved as ``eval/eval_*.json`` and
     ``.md``; ``dataset`` tests on another family of the same kind (e.g. ``mnist``: a model
     meta-trained on Omniglot, tested on all ten MNIST test digits); ``device`` runs the adaptation
-    there (the tasks are the same on every device). ``"optimizers"``: the learned optimizer against
-    tuned hand-designed ones (``tasks`` problems), saved as ``eval/l2l.json``.
+    there (the tasks are the same on every device); ``episodes`` overrides ``task.episodes`` (e.g.
+    ``within_alphabet``, saved as ``eval/eval_FAMILY_within_alphabet_kK.json``). ``"optimizers"``:
+    the learned optimizer against tuned hand-designed ones (``tasks`` problems), saved as
+    ``eval/l2l.json``.
     """
     run = Run.open(path)
     cfg = run.load_config()
@@ -245,12 +250,13 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
     if evaluator == "optimizers":
         return evaluate_optimizers(run, cfg, load_algorithm(run, cfg, checkpoint), problems=tasks)
     return _evaluate_adaptation(run, cfg, shots, tasks, steps, baseline, progress, dataset, queries, data_dir,
-                                checkpoint, device)
+                                checkpoint, device, episodes)
 
 
 def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | None, steps: list[int] | None,
                          baseline: bool, progress: bool, dataset: str | None, queries: int | None,
-                         data_dir: str | None, checkpoint: str, device: str) -> EvalResult:
+                         data_dir: str | None, checkpoint: str, device: str, episodes: str | None = None
+                         ) -> EvalResult:
     k = shots if shots is not None else cfg.task.shots
     n = tasks if tasks is not None else cfg.eval.tasks
     step_list = sorted({0, *(steps if steps is not None else cfg.eval.steps)})
@@ -264,11 +270,15 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
                           f"test it on a family of the same kind")
     q = queries if queries is not None else cfg.eval.queries
     test_cfg.task.ways = test_ways(cfg)
+    if episodes is not None:
+        test_cfg.task.episodes = episodes
     family = build_tasks(test_cfg, "test", shots=k, queries=q, family=family_name)
     algo = load_algorithm(run, cfg, checkpoint).to(device)
     metric = family.metric
     fn = metric_fn(metric)
-    result = EvalResult(k, n, cfg.eval.seed, metric.name, step_list, dataset=family_name)
+    grouped = test_cfg.task.episodes != "random"
+    result = EvalResult(k, n, cfg.eval.seed, metric.name, step_list, dataset=family_name,
+                        note=family.describe() if grouped and hasattr(family, "describe") else "")
     ours = curve_values(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
     result.methods[algo.label()] = CurveStats.from_curve(ours, loss=fn is None)
     base_name = run_baseline(cfg, family)
@@ -277,7 +287,10 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
         theirs = curve_values(base, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
         result.methods[base.title] = CurveStats.from_curve(theirs, loss=fn is None)
         result.paired[f"{algo.label()} - {base.title}"] = paired_curves(ours, theirs, metric.higher_is_better)
-    out = eval_path(run, k, family_name if family_name != cfg.task.family else None,
+    label = family_name if family_name != cfg.task.family or grouped else None
+    if grouped:
+        label = f"{label}_{test_cfg.task.episodes}"
+    out = eval_path(run, k, label,
                     None if checkpoint == "best" else checkpoint)
     atomic_write_text(out, json.dumps(result.to_dict(), indent=1))
     atomic_write_text(out.with_suffix(".md"), result.table() + "\n")

@@ -33,7 +33,8 @@ class FewShotTasks:
     adapt_input = "image_folders"
     baseline = None
 
-    def __init__(self, dataset: ImageDataset, ways: int, shots: int, queries: int, name: str = "") -> None:
+    def __init__(self, dataset: ImageDataset, ways: int, shots: int, queries: int, name: str = "",
+                 within_groups: bool = False) -> None:
         label = f"{name}: " if name else ""
         for key, value in (("ways", ways), ("shots", shots), ("queries", queries)):
             if not isinstance(value, int) or value <= 0:
@@ -52,6 +53,38 @@ class FewShotTasks:
         self.input_shape = dataset.image_shape
         self.output_dim = ways
         self._max_count = int(dataset.counts.max())
+        self.groups: list[str] = []          # within_groups: the groups (alphabets) episodes come from
+        if within_groups:
+            self._group_classes(label)
+
+    def _group_classes(self, label: str) -> None:
+        """Episodes within one group: classes named ``GROUP/CLASS`` (Omniglot's ``Alphabet/characterNN``,
+        rotations included as classes of their alphabet); only groups with at least ``ways`` classes
+        take part, each equally often."""
+        names = self.dataset.class_names
+        if not all("/" in n for n in names):
+            raise ConfigError(f"{label}task.episodes=within_alphabet needs classes grouped as GROUP/CLASS "
+                              f"(Omniglot's alphabets); use task.episodes=random")
+        group_names = sorted({n.split("/")[0] for n in names})
+        index = {g: i for i, g in enumerate(group_names)}
+        self._group_of = torch.tensor([index[n.split("/")[0]] for n in names])
+        sizes = torch.bincount(self._group_of, minlength=len(group_names))
+        eligible = (sizes >= self.ways).nonzero().flatten()
+        if len(eligible) == 0:
+            raise ConfigError(f"{label}{self.ways}-way within-alphabet episodes need an alphabet with at least "
+                              f"{self.ways} characters, but the largest here has {int(sizes.max())}; use "
+                              f"--set task.ways={int(sizes.max())} or fewer, or task.protocol=lake (its evaluation "
+                              f"alphabets are larger than the MAML split's test alphabets)")
+        self._eligible = eligible
+        self.groups = [group_names[int(i)] for i in eligible]
+        self.groups_total = len(group_names)
+
+    def describe(self) -> str:
+        """One line on how episodes are drawn."""
+        if not self.groups:
+            return f"{self.ways}-way episodes over all {self.num_classes} classes"
+        return (f"{self.ways}-way within-alphabet episodes over the {len(self.groups)} of {self.groups_total} "
+                f"alphabets with at least {self.ways} characters ({', '.join(self.groups)})")
 
     @property
     def num_classes(self) -> int:
@@ -60,7 +93,11 @@ class FewShotTasks:
     def sample_indices(self, num_tasks: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``(classes [T, ways], image indices [T, ways, shots + queries])`` of ``num_tasks`` episodes."""
         ds = self.dataset
-        classes = torch.rand(num_tasks, ds.num_classes, generator=generator).argsort(dim=1)[:, :self.ways]
+        keys = torch.rand(num_tasks, ds.num_classes, generator=generator)
+        if self.groups:  # one eligible group per episode, then classes within it
+            pick = self._eligible[torch.randint(len(self._eligible), (num_tasks,), generator=generator)]
+            keys.masked_fill_(self._group_of.unsqueeze(0) != pick.unsqueeze(1), 2.0)
+        classes = keys.argsort(dim=1)[:, :self.ways]
         counts = ds.counts[classes]                                       # [T, ways]
         keys = torch.rand(num_tasks, self.ways, self._max_count, generator=generator)
         keys.masked_fill_(torch.arange(self._max_count) >= counts.unsqueeze(-1), 2.0)
