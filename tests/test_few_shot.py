@@ -223,3 +223,19 @@ def test_evaluate_within_alphabet_reports_both_numbers(omniglot_run, capsys):
     assert main(["train", "omniglot-5w1s", "--out", str(omniglot_run.parent / "bad"), "--quiet",
                  "--set", "task.episodes=by_stroke"]) == 2
     assert "unknown task.episodes 'by_stroke'; choose one of: random, within_alphabet" in capsys.readouterr().err
+
+
+def test_within_alphabet_training_validates_on_random_episodes_where_it_must(data_dir, tmp_path, capsys):
+    """Lake's validation split (100 held-out background characters) has no alphabet of 20: the
+    trainer says so and validates on random episodes. The MAML split's test alphabets are small (one
+    has 21 of its 423 characters, the next 14): 30-way within-alphabet testing is refused at once."""
+    common = ["--quiet", "--steps", "1", "--set", "task.episodes=within_alphabet", "--set", "model.width=4",
+              "--set", "train.val_tasks=2", "--set", "train.threads=1", "--set", "task.queries=1"]
+    assert main(["train", "omniglot-20w1s-protonet", "--out", str(tmp_path / "lake"), "--set", "task.protocol=lake",
+                 *common]) == 0
+    assert "validation uses within_alphabet episodes where it can" in capsys.readouterr().err
+    assert main(["train", "omniglot-20w1s-protonet", "--out", str(tmp_path / "maml"), *common,
+                 "--set", "eval.ways=30"]) == 2
+    err = capsys.readouterr().err
+    assert "omniglot test: 30-way within-alphabet episodes need an alphabet with at least 30" in err
+    assert "the largest here has 21" in err

@@ -9,6 +9,7 @@ model's ``kinds``). No algorithm, family or model is named here.
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any
 
 import torch
@@ -100,9 +101,20 @@ def build_trainer(cfg: Config, out: Any, progress: bool = True, algo_name: str |
     val_cfg = copy.deepcopy(cfg)  # validate as we test (ProtoNets train with more ways)
     if spec.cls.encoder_only and cfg.eval.ways is not None:
         val_cfg.task.ways = cfg.eval.ways
-    val = build_tasks(val_cfg, "validation")
+    test_cfg = copy.deepcopy(val_cfg)
+    try:
+        val = build_tasks(val_cfg, "validation")
+    except ConfigError as exc:
+        if cfg.task.episodes == "random":
+            raise
+        # a validation split whose groups are too small for grouped episodes (Lake's 100 held-out
+        # background characters): validate on the usual episodes, and say so
+        val_cfg.task.episodes = "random"
+        val = build_tasks(val_cfg, "validation")
+        print(f"note: validation uses {cfg.task.episodes} episodes where it can; here it cannot ({exc}), so it "
+              f"uses random episodes", file=sys.stderr)
     # the test split as evaluate_run builds it: a class too small for its episodes fails now
-    build_tasks(val_cfg, "test", shots=cfg.task.shots, queries=cfg.eval.queries)
+    build_tasks(test_cfg, "test", shots=cfg.task.shots, queries=cfg.eval.queries)
     algo = build_algorithm(cfg, tasks, spec.name)
     t = cfg.train
     return Trainer(algo, tasks, out, steps=t.steps, meta_batch=t.meta_batch, lr=t.lr, seed=t.seed,

@@ -73,8 +73,8 @@ class FewShotTasks:
         if len(eligible) == 0:
             raise ConfigError(f"{label}{self.ways}-way within-alphabet episodes need an alphabet with at least "
                               f"{self.ways} characters, but the largest here has {int(sizes.max())}; use "
-                              f"--set task.ways={int(sizes.max())} or fewer, or task.protocol=lake (its evaluation "
-                              f"alphabets are larger than the MAML split's test alphabets)")
+                              f"--set task.ways={int(sizes.max())} or fewer, or a split with larger alphabets "
+                              f"(task.protocol=lake tests on the 20 evaluation alphabets, all with 20 or more)")
         self._eligible = eligible
         self.groups = [group_names[int(i)] for i in eligible]
         self.groups_total = len(group_names)
