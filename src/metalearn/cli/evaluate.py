@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import check_device
+from ..config import EPISODES, check_device
 from ..errors import ConfigError
 from ..evaluate import evaluate_run
 from ..runs import Run
@@ -35,9 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default="best", help="best (default), last, or a kept step-N")
     p.add_argument("--no-baseline", action="store_true", help="skip the pretrained baseline")
     p.add_argument("--device", default="cpu", help="where to adapt: cpu (default) or cuda[:N]")
-    p.add_argument("--within-alphabet", action="store_true",
-                   help="Omniglot: every episode's classes from one alphabet (a proxy for Lake et al.'s one-shot "
-                        "benchmark); the usual episodes otherwise")
+    p.add_argument("--episode-kind", choices=EPISODES,
+                   help="how test episodes draw their classes (default: the run's task.episodes): random, or "
+                        "within_alphabet (Omniglot: all from one alphabet, a proxy for Lake et al.'s benchmark)")
+    p.add_argument("--within-alphabet", dest="episode_kind", action="store_const", const="within_alphabet",
+                   help="same as --episode-kind within_alphabet")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run, shots=args.shots, tasks=args.tasks, steps=args.steps,
                           baseline=not args.no_baseline, progress=not args.quiet, dataset=args.dataset,
                           queries=args.queries, data_dir=args.data_dir, checkpoint=args.checkpoint,
-                          device=args.device, episodes="within_alphabet" if args.within_alphabet else None)
+                          device=args.device, episodes=args.episode_kind)
     print(result.table())
     print(f"\nsaved {result.path} (and .md)")
     return 0
