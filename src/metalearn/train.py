@@ -103,13 +103,14 @@ class _StopFlag:
 
 
 class Trainer:
-    """Meta-trains ``algorithm`` on ``tasks`` (anything with ``sample(n, generator) -> TaskBatch``),
-    writing everything to the run folder ``out``.
+    """Meta-trains ``algorithm`` on ``tasks`` (a :class:`~metalearn.protocols.TaskFamily`: at least
+    ``sample(n, generator)``), writing everything to the run folder ``out``.
 
     Args:
         steps: total meta-steps (outer updates) of the run.
         meta_batch: tasks per meta-step.
-        lr: Adam learning rate of the outer loop.
+        lr: the outer learning rate (of ``optimizer``, or of ``outer_step``'s parameter groups),
+            following ``lr_schedule``.
         seed: seeds the task stream; the validation tasks come from a separate fixed stream.
         log_every, val_every, ckpt_every: intervals in meta-steps.
         val_tasks: size of the fixed validation set.
