@@ -220,6 +220,8 @@ def test_evaluate_within_alphabet_reports_both_numbers(omniglot_run, capsys):
     out = capsys.readouterr().out
     assert "5-way within-alphabet episodes over the" in out and "alphabets with at least 5 characters" in out
     assert (omniglot_run / "eval" / "eval_omniglot_within_alphabet_k1.json").is_file()
+    assert main(["evaluate", str(omniglot_run), "--quiet", "--episodes", "10", "--episode-kind", "random"]) == 0
+    assert "within-alphabet" not in capsys.readouterr().out
     assert main(["train", "omniglot-5w1s", "--out", str(omniglot_run.parent / "bad"), "--quiet",
                  "--set", "task.episodes=by_stroke"]) == 2
     assert "unknown task.episodes 'by_stroke'; choose one of: random, within_alphabet" in capsys.readouterr().err
