@@ -159,14 +159,6 @@ def curve_values(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: 
     return torch.cat(parts)
 
 
-def curve_stats(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: torch.Generator,
-                max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | None = None,
-                chunk: int = 100) -> CurveStats:
-    """:class:`CurveStats` of :func:`curve_values`."""
-    return CurveStats.from_curve(curve_values(algorithm, family, num_tasks, gen, max_steps, metric, chunk),
-                                 loss=metric is None)
-
-
 def paired_curves(a: Tensor, b: Tensor, higher_is_better: bool) -> dict[str, list[float | int]]:
     """Per number of inner steps, the paired difference ``a - b`` of two methods' curves on the same
     tasks (:func:`~metalearn.stats.paired`), as lists."""
