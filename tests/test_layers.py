@@ -19,12 +19,13 @@ LAYERS = [
     ["models", "data"],
     ["tasks"],
     ["algorithms"],
-    ["config", "runs", "logs", "distributed", "cuda_graph", "train", "build", "evaluate_optimizers", "evaluate"],
+    ["config", "runs", "logs", "distributed", "cuda_graph", "train", "build", "evaluate_optimizers",
+     "evaluate_groups", "evaluate"],
     ["report", "compare", "learned_optim"],
     ["cli", "__init__", "__main__"],
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
-DISPATCHERS = ("build", "evaluate", "report", "compare", "cli")
+DISPATCHERS = ("build", "evaluate", "evaluate_groups", "report", "compare", "cli")
 
 
 def module_name(path: Path) -> str:

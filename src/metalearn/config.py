@@ -46,6 +46,19 @@ class TaskConfig:
     amplitude: typing.List[float] = field(default_factory=lambda: [0.1, 5.0])
     phase: typing.List[float] = field(default_factory=lambda: [0.0, 3.141592653589793])
     x_range: typing.List[float] = field(default_factory=lambda: [-5.0, 5.0])
+    # grouped tables (table, glucose, remifentanil): one task per group of rows
+    data: typing.Optional[str] = None        # table: a CSV or Parquet file
+    group: typing.Optional[str] = None       # the column naming each row's group (patient, site, ...)
+    target: typing.Optional[str] = None      # the column to predict
+    features: typing.Optional[typing.List[str]] = None   # input columns; None: every other column
+    time: typing.Optional[str] = None        # support rows come before query rows in this column's order
+    categorical: typing.List[str] = field(default_factory=list)   # one-hot columns (text columns are by default)
+    stratify: typing.Optional[str] = None    # split groups in proportion within each value of this column
+    target_type: str = "auto"                # auto (text: classification), regression or classification
+    residual_of: typing.Optional[str] = None  # regression: predict target minus this column
+    split: typing.List[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])  # train / validation / test groups
+    split_seed: int = 0
+    support_until: typing.Optional[float] = None   # support rows have time < this, query rows >= it
 
 
 @dataclass
@@ -126,6 +139,8 @@ class EvalConfig:
     seed: int = 12345
     queries: typing.Optional[int] = None     # query examples (per class) at test; None: as in training
     ways: typing.Optional[int] = None        # ways at test (protonet, transfer); None: as in training
+    support_sizes: typing.List[int] = field(default_factory=list)  # grouped tables: support rows; [] = task.shots
+    repeats: int = 10                        # grouped tables: support draws per held-out group and size
 
 
 @dataclass

@@ -15,3 +15,8 @@ class ConfigError(MetalearnError):
 
 class RunError(MetalearnError):
     """A missing, corrupt or incompatible run folder or checkpoint."""
+
+
+class DataError(MetalearnError):
+    """A user's data file that cannot be used as given: a missing column, a non-number in a
+    numeric column, a missing or constant target, a group too small for its tasks."""

@@ -21,6 +21,7 @@ from .algorithms import Algorithm
 from .build import build_algorithm, build_tasks, build_trainer, family_kind, test_ways
 from .config import Config
 from .errors import ConfigError
+from .evaluate_groups import GroupEvaluation, evaluate_groups
 from .evaluate_optimizers import OptimizerComparison, evaluate_optimizers
 from .protocols import Metric, TaskFamily, declared
 from .runs import Run, atomic_write_text, load_checkpoint, load_weights
@@ -142,7 +143,7 @@ class EvalResult:
         return "\n".join(lines)
 
 
-Evaluation = Union[EvalResult, OptimizerComparison]   # what evaluate_run returns: each has table() and path
+Evaluation = Union[EvalResult, OptimizerComparison, GroupEvaluation]   # what evaluate_run returns: each has table() and path
 
 
 def curve_values(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: torch.Generator,
@@ -241,6 +242,12 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
     evaluator = declared(get_task_family(cfg.task.family).cls, "evaluator", "adaptation")
     if evaluator == "optimizers":
         return evaluate_optimizers(run, cfg, load_algorithm(run, cfg, checkpoint), problems=tasks)
+    if evaluator == "groups":
+        algo = load_algorithm(run, cfg, checkpoint)
+        base_name = run_baseline(cfg, get_task_family(cfg.task.family).cls)
+        pooled = ensure_baseline(run, cfg, base_name, progress=progress) if baseline and base_name else None
+        return evaluate_groups(run, cfg, algo, pooled, sizes=[shots] if shots else None, steps=steps,
+                               progress=progress)
     return _evaluate_adaptation(run, cfg, shots, tasks, steps, baseline, progress, dataset, queries, data_dir,
                                 checkpoint, device, episodes)
 

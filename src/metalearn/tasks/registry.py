@@ -16,6 +16,7 @@ from .few_shot import FewShotTasks
 from .image_families import folder_from_config, mnist_from_config, omniglot_from_config
 from .optimizees import MLPProblems, QuadraticProblems
 from .sinusoid import SinusoidTasks
+from .tables import TableTasks
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ register_task_family("image_folder", FewShotTasks, folder_from_config)
 # learned-optimizer problem families (Andrychowicz et al. 2016)
 register_task_family("quadratic", QuadraticProblems)
 register_task_family("mnist_mlp", MLPProblems)
+# grouped tables: one task per patient, hospital or site
+register_task_family("table", TableTasks)
 
 
 def list_task_families() -> list[str]:
