@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Union, cast
 
 import torch
 from torch import Tensor
@@ -143,7 +143,8 @@ class EvalResult:
         return "\n".join(lines)
 
 
-Evaluation = Union[EvalResult, OptimizerComparison, GroupEvaluation]   # what evaluate_run returns: each has table() and path
+# what evaluate_run returns: each has table() and path
+Evaluation = Union[EvalResult, OptimizerComparison, GroupEvaluation]
 
 
 def curve_values(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: torch.Generator,
@@ -244,7 +245,7 @@ def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None =
         return evaluate_optimizers(run, cfg, load_algorithm(run, cfg, checkpoint), problems=tasks)
     if evaluator == "groups":
         algo = load_algorithm(run, cfg, checkpoint)
-        base_name = run_baseline(cfg, get_task_family(cfg.task.family).cls)
+        base_name = run_baseline(cfg, cast(TaskFamily, get_task_family(cfg.task.family).cls))
         pooled = ensure_baseline(run, cfg, base_name, progress=progress) if baseline and base_name else None
         return evaluate_groups(run, cfg, algo, pooled, sizes=[shots] if shots else None, steps=steps,
                                progress=progress)

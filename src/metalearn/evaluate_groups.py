@@ -26,7 +26,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Sequence, cast
 
 import numpy as np
 import torch
@@ -38,8 +38,30 @@ from .config import Config
 from .data.tables import Group
 from .errors import ConfigError
 from .models.ridge import fit_ridge, predict_ridge
+from .protocols import Metric, TaskFamily
 from .runs import Run, atomic_write_text
 from .stats import mean_ci, paired
+
+
+class GroupedFamily(Protocol):
+    """What this evaluator reads from a grouped-table family (:class:`metalearn.protocols.TaskFamily`
+    plus its groups and their row protocol)."""
+
+    name: str
+    loss: str
+    metric: Metric
+    encoder: Any
+    spec: Any
+    support_until: float | None
+    own_baseline: str
+    all_groups: Sequence[Group]
+    train_groups: Sequence[Group]
+
+    def split_for_eval(self, g: Group, shots: int, gen: torch.Generator | None) -> tuple[Tensor, Tensor]: ...
+    def task(self, g: Group, support: Tensor, query: Tensor) -> Any: ...
+    def domain_baselines(self) -> dict[str, Callable[[Group, Tensor, Tensor], np.ndarray]]: ...
+    def describe(self) -> str: ...
+
 
 LAMBDAS = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
 OWN_MLP_STEPS = 300          # Adam steps of the own-data MLP (the best count is chosen on validation)
@@ -141,9 +163,11 @@ def _seeded(seed: int, *parts: int) -> torch.Generator:
 class _Scorer:
     """Scores of predictions for one family, in the units its metric reports."""
 
-    def __init__(self, family: Any) -> None:
+    def __init__(self, family: GroupedFamily) -> None:
         self.family = family
-        self.fn = family.metric.fn
+        if family.metric.fn is None:
+            raise ConfigError(f"{family.name}: the groups evaluator needs a metric function")
+        self.fn: Callable[[Tensor, Tensor], Tensor] = family.metric.fn
         self.scale = family.metric.scale
 
     def model(self, algo: Algorithm, batch: Any, steps: int) -> Tensor:
@@ -159,6 +183,16 @@ class _Scorer:
         return float(np.sqrt(np.mean((np.asarray(pred, dtype=np.float64) - truth) ** 2)))
 
 
+def _tune_ridge(scorer: _Scorer, groups: Sequence[Group], draws: list[list[tuple[Tensor, Tensor]]],
+                prior: Tensor | None, higher: bool) -> float:
+    """The ridge penalty (of :data:`LAMBDAS`) with the best mean score on ``groups``' draws, for a
+    ridge fitted on the support rows (shrunk toward ``prior`` when given)."""
+    scores = {lam: float(np.mean([np.mean([scorer.linear(fit_ridge(g.x[s], g.y[s], lam, prior), g, q)
+                                           for s, q in d]) for g, d in zip(groups, draws)]))
+              for lam in LAMBDAS}
+    return float(_pick(scores, higher))
+
+
 def _pick(values: dict[Any, float], higher: bool) -> Any:
     return (max if higher else min)(values, key=lambda key: values[key])
 
@@ -168,8 +202,8 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
                     progress: bool = True) -> GroupEvaluation:
     """Score ``algo`` (and ``pooled``, the family's jointly trained baseline) with every method of
     the module docstring on the held-out groups, and save ``eval/groups.json`` and ``.md``."""
-    test = build_tasks(cfg, "test")
-    val = build_tasks(cfg, "validation")
+    test = cast(GroupedFamily, build_tasks(cfg, "test"))
+    val = cast(GroupedFamily, build_tasks(cfg, "validation"))
     sizes = sorted(set(sizes or cfg.eval.support_sizes or [cfg.task.shots]))
     if any(k <= 0 for k in sizes):
         raise ConfigError(f"support sizes must be positive, got {sizes}")
@@ -183,8 +217,8 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
     own_spec = get_spec(test.own_baseline)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed + 1)
-        own_model = build_model(cfg, test)
-    own = own_spec.cls(own_model, inner_lr=OWN_MLP_LR, inner_steps=OWN_MLP_STEPS, loss=test.loss).eval()
+        own_model = build_model(cfg, cast(TaskFamily, test))
+    own = cast(Any, own_spec.cls)(own_model, inner_lr=OWN_MLP_LR, inner_steps=OWN_MLP_STEPS, loss=test.loss).eval()
     scorer, val_scorer = _Scorer(test), _Scorer(val)
     train_x = torch.cat([g.x for g in test.train_groups])
     train_y = torch.cat([g.y for g in test.train_groups])
@@ -199,7 +233,8 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
         lam_pool = _pick(val_err, higher)
         w_pool = fits[lam_pool]
 
-    def draws(family: Any, groups: list[Group], k: int, n: int, salt: int) -> list[list[tuple[Tensor, Tensor]]]:
+    def draws(family: GroupedFamily, groups: Sequence[Group], k: int, n: int,
+              salt: int) -> list[list[tuple[Tensor, Tensor]]]:
         deterministic = family.support_until is None and family.spec.time is not None
         return [[family.split_for_eval(g, k, _seeded(cfg.eval.seed + salt, gi, k, r))
                  for r in range(1 if deterministic else n)] for gi, g in enumerate(groups)]
@@ -222,13 +257,8 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
             ft_steps = int(ft_curve.argmax() if higher else ft_curve.argmin())
             chosen["fine-tuning steps"] = ft_steps
         if regression and w_pool is not None:
-            def val_linear(make: Callable[[Group, Tensor], Tensor]) -> float:
-                return float(np.mean([np.mean([val_scorer.linear(make(g, s), g, q) for s, q in d])
-                                      for g, d in zip(val.all_groups, vdraws)]))
-            lam_own = _pick({lam: val_linear(lambda g, s, lam=lam: fit_ridge(g.x[s], g.y[s], lam))
-                             for lam in LAMBDAS}, higher)
-            lam_ad = _pick({lam: val_linear(lambda g, s, lam=lam: fit_ridge(g.x[s], g.y[s], lam, w_pool))
-                            for lam in LAMBDAS}, higher)
+            lam_own = _tune_ridge(val_scorer, val.all_groups, vdraws, None, higher)
+            lam_ad = _tune_ridge(val_scorer, val.all_groups, vdraws, w_pool, higher)
             chosen.update({"pooled ridge penalty": lam_pool, "own ridge penalty": lam_own,
                            "adapted ridge penalty": lam_ad})
         result.chosen[key] = chosen
@@ -236,7 +266,7 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
         for gi, g in enumerate(test.all_groups):
             rows: dict[str, list[float]] = {}
 
-            def add(name: str, value: float) -> None:
+            def add(name: str, value: float, rows: dict[str, list[float]] = rows) -> None:
                 rows.setdefault(name, []).append(value)
 
             for s, q in draws(test, [g], k, reps, salt=gi * 104729)[0]:

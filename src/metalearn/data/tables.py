@@ -81,7 +81,7 @@ class TableSpec:
 
     def check(self, df: "pd.DataFrame", source: str = "the table") -> None:
         cols = list(df.columns)
-        named = [("task.group", self.group), ("task.target", self.target)]
+        named: list[tuple[str, str | None]] = [("task.group", self.group), ("task.target", self.target)]
         if not self.group or not self.target:
             raise DataError("grouped tables need task.group and task.target: --set task.group=COLUMN "
                             "--set task.target=COLUMN")
@@ -150,7 +150,8 @@ class TableEncoder:
         categorical: dict[str, list[str]] = {}
         for c in cols:
             col = df[c]
-            if c in spec.categorical or (not _is_numeric(col) and spec.features is None and not _bad_numbers_share(col)):
+            text = not _is_numeric(col) and spec.features is None and not _bad_numbers_share(col)
+            if c in spec.categorical or text:
                 categorical[c] = sorted({str(v) for v in col.dropna().tolist()})
                 continue
             if not _is_numeric(col):
