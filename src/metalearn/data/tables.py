@@ -300,7 +300,7 @@ def encode_groups(df: "pd.DataFrame", spec: TableSpec, enc: TableEncoder, source
     for name, rows in df.groupby(spec.group, sort=True):
         if spec.time is not None:
             rows = rows.sort_values(spec.time, kind="stable")
-        time = torch.as_tensor(rows[spec.time].to_numpy(dtype=np.float64)) if spec.time else None
+        time = torch.tensor(rows[spec.time].to_numpy(dtype=np.float64)) if spec.time else None
         stratum = str(rows[spec.stratify].iloc[0]) if spec.stratify else ""
         out.append(Group(str(name), enc.transform_x(rows, source), enc.transform_y(rows, spec.target), time,
                          stratum, rows.reset_index(drop=True) if keep_frame else None))

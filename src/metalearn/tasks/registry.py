@@ -16,6 +16,8 @@ from .few_shot import FewShotTasks
 from .image_families import folder_from_config, mnist_from_config, omniglot_from_config
 from .optimizees import MLPProblems, QuadraticProblems
 from .sinusoid import SinusoidTasks
+from .glucose import GlucoseTasks
+from .remifentanil import RemifentanilTasks
 from .tables import TableTasks
 
 
@@ -46,6 +48,8 @@ register_task_family("quadratic", QuadraticProblems)
 register_task_family("mnist_mlp", MLPProblems)
 # grouped tables: one task per patient, hospital or site
 register_task_family("table", TableTasks)
+register_task_family("glucose", GlucoseTasks)
+register_task_family("remifentanil", RemifentanilTasks)
 
 
 def list_task_families() -> list[str]:
