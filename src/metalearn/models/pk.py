@@ -40,7 +40,7 @@ def concentrations(theta: Tensor, times: Tensor, rates: Tensor, at: Tensor) -> T
     t = at[:, None]
     tau_start = (t - times[None, :]).clamp_min(0)            # [obs, segments]
     tau_end = (t - ends[None, :]).clamp_min(0)
-    out = 0
+    out = torch.zeros_like(tau_start)
     for a, lam in ((a1, alpha), (a2, beta)):
         out = out + (a / lam) * (torch.exp(-lam * tau_end) - torch.exp(-lam * tau_start))
     return (out * rates[None, :]).sum(1)
