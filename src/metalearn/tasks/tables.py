@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ..batch import TaskBatch
-from ..data.tables import Group, TableEncoder, TableSpec, encode_groups, read_table, split_groups
+from ..data.tables import Group, TableEncoder, TableSpec, check_target, encode_groups, read_table, split_groups
 from ..errors import DataError
 from ..protocols import Metric
 from .few_shot import accuracy
@@ -169,6 +169,29 @@ class TableTasks:
             s, q = self.sample_rows(g, self.shots, self.queries, generator)
             parts.append((g.x[s], g.y[s], g.x[q], g.y[q]))
         return TaskBatch(*(torch.stack(t) for t in zip(*parts)))
+
+    def encode_rows(self, df: "pd.DataFrame", source: str, with_target: bool) -> tuple[Tensor, Tensor | None]:
+        """Inputs (and targets, when ``with_target``) of a user's rows of one new group, encoded
+        with the meta-training statistics; a missing target in a support row is a DataError."""
+        x = self.encoder.transform_x(df, source)
+        if not with_target:
+            return x, None
+        if self.spec.target not in df.columns:
+            raise DataError(f"{source} has no target column {self.spec.target!r}; support rows need their targets")
+        if df[self.spec.target].isna().any():
+            check_target(df, self.spec, source)
+        return x, self.encoder.transform_y(df, self.spec.target)
+
+    def decode(self, outputs: Tensor, df: "pd.DataFrame") -> dict[str, Any]:
+        """Columns to add to the rows ``df`` from the model's outputs: the prediction in the
+        target's units (and the class probabilities for classification)."""
+        name = f"predicted_{self.spec.target}"
+        if not self.encoder.classification:
+            return {name: self.encoder.to_target(outputs, df)}
+        probs = torch.softmax(outputs.detach().float(), dim=-1).numpy()
+        out: dict[str, Any] = {name: [self.encoder.classes[i] for i in probs.argmax(-1)]}
+        out.update({f"p_{c}": probs[:, i].round(4) for i, c in enumerate(self.encoder.classes)})
+        return out
 
     def domain_baselines(self) -> dict[str, DomainBaseline]:
         """The field's own reference forecasts (none for a plain table)."""
