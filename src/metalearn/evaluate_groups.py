@@ -283,6 +283,9 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
                     add("MLP, pooled", float(curve[0]))
                     add("MLP, pooled then fine-tuned", float(curve[-1]))
                 add("MLP, own data", float(scorer.model(own, batch, own_steps)[-1]))
+                if not algo.gradient_based:   # adapts without steps (ProtoNets' prototypes)
+                    add(f"{algo.label()}, adapted", float(scorer.model(algo, batch, 0)[0]))
+                    continue
                 curve = scorer.model(algo, batch, max_steps)
                 add(f"{algo.label()}, before adaptation", float(curve[0]))
                 for st in step_list:

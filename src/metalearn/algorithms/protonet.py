@@ -27,12 +27,27 @@ class ProtoNetSettings:
     """ProtoNets have nothing to set: no inner loop."""
 
 
-def prototype_logits(emb_s: Tensor, ys: Tensor, emb_q: Tensor) -> Tensor:
-    """Negative squared distances of query embeddings to the class means of support embeddings."""
-    ways = int(ys.max()) + 1
+# how far below the lowest present class a class without support examples scores (a finite
+# logit, so that a query of such a class gives a large but finite loss)
+ABSENT_MARGIN = 20.0
+
+
+def prototype_logits(emb_s: Tensor, ys: Tensor, emb_q: Tensor, ways: int | None = None) -> Tensor:
+    """Negative squared distances of query embeddings to the class means of support embeddings.
+
+    ``ways`` (default: the largest support label + 1) columns; a class with no support example
+    (tasks whose support is drawn at random, such as a table group's rows) has no prototype and
+    scores ``ABSENT_MARGIN`` below the lowest present class."""
+    ways = int(ys.max()) + 1 if ways is None else max(ways, int(ys.max()) + 1)
     onehot = F.one_hot(ys, ways).to(emb_s.dtype)                 # [Ns, ways]
-    protos = onehot.T @ emb_s / onehot.sum(0).unsqueeze(1)       # [ways, D]
-    return -(emb_q.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)
+    counts = onehot.sum(0)
+    present = counts > 0
+    protos = onehot.T @ emb_s / counts.clamp_min(1).unsqueeze(1)  # [ways, D]
+    logits = -(emb_q.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)
+    if bool(present.all()):
+        return logits
+    floor = logits[:, present].min(dim=1, keepdim=True).values.detach() - ABSENT_MARGIN
+    return torch.where(present.unsqueeze(0), logits, floor.expand_as(logits))
 
 
 class ProtoLearner:
@@ -61,14 +76,16 @@ class ProtoNet(Algorithm):
     def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "ProtoNet":
         return cls(model)
 
-    def _task_logits(self, xs: Tensor, ys: Tensor, xq: Tensor) -> Tensor:
+    def _task_logits(self, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor | None = None) -> Tensor:
+        """Query logits; with the query labels ``yq``, one column for every class of either set."""
         emb = self.model(torch.cat([xs, xq])).flatten(1)
-        return prototype_logits(emb[: len(xs)], ys, emb[len(xs):])
+        ways = None if yq is None else int(torch.cat([ys, yq]).max()) + 1
+        return prototype_logits(emb[: len(xs)], ys, emb[len(xs):], ways)
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         total: Tensor | float = 0.0
         for t in range(batch.num_tasks):
-            logits = self._task_logits(batch.support_x[t], batch.support_y[t], batch.query_x[t])
+            logits = self._task_logits(batch.support_x[t], batch.support_y[t], batch.query_x[t], batch.query_y[t])
             total = total + F.cross_entropy(logits, batch.query_y[t])
         return cast(Tensor, total) / batch.num_tasks
 
@@ -81,6 +98,7 @@ class ProtoNet(Algorithm):
         """The same value at every step count: prototypes need no gradient steps."""
         batch, metric = supervised_only(self.name, batch, metric)
         metric = metric or self.loss_fn
-        vals = torch.stack([metric(self._task_logits(batch.support_x[t], batch.support_y[t], batch.query_x[t]),
-                                   batch.query_y[t]) for t in range(batch.num_tasks)])
+        vals = torch.stack([metric(self._task_logits(batch.support_x[t], batch.support_y[t], batch.query_x[t],
+                                                     batch.query_y[t]), batch.query_y[t])
+                            for t in range(batch.num_tasks)])
         return vals.unsqueeze(1).expand(-1, steps + 1).clone()
