@@ -21,7 +21,8 @@ LAYERS = [
     ["algorithms"],
     ["config", "runs", "logs", "distributed", "cuda_graph", "train", "build", "evaluate_optimizers",
      "evaluate_groups", "evaluate"],
-    ["report", "compare", "learned_optim", "predict"],
+    ["report_groups", "predict"],
+    ["report", "compare", "learned_optim"],
     ["cli", "__init__", "__main__"],
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -11,14 +11,15 @@ run's task family declares (``pictures``), by name:
   images with predicted and true labels after adaptation;
 * ``steps`` -> ``steps.png``: the query metric against the number of inner steps, with 95% CIs;
 * ``loss_curves`` -> ``loss_curves.png``: a learned optimizer's loss curves beside the tuned
-  hand-designed optimizers'.
+  hand-designed optimizers';
+* ``support_size`` and ``forecasts``: grouped-table runs (:mod:`metalearn.report_groups`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 
@@ -27,8 +28,10 @@ from .build import build_tasks
 from .config import Config
 from .errors import MetalearnError
 from .evaluate import Evaluation, ensure_baseline, evaluate_run, load_algorithm, load_eval, run_baseline
+from .evaluate_groups import load_groups_eval
 from .evaluate_optimizers import load_comparison
 from .protocols import Metric, declared
+from .report_groups import plot_forecasts, plot_support_size
 from .runs import Run, atomic_write_bytes, atomic_write_text
 from .seeding import generator
 from .tasks import get_task_family
@@ -201,8 +204,15 @@ def _episode(ctx: ReportContext) -> Path:
                         steps=max(ctx.cfg.eval.steps))
 
 
+def _forecasts(ctx: ReportContext) -> Path:
+    return plot_forecasts(ctx.run, ctx.plt, ctx.algorithm, ctx.test_family, ctx.cfg.eval.seed,
+                          steps=max(ctx.cfg.eval.steps), shots=ctx.cfg.task.shots)
+
+
 # the pictures a family can declare, by name
 PICTURES: dict[str, Callable[[ReportContext], Path]] = {
+    "support_size": lambda ctx: plot_support_size(ctx.run, ctx.plt, cast(Any, ctx.result)),
+    "forecasts": _forecasts,
     "functions": _functions,
     "episode": _episode,
     "steps": lambda ctx: plot_steps(ctx.run, ctx.plt, ctx.result),
@@ -218,11 +228,14 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
     cfg = run.load_config()
     run.check_writable("report")
     family_cls = get_task_family(cfg.task.family).cls
-    saved = (load_comparison(run) if declared(family_cls, "evaluator") == "optimizers"
+    evaluator = declared(family_cls, "evaluator")
+    saved = (load_comparison(run) if evaluator == "optimizers" else load_groups_eval(run) if evaluator == "groups"
              else load_eval(run, cfg.task.shots))
     result = saved or evaluate_run(run.path, progress=progress)
     ctx = ReportContext(run, cfg, plt, result, progress)
-    outs = [plot_training(run, plt, declared(family_cls, "metric"))]
+    # a grouped table's metric is in its target's units, which only the built family knows
+    metric = ctx.test_family.metric if evaluator == "groups" else declared(family_cls, "metric")
+    outs = [plot_training(run, plt, metric)]
     outs += [PICTURES[name](ctx) for name in declared(family_cls, "pictures", ("steps",))]
     summary = [f"# Report: {run.path.name}", "",
                f"Algorithm {cfg.algo.name} ({cfg.algo.mode}), task family {cfg.task.family} "

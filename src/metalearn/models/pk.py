@@ -63,7 +63,7 @@ def fit_patient(times: np.ndarray, rates: np.ndarray, at: np.ndarray, log_conc: 
     if len(at) == 0:
         return mean
     tt, rr = torch.tensor(times, dtype=torch.float64), torch.tensor(rates, dtype=torch.float64)
-    aa, yy = torch.as_tensor(at, dtype=torch.float64), torch.as_tensor(log_conc, dtype=torch.float64)
+    aa, yy = torch.tensor(at, dtype=torch.float64), torch.tensor(log_conc, dtype=torch.float64)
     opt = torch.optim.LBFGS([theta], lr=1, max_iter=iters, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
