@@ -85,7 +85,7 @@ def fit_population(patients: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, 
     fits = torch.stack([fit_patient(*p, pop=weak, iters=200) for p in patients])
     resid = []
     for theta, (times, rates, at, y) in zip(fits, patients):
-        pred = concentrations(theta, torch.as_tensor(times), torch.as_tensor(rates), torch.as_tensor(at))
+        pred = concentrations(theta, torch.tensor(times), torch.tensor(rates), torch.tensor(at))
         resid.append(pred.clamp_min(1e-12).log().numpy() - y)
     sigma = float(np.sqrt(np.mean(np.concatenate(resid) ** 2)))
     return Population(fits.mean(0), fits.std(0).clamp_min(0.05), max(sigma, 0.01))

@@ -61,7 +61,7 @@ class RemifentanilTasks(TableTasks):
         times, rates, at, y = self._samples(name, frame)
         theta = fit_patient(times, rates, at[support], y[support], pop)
         with torch.no_grad():
-            pred = concentrations(theta, torch.as_tensor(times), torch.as_tensor(rates), torch.as_tensor(at[query]))
+            pred = concentrations(theta, torch.tensor(times), torch.tensor(rates), torch.tensor(at[query]))
         return pred.clamp_min(1e-12).log().numpy()
 
     def prior_for(self, k: int) -> Population:
