@@ -164,8 +164,8 @@ def table_run(tmp_path_factory):
     make_table(root / "groups.csv")
     out = root / "run"
     assert main(["train", "table", "--out", str(out), "--quiet", "--set", f"task.data={root / 'groups.csv'}",
-                 "--set", "task.group=patient", "--set", "task.target=y", "--set", "task.time=t", "--set", "task.shots=8",
-                 "--set", "task.queries=8",
+                 "--set", "task.group=patient", "--set", "task.target=y", "--set", "task.time=t",
+                 "--set", "task.shots=8", "--set", "task.queries=8",
                  "--set", "train.steps=60", "--set", "train.val_every=30", "--set", "train.ckpt_every=30",
                  "--set", "eval.support_sizes=[4,8]", "--set", "eval.steps=[1,5]"]) == 0
     return root, out
