@@ -66,6 +66,7 @@ class ModelConfig:
     name: str = "mlp"
     hidden: typing.List[int] = field(default_factory=lambda: [40, 40])   # mlp
     activation: str = "relu"                                             # mlp
+    wide: bool = False                       # mlp: add a linear map of the raw inputs to the output
     width: int = 64                                                      # conv4 filters
     lstm_hidden: int = 20                                                # lstm_optimizer
     preprocess_p: float = 10.0                                           # lstm_optimizer

@@ -18,9 +18,12 @@ class ANILSettings(ModeSettings):
 
 
 def head_parameter_names(model: nn.Module, head: str | None = None) -> list[str]:
-    """Names of the head's parameters: those under the prefix ``head``, or by default those of the
-    last submodule (in registration order) that owns parameters directly."""
+    """Names of the head's parameters: those under the prefix ``head``; by default those under a
+    child module named ``head`` when the model has one (the wide MLP's), else those of the last
+    submodule (in registration order) that owns parameters directly."""
     names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if head is None and isinstance(getattr(model, "head", None), nn.Module):
+        head = "head"
     if head is not None:
         chosen = [n for n in names if n == head or n.startswith(head + ".")]
         if not chosen:

@@ -11,7 +11,7 @@ from torch import nn
 from ..errors import ConfigError
 from .conv4 import conv4, min_image_size
 from .lstm_optimizer import LSTMOptimizerNet
-from .mlp import mlp
+from .mlp import WideMLP, mlp
 
 Builder = Callable[[Any, Any, bool], nn.Module]   # (model config, task family, encoder_only) -> model
 
@@ -74,6 +74,8 @@ def _mlp(m: Any, family: Any, encoder_only: bool) -> nn.Module:
         raise ConfigError(f"the mlp model takes flat inputs but the task family gives inputs of shape "
                           f"{tuple(family.input_shape)}; use --set model.name=conv4")
     try:
+        if m.wide:
+            return WideMLP(int(family.input_shape[0]), m.hidden, family.output_dim, m.activation)
         return mlp(int(family.input_shape[0]), m.hidden, family.output_dim, m.activation)
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
