@@ -12,3 +12,10 @@ def test_sinusoid_api_example_runs_and_adaptation_helps():
                          capture_output=True, text=True, check=True).stdout
     before, after = map(float, re.search(r"([\d.]+) before adaptation, ([\d.]+) after", out).groups())
     assert after < before
+
+
+def test_patients_table_example_adapts_to_a_new_patient():
+    out = subprocess.run([sys.executable, str(EXAMPLES / "patients_table.py"), "--short"],
+                         capture_output=True, text=True, check=True).stdout
+    before, after = map(float, re.search(r"RMSE ([\d.]+) before adaptation, ([\d.]+) after", out).groups())
+    assert after < before

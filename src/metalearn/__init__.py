@@ -9,22 +9,26 @@ from . import functional, models
 from .algorithms import MAML, Algorithm, Learner, Pretrain, get_algorithm, list_algorithms
 from .batch import TaskBatch, TaskTree
 from .config import Config, list_presets, load_preset
+from .data.tables import TableSpec
 from .errors import ConfigError, MetalearnError, RunError
 from .evaluate import EvalResult, evaluate_run
+from .evaluate_groups import GroupEvaluation
 from .functional import InnerRule, sgd
 from .models import mlp
+from .predict import predict_table
 from .protocols import Metric, TaskFamily, TaskLoss
 from .report import make_report
 from .runs import Run
 from .stats import mean_ci
 from .tasks import SinusoidTasks, get_task_family, list_task_families
+from .tasks.tables import TableTasks
 from .train import Trainer, TrainResult, meta_train
 
 __version__ = "0.1.0"
 
-__all__ = ["Algorithm", "Config", "ConfigError", "EvalResult", "InnerRule", "Learner", "MAML",
+__all__ = ["Algorithm", "Config", "ConfigError", "EvalResult", "GroupEvaluation", "InnerRule", "Learner", "MAML",
            "Metric", "MetalearnError", "Pretrain", "Run", "RunError", "SinusoidTasks", "TaskBatch", "TaskFamily",
-           "TaskLoss", "TaskTree", "TrainResult",
+           "TableSpec", "TableTasks", "TaskLoss", "TaskTree", "TrainResult",
            "Trainer", "evaluate_run", "functional", "get_algorithm", "get_task_family", "list_algorithms",
            "list_presets", "list_task_families", "load_preset", "make_report", "mean_ci", "meta_train",
-           "mlp", "models", "sgd"]
+           "mlp", "models", "predict_table", "sgd"]

@@ -12,7 +12,8 @@ Methods, all scored on exactly the same support and query rows of the same test 
   on all meta-training rows), trained on the support rows alone from a random initialisation
   (Adam), and pooled then fine-tuned on the support rows; step counts chosen on the validation
   groups;
-* the meta-learned model before adaptation and after each of ``eval.steps`` inner steps.
+* the meta-learned model before adaptation, after each of ``eval.steps`` inner steps, and after
+  the number of steps (up to the largest of ``eval.steps``) that does best on the validation groups.
 
 For every support size: the mean over groups with its 95% CI and SD, the paired difference of each
 method to the best baseline (the one with the best mean) with its 95% CI, and the share of groups
@@ -256,6 +257,12 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
                                     for bs in vbatches]).mean(0)
             ft_steps = int(ft_curve.argmax() if higher else ft_curve.argmin())
             chosen["fine-tuning steps"] = ft_steps
+        meta_steps = 0
+        if algo.gradient_based and max_steps > 0:
+            meta_curve = torch.stack([torch.stack([val_scorer.model(algo, b, max_steps) for b in bs]).mean(0)
+                                      for bs in vbatches]).mean(0)
+            meta_steps = int(meta_curve.argmax() if higher else meta_curve.argmin())
+            chosen[f"{algo.label()} steps"] = meta_steps
         if regression and w_pool is not None:
             lam_own = _tune_ridge(val_scorer, val.all_groups, vdraws, None, higher)
             lam_ad = _tune_ridge(val_scorer, val.all_groups, vdraws, w_pool, higher)
@@ -290,6 +297,7 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
                 add(f"{algo.label()}, before adaptation", float(curve[0]))
                 for st in step_list:
                     add(f"{algo.label()}, after {st} step{'s' * (st > 1)}", float(curve[st]))
+                add(f"{algo.label()}, adapted (steps chosen on validation)", float(curve[meta_steps]))
             for name, vals in rows.items():
                 per.setdefault(name, []).append(float(np.mean(vals)))
             bar.update(1)
