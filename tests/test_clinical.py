@@ -138,7 +138,8 @@ def test_glucose_family_protocol():
     from metalearn.tasks.glucose import GlucoseTasks
     cfg = apply_overrides(Config(), ["task.family=glucose"])
     fams = {s: GlucoseTasks.from_config(cfg.task, s, 48, 100) for s in ("train", "validation", "test")}
-    assert {s: len(f.all_groups) for s, f in fams.items()} == {"train": 16, "validation": 4, "test": 10}
+    assert {s: len(f.all_groups) for s, f in fams.items()} == {"train": 15, "validation": 4, "test": 10}
+    assert "child#008" not in {g.name for f in fams.values() for g in f.all_groups}   # collapsed record
     for s, f in fams.items():   # every cohort in every split
         assert {g.stratum for g in f.all_groups} == {"adolescent", "adult", "child"}, s
     test = fams["test"]

@@ -10,6 +10,11 @@ its own (``scripts/glucose/make_venv.sh``), so that neither users nor tests need
 readings and the last hour of carbohydrates and insulin (12 five-minute values each) and the time
 of day, predict the CGM 30 minutes ahead (``cgm_30``). ``minute`` is the time of the last reading,
 ``day`` its day; a window's history may reach into the day before.
+
+One patient is left out (:data:`EXCLUDED`): child#008's simulated plasma glucose falls to 0 at
+about minute 1170 and the model stays there (simglucose's gym environment would end the episode;
+the simulation object does not), so its CGM reads the sensor floor of 39 mg/dL for the remaining
+2.5 days. The file keeps its rows, as simulated; the task family has 29 patients.
 """
 from __future__ import annotations
 
@@ -31,6 +36,9 @@ LAGS = 12              # one hour of 5-minute readings
 HORIZON = 6            # 30 minutes ahead
 STEP_MINUTES = 5
 SIGNALS = ("cgm", "cho", "insulin")
+# patients whose simulated record is not a usable forecasting task, and why
+EXCLUDED = {"child#008": "its simulated glucose collapses to 0 at minute 1170 and its CGM stays at the "
+                         "sensor floor (39 mg/dL) for the remaining 2.5 days"}
 
 
 def lag_name(signal: str, lag: int) -> str:
@@ -72,6 +80,8 @@ def glucose_windows() -> "pd.DataFrame":
     readings = load_glucose_readings()
     parts = []
     for patient, rows in readings.groupby("patient", sort=True):
+        if patient in EXCLUDED:
+            continue
         rows = rows.sort_values("minute")
         n = len(rows)
         idx = np.arange(LAGS - 1, n - HORIZON)

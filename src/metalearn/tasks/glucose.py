@@ -1,9 +1,10 @@
 """``glucose``: forecast a type-1-diabetes patient's CGM 30 minutes ahead, one task per patient of
 the UVA/Padova simulator (:mod:`metalearn.data.glucose`).
 
-Protocol: the 30 patients are split by a fixed seed (``task.split_seed``), stratified by cohort,
-into 16 meta-training, 4 validation (checkpoint choice and every tuned choice of the baselines)
-and 10 test patients (touched only by the final evaluation). A task's support rows are windows
+Protocol: the patients (29 of the 30: child#008's simulated record collapses, see
+:data:`metalearn.data.glucose.EXCLUDED`) are split by a fixed seed (``task.split_seed``), stratified
+by cohort, into 15 meta-training, 4 validation (checkpoint choice and every tuned choice of the
+baselines) and 10 test patients (touched only by the final evaluation): the 16 / 4 / 10 shares of 30. A task's support rows are windows
 from day 1 (``k`` sampled across the day; k = 288 takes every day-1 window with a full hour of
 history, 277 of them), its query rows every window of days 2 and 3. The model predicts the change
 from the current reading (``residual_of: cgm``); errors are in mg/dL. The field's reference
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from ..data.glucose import FEATURES, glucose_windows
+from ..data.glucose import EXCLUDED, FEATURES, glucose_windows
 from ..data.tables import Group, TableSpec
 from .tables import DomainBaseline, TableTasks
 
@@ -37,6 +38,10 @@ class GlucoseTasks(TableTasks):
                                 source="the glucose data", units="mg/dL")
         assert isinstance(family, GlucoseTasks)
         return family
+
+    def describe(self) -> str:
+        left = "; ".join(f"{p} left out: {why}" for p, why in EXCLUDED.items())
+        return f"{super().describe()}. {left}"
 
     def domain_baselines(self) -> dict[str, DomainBaseline]:
         def persistence(g: Group, support: Tensor, query: Tensor) -> np.ndarray:
