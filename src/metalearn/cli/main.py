@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from ..errors import MetalearnError
 from . import adapt, compare, evaluate, info, report, train
@@ -20,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # warnings about the user's data (filled values, skipped groups) as one line each
+    warnings.formatwarning = lambda message, category, *rest, **kw: (  # type: ignore[assignment]
+        f"metalearn {args.command}: warning: {message}\n" if issubclass(category, UserWarning)
+        else f"{category.__name__}: {message}\n")
     try:
         return int(COMMANDS[args.command].run(args) or 0)
     except MetalearnError as exc:
