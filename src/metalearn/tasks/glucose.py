@@ -2,13 +2,13 @@
 the UVA/Padova simulator (:mod:`metalearn.data.glucose`).
 
 Protocol: the patients (29 of the 30: child#008's simulated record collapses, see
-:data:`metalearn.data.glucose.EXCLUDED`) are split by a fixed seed (``task.split_seed``), stratified
-by cohort, into 15 meta-training, 4 validation (checkpoint choice and every tuned choice of the
-baselines) and 10 test patients (touched only by the final evaluation): the 16 / 4 / 10 shares of 30.
-A task's support rows are windows from day 1 (``k`` sampled across the day; k = 288 takes every
-day-1 window with a full hour of history, 277 of them), its query rows every window of days 2 and 3. The model predicts the change
-from the current reading (``residual_of: cgm``); errors are in mg/dL. The field's reference
-forecast is persistence (the current reading).
+:data:`metalearn.data.glucose.EXCLUDED`) are split by a fixed seed (``task.split_seed``),
+stratified by cohort, into 15 meta-training, 4 validation (checkpoint choice and every tuned choice
+of the baselines) and 10 test patients (touched only by the final evaluation): the 16 / 4 / 10
+shares of 30. A task's support rows are windows from day 1 (``k`` sampled across the day; k = 288
+takes every day-1 window with a full hour of history, 277 of them), its query rows every window of
+days 2 and 3. The model predicts the change from the current reading (``residual_of: cgm``);
+errors are in mg/dL. The field's reference forecast is persistence (the current reading).
 """
 from __future__ import annotations
 
