@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # warnings about the user's data (filled values, skipped groups) as one line each
-    warnings.formatwarning = lambda message, category, *rest, **kw: (  # type: ignore[assignment]
+    warnings.formatwarning = lambda message, category, *rest, **kw: (
         f"metalearn {args.command}: warning: {message}\n" if issubclass(category, UserWarning)
         else f"{category.__name__}: {message}\n")
     try:
