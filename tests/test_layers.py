@@ -22,11 +22,11 @@ LAYERS = [
     ["config", "runs", "logs", "distributed", "cuda_graph", "train", "build", "evaluate_optimizers",
      "evaluate_groups", "evaluate"],
     ["report_groups", "predict"],
-    ["report", "compare", "learned_optim"],
+    ["report", "compare", "learned_optim", "tune"],
     ["cli", "__init__", "__main__"],
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
-DISPATCHERS = ("build", "evaluate", "evaluate_groups", "report", "compare", "cli")
+DISPATCHERS = ("build", "evaluate", "evaluate_groups", "report", "compare", "tune", "cli")
 
 
 def module_name(path: Path) -> str:

@@ -6,9 +6,10 @@ import sys
 import warnings
 
 from ..errors import MetalearnError
-from . import adapt, compare, evaluate, info, report, train
+from . import adapt, compare, evaluate, info, report, train, tune
 
-COMMANDS = {"train": train, "evaluate": evaluate, "adapt": adapt, "compare": compare, "report": report, "list": info}
+COMMANDS = {"train": train, "evaluate": evaluate, "adapt": adapt, "compare": compare, "report": report, "list": info,
+            "tune": tune}
 
 
 def build_parser() -> argparse.ArgumentParser:
