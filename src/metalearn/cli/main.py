@@ -23,9 +23,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # warnings about the user's data (filled values, skipped groups) as one line each
+    previous = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *rest, **kw: (
         f"metalearn {args.command}: warning: {message}\n" if issubclass(category, UserWarning)
         else f"{category.__name__}: {message}\n")
+    try:
+        return _run(args)
+    finally:
+        warnings.formatwarning = previous
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(COMMANDS[args.command].run(args) or 0)
     except MetalearnError as exc:

@@ -1,0 +1,104 @@
+"""``metalearn tune``: search spaces, pruning, resumable studies, a killed trial retried, outputs."""
+import time
+
+import pytest
+import yaml
+from cli_helpers import cli_error
+
+from metalearn.cli.main import main
+from metalearn.config import Config, load_preset
+from metalearn.tune import default_space, parse_space
+
+optuna = pytest.importorskip("optuna")
+
+SMALL = ["--set", "train.steps=120", "--set", "train.val_every=20", "--set", "train.val_tasks=20",
+         "--set", "train.log_every=20", "--set", "train.ckpt_every=60", "--quiet"]
+
+
+def test_space_parsing_and_checks():
+    base = load_preset("sinusoid")
+    d = parse_space("algo.inner_lr=log:0.001:0.1", base)
+    assert (d.kind, d.low, d.high) == ("log", 0.001, 0.1)
+    assert parse_space("train.meta_batch=choice:4,8", base).choices == (4, 8)
+    assert parse_space("algo.inner_steps=int:1:5", base).kind == "int"
+    for bad, needle in (("algo.inner_lr=exp:1:2", "unknown distribution"), ("algo.inner_lr=log:0:1", "LOW > 0"),
+                        ("algo.inner_lr=log:1", "expected log:LOW:HIGH"), ("algo.nope=log:1:2", "unknown config key"),
+                        ("train.steps=float:1:2", "expected an integer"), ("train.lr", "KEY=DIST")):
+        with pytest.raises(Exception, match=needle):
+            parse_space(bad, base)
+    # ProtoNets have no inner loop: no inner keys in their default space
+    assert not any(k.startswith("algo.") for k in default_space(load_preset("omniglot-5w1s-protonet")))
+    assert any(k.startswith("algo.inner_lr") for k in default_space(Config()))
+
+
+def test_study_prunes_resumes_and_writes_best_config(tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = ["tune", "sinusoid", "--out", str(out), "--trials", "5", "--space", "algo.inner_lr=log:0.0001:0.5",
+            "--space", "train.lr=log:0.00001:0.01", *SMALL]
+    assert main(argv) == 0
+    study = optuna.load_study(study_name="metalearn:sinusoid", storage=f"sqlite:///{out / 'study.db'}")
+    states = [t.state for t in study.trials]
+    assert sum(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for s in states) == 5
+    # every trial is a normal run folder with its own config, whose values are the trial's
+    for t in study.trials:
+        cfg = yaml.safe_load((out / "trials" / f"{t.number:04d}" / "config.yaml").read_text())
+        assert cfg["algo"]["inner_lr"] == pytest.approx(t.params["algo.inner_lr"])
+    # pruned trials stopped early: fewer steps than the full run
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.PRUNED:
+            assert t.user_attrs["steps"] < 120
+    # the same command with more trials resumes the study
+    argv[argv.index("--trials") + 1] = "7"
+    assert main(argv) == 0
+    study = optuna.load_study(study_name="metalearn:sinusoid", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 7
+    best = study.best_trial
+    text = (out / "best.yaml").read_text()
+    cfg = yaml.safe_load(text)
+    assert cfg["algo"]["inner_lr"] == pytest.approx(best.params["algo.inner_lr"])
+    assert "trial | state | value" in (out / "trials.md").read_text()
+    assert (out / "history.png").is_file()
+    # the best config trains as a preset file
+    assert main(["train", str(out / "best.yaml"), "--out", str(tmp_path / "best_run"), "--steps", "20",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+
+
+def test_a_killed_trial_is_retried_with_its_values(tmp_path, monkeypatch):
+    import metalearn.tune as tune_mod
+    monkeypatch.setattr(tune_mod, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(tune_mod, "GRACE_S", 1)
+    out = tmp_path / "study"
+    out.mkdir()
+    base = load_preset("sinusoid")
+    for o in ("train.steps=60", "train.val_every=20", "train.val_tasks=20", "train.log_every=20",
+              "train.ckpt_every=60"):
+        from metalearn.config import apply_overrides
+        base = apply_overrides(base, [o])
+    storage = tune_mod._storage(out, None)
+    study = optuna.create_study(study_name="metalearn:sinusoid", storage=storage, direction="minimize")
+    study.set_user_attr("config", yaml.safe_dump(base.to_dict(), sort_keys=True))
+    trial = study.ask({"algo.inner_lr": optuna.distributions.FloatDistribution(0.001, 0.1, log=True)})
+    storage.record_heartbeat(trial._trial_id)   # a process that started this trial, then was killed
+    lost = trial.params["algo.inner_lr"]
+    time.sleep(2.5)
+    res = tune_mod.tune("sinusoid", base, out, trials=2, space=["algo.inner_lr=log:0.001:0.1"])
+    study = optuna.load_study(study_name="metalearn:sinusoid", storage=f"sqlite:///{out / 'study.db'}")
+    first = study.trials[0]
+    assert first.state == optuna.trial.TrialState.FAIL          # not RUNNING forever
+    retried = [t for t in study.trials[1:] if t.system_attrs.get("failed_trial") == first.number]
+    assert retried and retried[0].params["algo.inner_lr"] == pytest.approx(lost)
+    assert res.trials >= 2
+
+
+def test_tune_bad_input(tmp_path, capsys):
+    cli_error(capsys, ["tune", "sinusoid", "--out", str(tmp_path / "s"), "--trials", "2",
+                       "--space", "algo.inner_lr=gamma:1:2"], "unknown distribution 'gamma'")
+    cli_error(capsys, ["tune", "sinusoid", "--out", str(tmp_path / "s"), "--trials", "0"], "--trials must be positive")
+    cli_error(capsys, ["tune", "sinusoid", "--out", str(tmp_path / "s"), "--trials", "2", "--pruner", "best"],
+              "unknown pruner")
+    assert main(["tune", "sinusoid", "--out", str(tmp_path / "a"), "--trials", "1", "--pruner", "none", *SMALL]) == 0
+    cli_error(capsys, ["tune", "sinusoid-fomaml", "--out", str(tmp_path / "a"), "--trials", "1"],
+              "holds metalearn:sinusoid, not metalearn:sinusoid-fomaml")
+    cli_error(capsys, ["tune", "sinusoid", "--out", str(tmp_path / "a"), "--trials", "2", "--set", "train.steps=50"],
+              "started from another config")
