@@ -57,12 +57,12 @@ def test_train_evaluate_report_end_to_end(trained_run, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "nosuch"], "unknown preset or task family 'nosuch'; choose one of: l2l-mnist, l2l-quadratic, omniglot-20w1s"),
+    (["train", "nosuch"], "unknown preset or task family 'nosuch'; choose one of: glucose-30min, l2l-mnist, l2l-quadratic, omniglot-20w1s"),
     (["train", "sinusoid", "--algo", "mamml"], "unknown algorithm 'mamml'; choose one of: " + ", ".join(ALGORITHMS)),
     (["train", "sinusoid", "--set", "train.foo=1"], "unknown config key 'train.foo'"),
     (["train", "sinusoid", "--set", "train.steps=abc"], "train.steps: expected an integer, got 'abc'"),
     (["train", "sinusoid", "--set", "task.shots=0"], "task.shots must be positive"),
-    (["train", "sinusoid", "--set", "task.family=cosine"], "unknown task family 'cosine'; choose one of: image_folder, mnist, mnist_mlp, omniglot, quadratic, sinusoid"),
+    (["train", "sinusoid", "--set", "task.family=cosine"], "unknown task family 'cosine'; choose one of: glucose, image_folder, mnist, mnist_mlp, omniglot, quadratic, remifentanil, sinusoid, table"),
     (["train"], "name a preset"),
     (["evaluate", "/nonexistent/run"], "run folder /nonexistent/run does not exist"),
     (["report", "/nonexistent/run"], "does not exist"),

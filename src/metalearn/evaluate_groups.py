@@ -38,7 +38,7 @@ from .build import build_model, build_tasks
 from .config import Config
 from .data.tables import Group
 from .errors import ConfigError
-from .models.ridge import fit_ridge, predict_ridge
+from .models import fit_ridge, predict_ridge
 from .protocols import Metric, TaskFamily
 from .runs import Run, atomic_write_text
 from .stats import mean_ci, paired

@@ -25,7 +25,7 @@ def predict_table(run: Path | str, support: "pd.DataFrame", query: "pd.DataFrame
     run_dir = Run.open(run)
     cfg = run_dir.load_config()
     family = cast(Any, build_tasks(cfg, "train"))
-    if declared(family, "adapt_input") != "table":
+    if declared(family, "adapt_input") != "table_rows":
         raise ConfigError(f"a {cfg.task.family} run does not adapt to table rows; use a table run")
     if steps is not None and steps < 0:
         raise ConfigError(f"--steps must be >= 0, got {steps}")

@@ -63,7 +63,8 @@ class TaskFamily(Protocol):
             and after inner steps, with CIs) or ``"optimizers"`` (a learned optimizer against tuned
             hand-designed ones).
         pictures: what ``metalearn report`` draws beside the training curve, by name.
-        adapt_input: what ``metalearn adapt`` accepts for it (``"image_folders"``), or None when
+        adapt_input: what ``metalearn adapt`` accepts for it (``"image_folders"``; ``"table_rows"``:
+            CSV or Parquet files of a new group's rows), or None when
             adaptation is through the Python API only.
         baseline: the algorithm that ``evaluate`` trains as this family's transfer baseline, or None.
         uses_task_loss: (optional, default False) its batches are ``TaskTree`` s that carry their

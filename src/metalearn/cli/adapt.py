@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Run.open(args.run)
     cfg = run_dir.load_config()
     accepts = declared(get_task_family(cfg.task.family).cls, "adapt_input")
-    if accepts == "table":
+    if accepts == "table_rows":
         return _adapt_table(args)
     if accepts != "image_folders":
         raise ConfigError(f"metalearn adapt takes folders of images or table files; a "

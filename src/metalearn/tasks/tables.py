@@ -64,7 +64,7 @@ class TableTasks:
     metric = Metric("rmse", higher_is_better=False, fn=rmse, short="rmse")
     evaluator = "groups"
     pictures = ("support_size", "forecasts")
-    adapt_input = "table"
+    adapt_input = "table_rows"
     baseline = "pretrain"
     own_baseline = "scratch"      # the same model trained on a group's support rows alone
 
