@@ -23,6 +23,7 @@ from .models import get_model, list_models
 from .protocols import TaskFamily, declared
 from .tasks import get_task_family
 from .train import Trainer
+from .wandb_log import WandbLogger
 
 
 def build_tasks(cfg: Config, split: str = "train", shots: int | None = None,
@@ -117,9 +118,12 @@ def build_trainer(cfg: Config, out: Any, progress: bool = True, algo_name: str |
     build_tasks(test_cfg, "test", shots=cfg.task.shots, queries=cfg.eval.queries)
     algo = build_algorithm(cfg, tasks, spec.name)
     t = cfg.train
+    callbacks = []
+    if cfg.log.wandb and (dist is None or dist.is_main):
+        callbacks.append(WandbLogger(out, cfg.to_dict(), cfg.log.wandb_project, t.log_every))
     return Trainer(algo, tasks, out, steps=t.steps, meta_batch=t.meta_batch, lr=t.lr, seed=t.seed,
                    log_every=t.log_every, val_every=t.val_every, val_tasks=t.val_tasks,
                    ckpt_every=t.ckpt_every, device=t.device, progress=progress,
                    config=cfg.to_dict(), val_family=val, time_limit=t.time_limit, keep=t.keep,
                    optimizer=t.optimizer, lr_schedule=t.lr_schedule, min_lr=t.min_lr, dist=dist,
-                   cuda_graph=t.cuda_graph)
+                   cuda_graph=t.cuda_graph, callbacks=callbacks)

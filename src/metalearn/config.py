@@ -145,12 +145,19 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    wandb: bool = False                      # also log to Weights & Biases (WANDB_MODE=offline works)
+    wandb_project: str = "metalearn"
+
+
+@dataclass
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -35,6 +35,7 @@ from .report_groups import plot_forecasts, plot_support_size
 from .runs import Run, atomic_write_bytes, atomic_write_text
 from .seeding import generator
 from .tasks import get_task_family
+from .wandb_log import log_pictures
 
 
 def _pyplot() -> Any:
@@ -243,6 +244,8 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
                f"tasks, seed {cfg.train.seed}.", "",
                result.table(), "", *[f"![{p.stem}]({p.name})" for p in outs], ""]
     atomic_write_text(run.report_dir / "summary.md", "\n".join(summary))
+    if cfg.log.wandb:
+        log_pictures(run.path, cfg.log.wandb_project, outs)
     return outs + [run.report_dir / "summary.md"]
 
 

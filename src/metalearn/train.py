@@ -32,7 +32,7 @@ from .seeding import generator
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
 # what a resumed run may change; any other difference from the checkpoint's config is refused
-RESUMABLE_KEYS = ("train.steps", "train.time_limit", "train.threads")
+RESUMABLE_KEYS = ("train.steps", "train.time_limit", "train.threads", "log.wandb", "log.wandb_project")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -64,6 +64,8 @@ class Callback(Protocol):
     def on_step(self, trainer: "Trainer", step: int, loss: Tensor) -> bool | None: ...
 
     def on_validation(self, trainer: "Trainer", step: int, row: dict[str, float]) -> bool | None: ...
+
+    def on_end(self, trainer: "Trainer", result: "TrainResult") -> None: ...
 
 
 @dataclass
@@ -397,7 +399,10 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
-        return TrainResult(self.step, self.best_val, self.best_step, interrupted, self.seconds, time_limited, stopped)
+        result = TrainResult(self.step, self.best_val, self.best_step, interrupted, self.seconds, time_limited,
+                             stopped)
+        self._call("on_end", result)
+        return result
 
     def _backend_flags(self) -> Any:
         """On CUDA, cuDNN autotuning (fixed episode shapes) for this training only."""

@@ -135,6 +135,9 @@ class _Pruning:
     def on_step(self, trainer: Any, step: int, loss: Any) -> bool:
         return False
 
+    def on_end(self, trainer: Any, result: Any) -> None:
+        pass
+
     def on_validation(self, trainer: Any, step: int, row: dict[str, float]) -> bool:
         value = row.get(self.key)
         if value is None or not math.isfinite(value):

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     launch = args.procs is not None and args.procs > 1 and "WORLD_SIZE" not in os.environ
     if args.resume is not None:
         run_dir = Run.open(args.resume)
-        allowed = ("train.steps=", "train.time_limit=", "train.threads=")
+        allowed = ("train.steps=", "train.time_limit=", "train.threads=", "log.")
         if args.preset or args.algo or args.seed is not None or args.data_dir or any(
                 not o.startswith(allowed) for o in args.overrides):
             raise ConfigError("--resume continues a run with its own config; only --steps (or "
