@@ -34,17 +34,21 @@ def plot_support_size(run: Run, plt: Any, result: GroupEvaluation) -> Path:
     """Error against support size, one line per method (meta-learned lines solid, baselines dashed)."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     sizes = result.sizes
-    for m in result.scores:
+    colours = plt.get_cmap("tab20").colors
+    methods = list(result.scores)
+    for i, m in enumerate(methods):
         ks = [k for k in sizes if str(k) in result.scores[m]]
         stats = [mean_ci(result.values(m, k)) for k in ks]
         mean = np.array([s[0] for s in stats])
         ci = np.array([s[1] if np.isfinite(s[1]) else 0.0 for s in stats])
-        style = "--" if m in result.baselines else "-"
-        line, = ax.plot(ks, mean, style, marker="o", label=m)
-        ax.fill_between(ks, mean - ci, mean + ci, alpha=0.12, color=line.get_color())
+        # a small horizontal offset per method keeps the 95% CI bars apart
+        xs = np.array(ks, dtype=float) * (1 + 0.012 * (i - len(methods) / 2))
+        ax.errorbar(xs, mean, yerr=ci, fmt="--o" if m in result.baselines else "-o", ms=4, capsize=2, lw=1.2,
+                    color=colours[i % len(colours)], label=m)
     ax.set_xscale("log")
     ax.set_xticks(sizes)
     ax.set_xticklabels([str(k) for k in sizes])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xlabel("support rows of the new group (k)")
     ax.set_ylabel(result.metric)
     ax.set_title(f"{result.family}: {len(result.groups)} held-out groups (mean, 95% CI)")
