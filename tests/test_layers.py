@@ -19,7 +19,7 @@ LAYERS = [
     ["models", "data"],
     ["tasks"],
     ["algorithms"],
-    ["config", "runs", "logs", "wandb_log", "distributed", "cuda_graph", "train", "build", "evaluate_optimizers",
+    ["config", "runs", "logs", "wandb_log", "mlflow_log", "distributed", "cuda_graph", "train", "build", "evaluate_optimizers",
      "evaluate_groups", "evaluate"],
     ["report_groups", "predict"],
     ["report", "compare", "learned_optim", "tune"],

@@ -19,6 +19,7 @@ from .algorithms import Algorithm, get_spec
 from .config import Config
 from .distributed import DistContext
 from .errors import ConfigError
+from .mlflow_log import MLflowLogger
 from .models import get_model, list_models
 from .protocols import TaskFamily, declared
 from .tasks import get_task_family
@@ -118,9 +119,12 @@ def build_trainer(cfg: Config, out: Any, progress: bool = True, algo_name: str |
     build_tasks(test_cfg, "test", shots=cfg.task.shots, queries=cfg.eval.queries)
     algo = build_algorithm(cfg, tasks, spec.name)
     t = cfg.train
-    callbacks = []
-    if cfg.log.wandb and (dist is None or dist.is_main):
+    callbacks: list[Any] = []
+    main_process = dist is None or dist.is_main
+    if cfg.log.wandb and main_process:
         callbacks.append(WandbLogger(out, cfg.to_dict(), cfg.log.wandb_project, t.log_every))
+    if cfg.log.mlflow and main_process:
+        callbacks.append(MLflowLogger(out, cfg.to_dict(), cfg.log.mlflow_uri, t.log_every))
     return Trainer(algo, tasks, out, steps=t.steps, meta_batch=t.meta_batch, lr=t.lr, seed=t.seed,
                    log_every=t.log_every, val_every=t.val_every, val_tasks=t.val_tasks,
                    ckpt_every=t.ckpt_every, device=t.device, progress=progress,

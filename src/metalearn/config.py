@@ -148,6 +148,8 @@ class EvalConfig:
 class LogConfig:
     wandb: bool = False                      # also log to Weights & Biases (WANDB_MODE=offline works)
     wandb_project: str = "metalearn"
+    mlflow: bool = False                     # also log to MLflow
+    mlflow_uri: typing.Optional[str] = None  # tracking store; default $MLFLOW_TRACKING_URI or RUN/../mlflow.db
 
 
 @dataclass

@@ -30,6 +30,7 @@ from .errors import MetalearnError
 from .evaluate import Evaluation, ensure_baseline, evaluate_run, load_algorithm, load_eval, run_baseline
 from .evaluate_groups import load_groups_eval
 from .evaluate_optimizers import load_comparison
+from .mlflow_log import log_artifacts
 from .protocols import Metric, declared
 from .report_groups import plot_forecasts, plot_support_size
 from .runs import Run, atomic_write_bytes, atomic_write_text
@@ -246,6 +247,8 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
     atomic_write_text(run.report_dir / "summary.md", "\n".join(summary))
     if cfg.log.wandb:
         log_pictures(run.path, cfg.log.wandb_project, outs)
+    if cfg.log.mlflow:
+        log_artifacts(run.path, cfg.log.mlflow_uri, [*outs, run.report_dir / "summary.md"])
     return outs + [run.report_dir / "summary.md"]
 
 

@@ -32,7 +32,8 @@ from .seeding import generator
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
 # what a resumed run may change; any other difference from the checkpoint's config is refused
-RESUMABLE_KEYS = ("train.steps", "train.time_limit", "train.threads", "log.wandb", "log.wandb_project")
+RESUMABLE_KEYS = ("train.steps", "train.time_limit", "train.threads", "log.wandb", "log.wandb_project", "log.mlflow",
+                  "log.mlflow_uri")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

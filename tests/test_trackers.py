@@ -1,4 +1,4 @@
-"""Weights & Biases as an optional logger, offline: config and metrics from training, the report's
+"""Weights & Biases (offline) and MLflow as optional loggers: config and metrics from training, the report's
 pictures from ``metalearn report``, one W&B run id per run folder."""
 import os
 import subprocess
@@ -34,3 +34,19 @@ def test_wandb_logs_config_metrics_and_pictures_offline(tmp_path):
     # nothing imports wandb unless asked
     code = "import sys, metalearn.build, metalearn.report; print('wandb' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_mlflow_logs_params_metrics_and_report_artifacts(tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    out = _cli("train", "sinusoid", "--steps", "40", "--out", "runs/s", "--quiet", "--set", "log.mlflow=true",
+               "--set", "train.log_every=10", "--set", "train.val_every=20", "--set", "train.val_tasks=20",
+               cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert _cli("report", "runs/s", "--quiet", cwd=tmp_path).returncode == 0
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    run_id = (tmp_path / "runs" / "s" / "mlflow_id").read_text().strip()
+    run = client.get_run(run_id)
+    assert run.data.params["algo.inner_lr"] == "0.01" and run.data.params["task.family"] == "sinusoid"
+    assert [m.step for m in client.get_metric_history(run_id, "val_loss")] == [20, 40]
+    assert "best_val" in run.data.metrics
+    assert {"report/training.png", "report/summary.md"} <= {a.path for a in client.list_artifacts(run_id, "report")}
