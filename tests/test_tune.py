@@ -102,3 +102,15 @@ def test_tune_bad_input(tmp_path, capsys):
               "holds metalearn:sinusoid, not metalearn:sinusoid-fomaml")
     cli_error(capsys, ["tune", "sinusoid", "--out", str(tmp_path / "a"), "--trials", "2", "--set", "train.steps=50"],
               "started from another config")
+
+
+def test_a_diverging_trial_is_pruned_and_the_study_goes_on(tmp_path):
+    out = tmp_path / "study"
+    # inner learning rates this large make 5 inner steps on sine waves overflow to inf
+    assert main(["tune", "sinusoid", "--out", str(out), "--trials", "3", "--pruner", "none",
+                 "--space", "algo.inner_lr=float:1000:2000", "--set", "algo.inner_steps=5", *SMALL]) == 2
+    study = optuna.load_study(study_name="metalearn:sinusoid", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 3
+    diverged = [t for t in study.trials if "stopped" in t.user_attrs]
+    assert diverged and all(t.state == optuna.trial.TrialState.PRUNED for t in diverged)
+    assert "became" in diverged[0].user_attrs["stopped"]

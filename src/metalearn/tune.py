@@ -32,9 +32,10 @@ import yaml
 from .algorithms import get_spec
 from .build import build_trainer
 from .config import Config, apply_overrides, validate
-from .errors import ConfigError
+from .errors import ConfigError, MetalearnError
 from .files import atomic_write_bytes, atomic_write_text
 from .protocols import declared
+from .runs import one_line
 from .tasks import get_task_family
 
 KINDS = ("log", "float", "int", "choice")
@@ -263,10 +264,16 @@ def tune(preset: str, base: Config, out: Path | str, trials: int, space: Sequenc
         prune = _Pruning(trial, trainer.select)
         trainer.callbacks.append(prune)
         t0 = time.monotonic()
-        result = trainer.run()
+        trial.set_user_attr("run", str(folder))
+        try:
+            result = trainer.run()
+        except MetalearnError as exc:   # the trial's values made training diverge: a bad region, not a bad study
+            trial.set_user_attr("seconds", time.monotonic() - t0)
+            trial.set_user_attr("steps", trainer.step)
+            trial.set_user_attr("stopped", one_line(exc))
+            raise optuna.TrialPruned() from None
         trial.set_user_attr("seconds", time.monotonic() - t0)
         trial.set_user_attr("steps", result.step)
-        trial.set_user_attr("run", str(folder))
         if prune.pruned:
             raise optuna.TrialPruned()
         if not math.isfinite(result.best_val):
@@ -277,9 +284,15 @@ def tune(preset: str, base: Config, out: Path | str, trials: int, space: Sequenc
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         return len(study.get_trials(deepcopy=False, states=states))
 
+    def failed() -> int:
+        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
+
     while finished() < trials:
         if time_limit is not None and time.monotonic() - started > 60 * time_limit:
             break
+        if failed() > trials:
+            raise ConfigError(f"{failed()} trials of the study in {out} failed; see the trial folders in "
+                              f"{out / 'trials'} and narrow --space")
         timeout = None if time_limit is None else max(1.0, 60 * time_limit - (time.monotonic() - started))
         study.optimize(objective, n_trials=1, timeout=timeout, catch=(ConfigError,))
     return _write_outputs(study, base, out, dists, higher)
