@@ -316,7 +316,9 @@ def _write_outputs(study: Any, base: Config, out: Path, dists: Sequence[Dist], h
             "|---:|---|---:|---:|---:|" + "---:|" * len(dists)]
     for t in done:
         value = "" if t.value is None else f"{t.value:.4g}"
-        if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values:
+        if t.state == optuna.trial.TrialState.PRUNED and "stopped" in t.user_attrs:
+            value = "(diverged)"
+        elif t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values:
             value = f"({t.intermediate_values[max(t.intermediate_values)]:.4g} when pruned)"
         params = [f"{t.params[d.key]:.4g}" if isinstance(t.params.get(d.key), float) else str(t.params.get(d.key, ""))
                   for d in dists]
