@@ -167,6 +167,17 @@ class Config:
         return out
 
 
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as ``{"section.key": value}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _type_name(tp: Any) -> str:
     """``float`` -> "a number", ``Optional[float]`` -> "a number or null", ``List[int]`` -> "a list of int"."""
     if tp is type(None):

@@ -32,6 +32,7 @@ from typing import Any, Callable, Protocol, Sequence, cast
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .algorithms import Algorithm, get_spec
 from .build import build_model, build_tasks
@@ -240,7 +241,8 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
         return [[family.split_for_eval(g, k, _seeded(cfg.eval.seed + salt, gi, k, r))
                  for r in range(1 if deterministic else n)] for gi, g in enumerate(groups)]
 
-    bar = _progress(progress, len(sizes) * len(test.all_groups))
+    bar = tqdm(total=len(sizes) * len(test.all_groups), desc="groups", unit="group", leave=False,
+               disable=not progress)
     for k in sizes:
         key = str(k)
         chosen: dict[str, Any] = {}
@@ -316,19 +318,4 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
 def load_groups_eval(run: Run) -> GroupEvaluation | None:
     p = run.path / "eval" / "groups.json"
     return GroupEvaluation.from_dict(json.loads(p.read_text())) if p.is_file() else None
-
-
-def _progress(enabled: bool, total: int) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-    return tqdm(total=total, desc="groups", unit="group", leave=False)
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 

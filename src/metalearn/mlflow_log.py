@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .config import flatten
 from .errors import ConfigError
 from .files import atomic_write_text
 
@@ -34,16 +35,6 @@ def _mlflow() -> Any:
 
 def tracking_uri(run_dir: Path, uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run_dir.resolve().parent / 'mlflow.db'}"
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _client(run_dir: Path, uri: str | None) -> tuple[Any, str]:
@@ -81,7 +72,7 @@ class MLflowLogger:
     def _ensure(self) -> None:
         if self.client is None:
             self.client, self.run_id = _client(self.run_dir, self.uri)
-            params = {k: str(v)[:500] for k, v in _flat(self.config).items()}
+            params = {k: str(v)[:500] for k, v in flatten(self.config).items()}
             logged = self.client.get_run(self.run_id).data.params
             new = {k: v for k, v in params.items() if k not in logged}
             if new:

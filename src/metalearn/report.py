@@ -30,10 +30,11 @@ from .errors import MetalearnError
 from .evaluate import Evaluation, ensure_baseline, evaluate_run, load_algorithm, load_eval, run_baseline
 from .evaluate_groups import load_groups_eval
 from .evaluate_optimizers import load_comparison
+from .files import atomic_write_png
 from .mlflow_log import log_artifacts
 from .protocols import Metric, declared
 from .report_groups import plot_forecasts, plot_support_size
-from .runs import Run, atomic_write_bytes, atomic_write_text
+from .runs import Run, atomic_write_text
 from .seeding import generator
 from .tasks import get_task_family
 from .wandb_log import log_pictures
@@ -48,13 +49,6 @@ def _pyplot() -> Any:
         raise MetalearnError("metalearn report needs matplotlib; install it with "
                              "pip install 'metalearn[plot]'") from None
     return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_training(run: Run, plt: Any, metric: Metric | None = None) -> Path:
@@ -85,7 +79,7 @@ def plot_training(run: Run, plt: Any, metric: Metric | None = None) -> Path:
         axes[0][1].set_ylabel(f"validation {metric.name} after adaptation")
         axes[0][1].grid(alpha=0.3)
     out = run.report_dir / "training.png"
-    _save(fig, out)
+    atomic_write_png(fig, out)
     plt.close(fig)
     return out
 
@@ -110,7 +104,7 @@ def plot_tasks(run: Run, plt: Any, models: dict[str, Any], family: Any, seed: in
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="lower left")
     out = run.report_dir / "tasks.png"
-    _save(fig, out)
+    atomic_write_png(fig, out)
     plt.close(fig)
     return out
 
@@ -136,7 +130,7 @@ def plot_episode(run: Run, plt: Any, algo: Any, family: Any, seed: int, steps: i
         ax.set_title(f"pred {int(pred[j])} / true {int(yq[j])}", fontsize=7, color="green" if ok else "red")
     fig.suptitle(f"A test episode after {steps} inner steps: {int((pred == yq).sum())}/{len(yq)} correct", fontsize=9)
     out = run.report_dir / "episode.png"
-    _save(fig, out)
+    atomic_write_png(fig, out)
     plt.close(fig)
     return out
 
@@ -167,7 +161,7 @@ def plot_steps(run: Run, plt: Any, result: Any) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     out = run.report_dir / "steps.png"
-    _save(fig, out)
+    atomic_write_png(fig, out)
     plt.close(fig)
     return out
 
@@ -265,6 +259,6 @@ def plot_l2l(run: Run, plt: Any, report: dict[str, Any]) -> Path:
     axes[0][0].set_ylabel("loss (mean over problems)")
     axes[0][0].legend(fontsize=7)
     out = run.report_dir / "loss_curves.png"
-    _save(fig, out)
+    atomic_write_png(fig, out)
     plt.close(fig)
     return out

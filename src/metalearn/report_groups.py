@@ -16,18 +16,10 @@ import torch
 
 from .algorithms import Algorithm
 from .evaluate_groups import GroupEvaluation
+from .files import atomic_write_png
 from .runs import Run
 from .seeding import generator
 from .stats import mean_ci
-
-
-def _save(fig: Any, path: Path) -> None:
-    import io
-
-    from .runs import atomic_write_bytes
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_support_size(run: Run, plt: Any, result: GroupEvaluation) -> Path:
@@ -55,7 +47,7 @@ def plot_support_size(run: Run, plt: Any, result: GroupEvaluation) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     out = run.report_dir / "support_size.png"
-    _save(fig, out)
+    atomic_write_png(fig, out)
     plt.close(fig)
     return out
 
@@ -97,6 +89,6 @@ def plot_forecasts(run: Run, plt: Any, algo: Algorithm, family: Any, seed: int, 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     out_path = run.report_dir / "forecasts.png"
-    _save(fig, out_path)
+    atomic_write_png(fig, out_path)
     plt.close(fig)
     return out_path

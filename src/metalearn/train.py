@@ -22,6 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .algorithms import Algorithm
+from .config import flatten
 from .distributed import DistContext
 from .errors import MetalearnError, RunError
 from .logs import MetricsLog
@@ -36,21 +37,11 @@ RESUMABLE_KEYS = ("train.steps", "train.time_limit", "train.threads", "log.wandb
                   "log.mlflow_uri")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_differences(saved: dict[str, Any], current: dict[str, Any],
                        ignore: tuple[str, ...] = RESUMABLE_KEYS) -> list[str]:
     """``key: saved vs current`` for every key set in both configs that differs (keys one of them
     lacks, e.g. from an older version of metalearn, are not compared)."""
-    a, b = _flatten(saved), _flatten(current)
+    a, b = flatten(saved), flatten(current)
     return [f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if k in b and k not in ignore and a[k] != b[k]]
 
 

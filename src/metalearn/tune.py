@@ -20,7 +20,6 @@ Output: ``DIR/best.yaml`` (the best trial's full config: ``metalearn train DIR/b
 from __future__ import annotations
 
 import copy
-import io
 import math
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from .algorithms import get_spec
 from .build import build_trainer
 from .config import Config, apply_overrides, validate
 from .errors import ConfigError, MetalearnError
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_png, atomic_write_text
 from .protocols import declared
 from .runs import one_line
 from .tasks import get_task_family
@@ -354,7 +353,7 @@ def _plots(study: Any, out: Path, complete: list[Any], higher: bool) -> None:
     ax.set_title(study.study_name)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, out / "history.png")
+    atomic_write_png(fig, out / "history.png")
     plt.close(fig)
     if len(complete) >= 2 and study.best_trial.params:
         try:
@@ -366,11 +365,5 @@ def _plots(study: Any, out: Path, complete: list[Any], higher: bool) -> None:
         ax.barh(names, [imp[n] for n in names])
         ax.set_xlabel("importance (fANOVA, normalised)")
         ax.set_title("parameter importances")
-        _save(fig, out / "importance.png")
+        atomic_write_png(fig, out / "importance.png")
         plt.close(fig)
-
-
-def _save(fig: Any, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())

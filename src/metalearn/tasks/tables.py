@@ -22,7 +22,6 @@ query row of a held-out group.
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -256,7 +255,3 @@ def _read_cached(path: str) -> "pd.DataFrame":
 def _read(path: str, stamp: int) -> "pd.DataFrame":
     return read_table(path)
 
-
-def task_rmse(pred: np.ndarray, target: np.ndarray) -> float:
-    """RMSE of predictions in the target's units."""
-    return float(math.sqrt(np.mean((np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)) ** 2)))
