@@ -6,7 +6,18 @@ The five steps of the workflow, each importable from here: task distributions
 (:func:`evaluate_run`, :func:`mean_ci`).
 """
 from . import functional, models
-from .algorithms import MAML, Algorithm, Learner, Pretrain, get_algorithm, list_algorithms
+from .algorithms import (
+           MAML,
+           MAMLTRPO,
+           AdaptedPolicy,
+           Algorithm,
+           Learner,
+           PolicyPretrain,
+           Pretrain,
+           ProMP,
+           get_algorithm,
+           list_algorithms,
+)
 from .batch import TaskBatch, TaskTree
 from .config import Config, list_presets, load_preset
 from .data.tables import TableSpec
@@ -20,15 +31,15 @@ from .protocols import Metric, TaskFamily, TaskLoss
 from .report import make_report
 from .runs import Run
 from .stats import mean_ci
-from .tasks import SinusoidTasks, get_task_family, list_task_families
+from .tasks import EnvTasks, Nav2dTasks, SinusoidTasks, get_task_family, list_task_families
 from .tasks.tables import TableTasks
 from .train import Trainer, TrainResult, meta_train
 
 __version__ = "0.1.0"
 
-__all__ = ["Algorithm", "Config", "ConfigError", "EvalResult", "GroupEvaluation", "InnerRule", "Learner", "MAML",
-           "Metric", "MetalearnError", "Pretrain", "Run", "RunError", "SinusoidTasks", "TaskBatch", "TaskFamily",
-           "TableSpec", "TableTasks", "TaskLoss", "TaskTree", "TrainResult",
-           "Trainer", "evaluate_run", "functional", "get_algorithm", "get_task_family", "list_algorithms",
-           "list_presets", "list_task_families", "load_preset", "make_report", "mean_ci", "meta_train",
-           "mlp", "models", "predict_table", "sgd"]
+__all__ = ["AdaptedPolicy", "EnvTasks", "MAMLTRPO", "Nav2dTasks", "PolicyPretrain", "ProMP", "Algorithm", "Config",
+           "ConfigError", "EvalResult", "GroupEvaluation", "InnerRule", "Learner", "MAML", "Metric",
+           "MetalearnError", "Pretrain", "Run", "RunError", "SinusoidTasks", "TaskBatch", "TaskFamily", "TableSpec",
+           "TableTasks", "TaskLoss", "TaskTree", "TrainResult", "Trainer", "evaluate_run", "functional",
+           "get_algorithm", "get_task_family", "list_algorithms", "list_presets", "list_task_families",
+           "load_preset", "make_report", "mean_ci", "meta_train", "mlp", "models", "predict_table", "sgd"]

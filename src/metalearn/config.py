@@ -59,6 +59,10 @@ class TaskConfig:
     split: typing.List[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])  # train / validation / test groups
     split_seed: int = 0
     support_until: typing.Optional[float] = None   # support rows have time < this, query rows >= it
+    # reinforcement learning (nav2d, ...): shots = episodes per task before adaptation, queries = after;
+    # horizon = steps per episode
+    gamma: float = 0.99                      # discount of the returns behind the advantages
+    gae_lambda: float = 1.0                  # generalised advantage estimation's lambda (1: Monte-Carlo)
 
 
 @dataclass
@@ -71,6 +75,7 @@ class ModelConfig:
     lstm_hidden: int = 20                                                # lstm_optimizer
     preprocess_p: float = 10.0                                           # lstm_optimizer
     output_scale: float = 0.1                                            # lstm_optimizer
+    init_std: float = 1.0                    # policy: initial standard deviation of a Gaussian policy
 
 
 @dataclass

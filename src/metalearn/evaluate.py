@@ -148,7 +148,7 @@ Evaluation = Union[EvalResult, OptimizerComparison, GroupEvaluation]
 
 
 def curve_values(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: torch.Generator,
-                 max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | str | None = None,
                  chunk: int = 100) -> Tensor:
     """Query ``metric`` (default: the loss) of ``algorithm`` after 0..``max_steps`` inner steps on
     ``num_tasks`` tasks of ``family`` drawn from ``gen``, ``chunk`` tasks at a time:
@@ -275,17 +275,24 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
     family = build_tasks(test_cfg, "test", shots=k, queries=q, family=family_name)
     algo = load_algorithm(run, cfg, checkpoint).to(device)
     metric = family.metric
-    fn = metric_fn(metric)
+    # scored by a function of outputs and targets, by the name of a task-loss metric (an episode's
+    # return), or by the loss
+    fn: Any = metric.key if metric.key is not None else metric_fn(metric)
     grouped = test_cfg.task.episodes != "random"
     result = EvalResult(k, n, cfg.eval.seed, metric.name, step_list, dataset=family_name,
                         note=family.describe() if grouped and hasattr(family, "describe") else "")
     ours = curve_values(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
-    result.methods[algo.label()] = CurveStats.from_curve(ours, loss=fn is None)
+    result.methods[algo.label()] = CurveStats.from_curve(ours, loss=metric.is_loss)
     base_name = run_baseline(cfg, family)
+    others: list[Algorithm] = []
     if baseline and base_name:
-        base = ensure_baseline(run, cfg, base_name, progress=progress).to(device)
+        others.append(ensure_baseline(run, cfg, base_name, progress=progress).to(device))
+    if baseline and declared(family, "scratch_baseline", False):
+        # the same policy (network) at its random initialisation, adapted with the same steps
+        others.append(build_algorithm(cfg, build_tasks(cfg)).to(device).eval().retitled("random-init baseline"))
+    for base in others:
         theirs = curve_values(base, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
-        result.methods[base.title] = CurveStats.from_curve(theirs, loss=fn is None)
+        result.methods[base.title] = CurveStats.from_curve(theirs, loss=metric.is_loss)
         result.paired[f"{algo.label()} - {base.title}"] = paired_curves(ours, theirs, metric.higher_is_better)
     label = family_name if family_name != cfg.task.family or grouped else None
     if grouped:

@@ -61,14 +61,20 @@ def plot_training(run: Run, plt: Any, metric: Metric | None = None) -> Path:
     has_acc = key is not None and any(key in r for r in rows)
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6.5, 4), squeeze=False)
     ax = axes[0][0]
-    for key, label in (("train_loss", "meta-training loss (query, after adaptation)"),
-                       ("val_loss", "validation loss (fixed tasks)")):
-        pts = [(r["step"], r[key]) for r in rows if key in r]
+    # a metric of the task loss (an episode's return) is logged for the training tasks too: draw it
+    # before and after adaptation in place of the loss (a surrogate whose value says nothing)
+    own = metric is not None and metric.key is not None and any(f"train_{metric.key}" in r for r in rows)
+    curves = ((f"train_{metric.key}_before", "meta-training tasks, before adaptation"),
+              (f"train_{metric.key}", "meta-training tasks, after adaptation")) if own and metric else (
+        ("train_loss", "meta-training loss (query, after adaptation)"), ("val_loss", "validation loss (fixed tasks)"))
+    for key_, label in curves:
+        pts = [(r["step"], r[key_]) for r in rows if key_ in r]
         if pts:
-            ax.plot(*zip(*pts), label=label, marker="." if key == "val_loss" else None)
+            ax.plot(*zip(*pts), label=label, marker="." if key_ == "val_loss" else None)
     ax.set_xlabel("meta-step")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
+    ax.set_ylabel(metric.name if own and metric else "loss")
+    if not own:
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"Meta-training: {run.path.name}")
@@ -205,6 +211,33 @@ def _forecasts(ctx: ReportContext) -> Path:
                           steps=max(ctx.cfg.eval.steps), shots=ctx.cfg.task.shots)
 
 
+def plot_paths(run: Run, plt: Any, algo: Any, family: Any, seed: int, num: int = 4, shown: int = 6) -> Path:
+    """Paths of a point-navigation policy before and after one adaptation step on ``num`` held-out
+    goals (the first two observation coordinates are the position), like Figure 4 of Finn et al."""
+    tasks = family.sample_tasks(num, generator("report", seed))
+    fig, axes = plt.subplots(1, num, figsize=(3.6 * num, 3.7), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        episodes, _ = algo.adaptation_episodes(family, tasks[i], steps=1, seed=seed + i)
+        for data, color, label in ((episodes[0], "tab:blue", "before adaptation"),
+                                   (episodes[1], "tab:red", "after 1 step")):
+            for e in range(min(shown, data["obs"].shape[0])):
+                live = data["mask"][e] > 0
+                xy = data["obs"][e][live][:, :2]
+                ax.plot(xy[:, 0], xy[:, 1], color=color, lw=0.9, alpha=0.7, label=label if e == 0 else None)
+        ax.scatter([float(tasks[i][0])], [float(tasks[i][1])], marker="*", s=160, color="k", zorder=5, label="goal")
+        ax.scatter([0.0], [0.0], marker="o", s=25, color="gray", zorder=5)
+        ax.set_title(f"{family.describe_task(tasks[i])}: return {float(episodes[0]['return']):.1f} -> "
+                     f"{float(episodes[1]['return']):.1f}", fontsize=8)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{run.path.name}: {shown} sampled paths per goal, before (blue) and after (red) adaptation")
+    out = run.report_dir / "paths.png"
+    atomic_write_png(fig, out)
+    plt.close(fig)
+    return out
+
+
 # the pictures a family can declare, by name
 PICTURES: dict[str, Callable[[ReportContext], Path]] = {
     "support_size": lambda ctx: plot_support_size(ctx.run, ctx.plt, cast(Any, ctx.result)),
@@ -212,6 +245,7 @@ PICTURES: dict[str, Callable[[ReportContext], Path]] = {
     "functions": _functions,
     "episode": _episode,
     "steps": lambda ctx: plot_steps(ctx.run, ctx.plt, ctx.result),
+    "paths": lambda ctx: plot_paths(ctx.run, ctx.plt, ctx.algorithm, ctx.test_family, ctx.cfg.eval.seed),
     "loss_curves": lambda ctx: plot_l2l(ctx.run, ctx.plt, ctx.result.to_dict()),
 }
 

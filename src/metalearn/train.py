@@ -156,8 +156,9 @@ class Trainer:
             raise MetalearnError(f"unknown lr schedule {lr_schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         params = [p for p in self.algorithm.parameters() if p.requires_grad]
         fused = True if self.device.type == "cuda" else None  # one kernel for the whole update (None: default)
-        self.optimizer = outer_step or (torch.optim.Adam(params, lr=lr, fused=fused) if optimizer == "adam"
-                                        else torch.optim.SGD(params, lr=lr, fused=fused))
+        own_step = self.algorithm.outer_step(params, lr) if outer_step is None else None
+        self.optimizer = outer_step or own_step or (torch.optim.Adam(params, lr=lr, fused=fused) if optimizer == "adam"
+                                                    else torch.optim.SGD(params, lr=lr, fused=fused))
         self.callbacks = list(callbacks)
         self.lr_schedule, self.min_lr = lr_schedule, min_lr
         self.graphed = None
@@ -176,6 +177,7 @@ class Trainer:
         self.best_step = 0
         self.seconds = 0.0
         self.window = (0.0, 0)     # (sum, count) of the training losses since the last log row
+        self.extra: dict[str, list[float]] = {}  # the algorithm's last_metrics since the last log row
         self.last_loss = math.nan  # the last logged training loss (for the progress bar)
         # On an accelerator the meta-losses stay on the device and are read (and checked for NaN)
         # at the next log/validation/checkpoint step, so that the host queues work ahead instead of
@@ -314,6 +316,7 @@ class Trainer:
         try:
             with _StopFlag() as stop, self._backend_flags():
                 while self.step < self.steps:
+                    started = time.perf_counter()
                     batch = self.tasks.sample(self.meta_batch, self.task_rng).to(self.device, non_blocking=True)
                     self.algorithm.on_step(self.step, self.steps)
                     self._set_lr()
@@ -327,6 +330,8 @@ class Trainer:
                     else:
                         value = self.algorithm.meta_backward(batch)
                     self._pending.append(value)
+                    for key, v in self.algorithm.last_metrics.items():
+                        self.extra.setdefault(key, []).append(v)
                     if self.sync_every_step:
                         self._check_losses(self.step + 1)
                     self.dist.all_reduce_grads(self.algorithm)
@@ -336,6 +341,8 @@ class Trainer:
                         self.optimizer.step(self.algorithm.closure(batch))  # type: ignore[arg-type]
                     else:
                         self.optimizer.step()
+                    if "env_steps" in self.algorithm.last_metrics:
+                        self.extra.setdefault("step_seconds", []).append(time.perf_counter() - started)
                     self.step += 1
                     stop_asked = self._call("on_step", self.step, value)
                     bar.update(1)
@@ -348,6 +355,7 @@ class Trainer:
                     if self.step % self.log_every == 0 or self.step == self.steps or out_of_time:
                         row["train_loss"] = self.last_loss = self.window[0] / self.window[1]
                         self.window = (0.0, 0)
+                        row.update(self._extra_row())
                     if self.step % self.val_every == 0 or self.step == self.steps or out_of_time:
                         row.update(self.validate())
                         stop_asked = self._call("on_validation", self.step, dict(row)) or stop_asked
@@ -364,8 +372,10 @@ class Trainer:
                         row["seconds"] = round(self.seconds, 3)
                         if log is not None:
                             log.log(self.step, **row)
-                        bar.set_postfix(loss=f"{self.last_loss:.4f}",
-                                        best_val=f"{self.best_val:.4f}", refresh=False)
+                        shown = {k[6:] if k.startswith("train_") else k: f"{v:.4g}" for k, v in row.items()
+                                 if k in ("train_return", "env_steps_per_s")}
+                        bar.set_postfix(loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", **shown,
+                                        refresh=False)
                     if self.step % self.ckpt_every == 0 or self.step == self.steps or out_of_time:
                         self.seconds += time.perf_counter() - t0
                         t0 = time.perf_counter()
@@ -395,6 +405,15 @@ class Trainer:
                              stopped)
         self._call("on_end", result)
         return result
+
+    def _extra_row(self) -> dict[str, float]:
+        """The mean of each of the algorithm's step metrics since the last row (``train_<key>``); a
+        count of environment steps becomes a rate per second of the meta-steps it came from."""
+        row = {f"train_{k}": sum(v) / len(v) for k, v in self.extra.items() if v and k != "env_steps"}
+        if self.extra.get("env_steps") and self.extra.get("step_seconds"):
+            row["env_steps_per_s"] = sum(self.extra["env_steps"]) / max(sum(self.extra["step_seconds"]), 1e-9)
+        self.extra.clear()
+        return row
 
     def _backend_flags(self) -> Any:
         """On CUDA, cuDNN autotuning (fixed episode shapes) for this training only."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, cast
+from typing import Any, Callable, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -135,6 +135,8 @@ class Algorithm(nn.Module):
         # at test time, keep an inner step only if it lowers the support loss (else halve the step):
         # see functional.safeguarded_step; meta-training is unchanged
         self.safeguard = False
+        # numbers of the last meta-step beside the loss (an RL step's returns), logged by the trainer
+        self.last_metrics: dict[str, float] = {}
 
     @classmethod
     def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "Algorithm":
@@ -144,8 +146,13 @@ class Algorithm(nn.Module):
 
     @property
     def title(self) -> str:
-        """How tables name it when it is a baseline beside another run."""
-        return f"{self.name} baseline"
+        """How tables name it when it is a baseline beside another run (``retitled`` sets it)."""
+        return self.__dict__.get("_title") or f"{self.name} baseline"
+
+    def retitled(self, title: str) -> "Algorithm":
+        """This algorithm, named ``title`` in tables (e.g. an untrained copy as a baseline)."""
+        self.__dict__["_title"] = title
+        return self
 
     def label(self) -> str:
         """How tables name it: the registry name, with the differentiation mode when first order."""
@@ -158,6 +165,10 @@ class Algorithm(nn.Module):
 
     def fast_keys(self) -> list[str] | None:
         """Names of the parameters the inner loop adapts (None: all of them)."""
+        return None
+
+    def outer_step(self, params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer | None:
+        """The outer optimizer this algorithm needs in place of the trainer's (a TRPO step), or None."""
         return None
 
     def on_step(self, step: int, total: int) -> None:

@@ -30,7 +30,7 @@ class MAML(Algorithm):
 
     name = "maml"
     graphable = True
-    task_kinds = ("regression", "classification", "reinforcement")
+    task_kinds: tuple[str, ...] = ("regression", "classification", "reinforcement")
     accepts_task_losses = True
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,

@@ -21,9 +21,11 @@ from .base import Algorithm, InnerLoopSettings
 from .l2l import L2L, L2LSettings
 from .maml import MAML, MAMLSettings
 from .maml_momentum import MAMLMomentum, MAMLMomentumSettings
+from .maml_trpo import MAMLTRPO, MAMLTRPOSettings, PolicyPretrain
 from .mamlpp import MAMLpp, MAMLppSettings
 from .metasgd import MetaSGD
 from .pretrain import Pretrain
+from .promp import ProMP, ProMPSettings
 from .protonet import ProtoNet, ProtoNetSettings
 from .reptile import Reptile, ReptileSettings
 from .transfer import Scratch, ScratchSettings, Transfer, TransferSettings
@@ -69,6 +71,10 @@ register_algorithm("pretrain", Pretrain, InnerLoopSettings)
 register_algorithm("scratch", Scratch, ScratchSettings)
 register_algorithm("l2l", L2L, L2LSettings)
 register_algorithm("mamlmom", MAMLMomentum, MAMLMomentumSettings)
+# meta-reinforcement learning (environment task families)
+register_algorithm("maml_trpo", MAMLTRPO, MAMLTRPOSettings)
+register_algorithm("promp", ProMP, ProMPSettings)
+register_algorithm("policy_pretrain", PolicyPretrain, MAMLTRPOSettings)
 
 # the keys every algorithm's config section has (config.AlgoConfig's fields)
 COMMON_KEYS = ("name", "inner_lr", "inner_steps", "mode", "engine", "safeguard")

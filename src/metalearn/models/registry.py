@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from .conv4 import conv4, min_image_size
 from .lstm_optimizer import LSTMOptimizerNet
 from .mlp import WideMLP, mlp
+from .policies import CategoricalPolicy, GaussianPolicy
 
 Builder = Callable[[Any, Any, bool], nn.Module]   # (model config, task family, encoder_only) -> model
 
@@ -85,7 +86,29 @@ def _lstm_optimizer(m: Any, family: Any, encoder_only: bool) -> nn.Module:
     return LSTMOptimizerNet(m.lstm_hidden, m.preprocess_p, m.output_scale)
 
 
+def _policy(m: Any, family: Any, encoder_only: bool, space: str | None = None) -> nn.Module:
+    """A Gaussian policy for continuous actions, a categorical one for discrete actions; ``space``
+    insists on one (``gaussian_policy``, ``categorical_policy``)."""
+    actual = getattr(family, "action_space", None)
+    if space is not None and actual != space:
+        names = {"continuous": "gaussian_policy", "discrete": "categorical_policy"}
+        raise ConfigError(f"the {names[space]} model is for {space} actions but this environment's actions are "
+                          f"{actual}; use --set model.name={names.get(actual or '', 'policy')} (or model.name=policy)")
+    if any(h <= 0 for h in m.hidden) or m.init_std <= 0:
+        raise ConfigError(f"model.hidden sizes and model.init_std must be positive, got {m.hidden} and {m.init_std}")
+    obs = int(family.input_shape[0])
+    try:
+        if actual == "discrete":
+            return CategoricalPolicy(obs, family.output_dim, m.hidden, m.activation)
+        return GaussianPolicy(obs, family.output_dim, m.hidden, m.activation, m.init_std)
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
 register_model("conv4", _conv4, kinds=("regression", "classification"),
                check=lambda task: check_conv4_image_size(task.image_size))
 register_model("mlp", _mlp, kinds=("regression", "classification"))
 register_model("lstm_optimizer", _lstm_optimizer, kinds=("optimizer",))
+register_model("policy", _policy, kinds=("reinforcement",))
+register_model("gaussian_policy", lambda m, f, e: _policy(m, f, e, "continuous"), kinds=("reinforcement",))
+register_model("categorical_policy", lambda m, f, e: _policy(m, f, e, "discrete"), kinds=("reinforcement",))

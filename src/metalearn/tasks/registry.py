@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from .few_shot import FewShotTasks
 from .glucose import GlucoseTasks
 from .image_families import folder_from_config, mnist_from_config, omniglot_from_config
+from .nav2d import Nav2dTasks
 from .optimizees import MLPProblems, QuadraticProblems
 from .remifentanil import RemifentanilTasks
 from .sinusoid import SinusoidTasks
@@ -50,6 +51,8 @@ register_task_family("mnist_mlp", MLPProblems)
 register_task_family("table", TableTasks)
 register_task_family("glucose", GlucoseTasks)
 register_task_family("remifentanil", RemifentanilTasks)
+# reinforcement learning: environments whose goal or physics vary
+register_task_family("nav2d", Nav2dTasks)
 
 
 def list_task_families() -> list[str]:

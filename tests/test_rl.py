@@ -1,0 +1,312 @@
+"""Meta-reinforcement learning: environment task families, batched episode collection, advantage
+estimation, MAML-TRPO, ProMP and the pretrained policy baseline."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import metalearn as ml
+from metalearn.algorithms import MAMLTRPO, PolicyPretrain, ProMP
+from metalearn.algorithms.trpo import TRPOStep, conjugate_gradient
+from metalearn.functional import make_forward
+from metalearn.models import GaussianPolicy
+from metalearn.tasks import Nav2dTasks
+from metalearn.tasks.advantages import discounted_returns, gae, linear_baseline, normalize
+from metalearn.tasks.environments import EnvTasks
+
+
+def tiny_policy(dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    return GaussianPolicy(2, 2, hidden=(8,), activation="tanh", init_std=0.5).to(dtype)
+
+
+def small_nav(**kw):
+    return Nav2dTasks(**{"episodes": 4, "horizon": 6, **kw})
+
+
+# -- the environment and the collection -----------------------------------------------------------
+def test_nav2d_follows_the_maml_paper_dynamics():
+    fam = Nav2dTasks(episodes=2, horizon=3)
+    env = fam.make_env(torch.tensor([[0.3, -0.2]]), 2)
+    obs = env.reset([0])
+    assert obs.shape == (1, 2, 2) and obs.abs().sum() == 0     # starts at the origin
+    obs, reward, done = env.step(torch.tensor([[[0.5, -0.05], [0.0, 0.0]]]))
+    torch.testing.assert_close(obs[0, 0], torch.tensor([0.1, -0.05]))   # clipped to +-0.1
+    torch.testing.assert_close(reward[0, 0], -torch.tensor([0.2, 0.15]).norm())
+    torch.testing.assert_close(reward[0, 1], -torch.tensor([0.3, 0.2]).norm())
+    assert not done.any()
+    env2 = fam.make_env(torch.tensor([[0.005, 0.0]]), 1)
+    env2.reset([0])
+    assert env2.step(torch.zeros(1, 1, 2))[2].all()   # within 0.01 of the goal: done
+
+
+def test_standing_still_scores_the_papers_minus_38():
+    fam = Nav2dTasks(episodes=1, horizon=100)
+    goals = fam.sample_tasks(4000, torch.Generator().manual_seed(0))
+    # reward -|goal| for 100 steps: the mean over goals is about -38.3 (the paper's scale)
+    assert -39.5 < float(-100 * goals.norm(dim=1).mean()) < -37.0
+
+
+def test_batched_collection_equals_collecting_each_task_alone():
+    fam = small_nav()
+    forward = make_forward(tiny_policy())
+    params = dict(tiny_policy().named_parameters())
+    tree = fam.sample(3, torch.Generator().manual_seed(1))
+    batched = fam.collect(forward, params, tree.data["task"], [tree.generator(t) for t in range(3)], False, 4)
+    for t in range(3):
+        alone = fam.collect(forward, params, tree.data["task"][t:t + 1], [tree.generator(t)], False, 4)[0]
+        for key in ("obs", "actions", "adv", "logp_old", "return"):
+            torch.testing.assert_close(batched[t][key], alone[key])
+    # per-task parameters (vmap) with every task given the same parameters: the same episodes
+    stacked = {k: v.unsqueeze(0).expand(3, *v.shape) for k, v in params.items()}
+    per_task = fam.collect(forward, stacked, tree.data["task"], [tree.generator(t) for t in range(3)], True, 4)
+    for t in range(3):
+        torch.testing.assert_close(per_task[t]["actions"], batched[t]["actions"])
+
+
+def test_returns_gae_and_the_linear_baseline():
+    rewards = torch.tensor([[[1.0, 2.0, 3.0], [1.0, 1.0, 0.0]]])
+    mask = torch.tensor([[[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]])
+    ret = discounted_returns(rewards, mask, 0.5)
+    torch.testing.assert_close(ret[0, 0], torch.tensor([1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3.0]))
+    torch.testing.assert_close(ret[0, 1], torch.tensor([1.5, 1.0, 0.0]))
+    zero = torch.zeros_like(rewards)
+    # lambda = 1 with no baseline: the advantages are the returns
+    torch.testing.assert_close(gae(rewards, zero, mask, 0.5, 1.0), ret)
+    # lambda = 0: one-step TD errors r + gamma V' - V
+    values = torch.tensor([[[1.0, 1.0, 1.0], [2.0, 2.0, 0.0]]])
+    td = gae(rewards, values, mask, 0.5, 0.0)
+    torch.testing.assert_close(td[0, 0], torch.tensor([1 + 0.5 - 1, 2 + 0.5 - 1, 3 - 1.0]))
+    # a baseline fitted on returns that are an exact function of its features reproduces them
+    obs = torch.randn(2, 5, 7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    t = torch.arange(7, dtype=torch.float64) / 100
+    target = 2 * obs[..., 0] - obs[..., 1] ** 2 + 3 * t + 0.5
+    m = torch.ones(2, 5, 7, dtype=torch.float64)
+    # (up to the ridge regularisation's pull on the tiny time features)
+    torch.testing.assert_close(linear_baseline(obs, target, m), target, atol=2e-3, rtol=0)
+    adv = normalize(torch.randn(2, 5, 7), torch.ones(2, 5, 7))
+    torch.testing.assert_close(adv.mean((1, 2)), torch.zeros(2), atol=1e-5, rtol=0)
+
+
+# -- the meta-gradient --------------------------------------------------------------------------------
+def fixed_episodes(algo, fam, tasks=2, seed=0):
+    tree = fam.sample(tasks, torch.Generator().manual_seed(seed))
+    algo.meta_loss(tree)            # collects the support and query episodes once
+    return algo.closure(tree)       # re-evaluates on exactly those episodes
+
+
+@pytest.mark.parametrize("mode", ["second_order", "first_order"])
+def test_meta_gradient_matches_finite_differences_on_fixed_episodes(mode):
+    algo = MAMLTRPO(tiny_policy(), inner_lr=0.3, mode=mode)
+    closure = fixed_episodes(algo, small_nav())
+    params = [p for p in algo.parameters()]
+    loss = closure()
+    grads = torch.autograd.grad(loss, params)
+    eps = 1e-6
+    for p, g in zip(params, grads):
+        for idx in [(0,) * p.dim(), tuple(s - 1 for s in p.shape)]:
+            old = p[idx].item()
+            with torch.no_grad():
+                p[idx] = old + eps
+            up = float(closure().detach())
+            with torch.no_grad():
+                p[idx] = old - eps
+            down = float(closure().detach())
+            with torch.no_grad():
+                p[idx] = old
+            numeric = (up - down) / (2 * eps)
+            if mode == "second_order":
+                assert g[idx].item() == pytest.approx(numeric, rel=1e-5, abs=1e-8), (p.shape, idx)
+    if mode == "first_order":
+        # first order treats the inner gradient as a constant: the gradient is that of the query
+        # surrogate at the adapted parameters, which differs from the full derivative
+        full = MAMLTRPO(tiny_policy(), inner_lr=0.3, mode="second_order")
+        c2 = fixed_episodes(full, small_nav())
+        g2 = torch.autograd.grad(c2(), list(full.parameters()))
+        assert any(not torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, g2))
+
+
+def test_batched_meta_gradient_equals_the_per_task_reference_loop():
+    """MAML-TRPO's batched collection gives the meta-gradient of the functional core's generic
+    per-task loop over the same task loss (plain MAML on the same TaskTree), in float64."""
+    fam = small_nav()
+    tree = fam.sample(3, torch.Generator().manual_seed(4))
+    fast = MAMLTRPO(tiny_policy(), inner_lr=0.2)
+    ref = ml.MAML(tiny_policy(), inner_lr=0.2)
+    fast.meta_backward(tree)
+    ref.meta_backward(tree)
+    for (name, a), b in zip(fast.model.named_parameters(), ref.model.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12, msg=name)
+
+
+class Shift(nn.Module):
+    """A one-dimensional Gaussian policy N(mu, sigma^2) with a learned mean only."""
+
+    def __init__(self, mu, sigma):
+        super().__init__()
+        self.mu = nn.Parameter(torch.tensor([mu], dtype=torch.float64))
+        self.register_buffer("log_std", torch.tensor([math.log(sigma)], dtype=torch.float64))
+
+    def forward(self, obs):
+        shape = (*obs.shape[:-1], 1)
+        return torch.cat([self.mu.expand(shape), self.log_std.expand(shape)], -1)
+
+
+class BanditEnv:
+    def __init__(self, goals, episodes):
+        self.goals = goals.view(-1, 1).expand(-1, episodes)
+
+    def reset(self, seeds):
+        return torch.zeros(*self.goals.shape, 1, dtype=torch.float64)
+
+    def step(self, actions):
+        reward = -(actions[..., 0] - self.goals) ** 2
+        return torch.zeros_like(actions), reward, torch.ones_like(reward, dtype=torch.bool)
+
+
+class Bandit(EnvTasks):
+    """One-step Gaussian bandit, reward -(a - g)^2 with g = 0, advantages = rewards."""
+
+    obs_dim, action_dim, task_dim = 1, 1, 1
+
+    def sample_tasks(self, n, generator):
+        return torch.zeros(n, 1, dtype=torch.float64)
+
+    def make_env(self, tasks, episodes):
+        return BanditEnv(tasks[:, 0], episodes)
+
+    def process(self, obs, actions, rewards, mask, out, extra):
+        data = super().process(obs, actions, rewards, mask, out, extra)
+        for t, d in enumerate(data):
+            d["adv"] = rewards[t]
+        return data
+
+
+def sampled_meta_gradient(estimator, samples, seed, theta=0.5, alpha=0.1, sigma=1.0):
+    algo = MAMLTRPO(Shift(theta, sigma), inner_lr=alpha, estimator=estimator)
+    fam = Bandit(episodes=samples, horizon=1)
+    algo.meta_backward(fam.sample(1, torch.Generator().manual_seed(seed)))
+    return float(algo.model.mu.grad)
+
+
+def test_sampled_meta_gradient_converges_to_the_closed_form_only_with_the_correction_term():
+    """One-step bandit a ~ N(theta, 1), reward -(a - g)^2 (g = 0): J(theta) = -(theta - g)^2 - 1, the
+    inner step theta' = theta + alpha J'(theta), the meta-loss -J(theta'), whose gradient is
+    2 (theta' - g)(1 - 2 alpha) = 0.64 at theta = 0.5, alpha = 0.1. The LVC/DiCE inner objective
+    carries the term grad log pi grad log pi^T r of the sampling distribution and converges to it;
+    the naive estimator drops it and converges to 2 (theta' - g)(1 + alpha ((theta - g)^2 + 1)) = 0.9."""
+    theta, alpha = 0.5, 0.1
+    exact = 2 * (theta - 2 * alpha * theta) * (1 - 2 * alpha)
+    naive_limit = 2 * (theta - 2 * alpha * theta) * (1 + alpha * (theta ** 2 + 1))
+    errors = {}
+    for n in (1000, 100000):
+        estimates = [sampled_meta_gradient("lvc", n, seed) for seed in range(4)]
+        errors[n] = sum(abs(e - exact) for e in estimates) / len(estimates)
+    assert errors[100000] < 0.02, errors
+    assert errors[100000] < errors[1000], errors      # the error shrinks as the samples grow
+    naive = sum(sampled_meta_gradient("naive", 100000, seed) for seed in range(4)) / 4
+    assert abs(naive - naive_limit) < 0.03 and abs(naive - exact) > 0.2, (naive, naive_limit, exact)
+
+
+# -- the outer steps ---------------------------------------------------------------------------------
+def test_conjugate_gradient_solves_a_positive_definite_system():
+    a = torch.randn(6, 6, dtype=torch.float64)
+    a = a @ a.T + 6 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, dtype=torch.float64)
+    torch.testing.assert_close(conjugate_gradient(lambda v: a @ v, b, iters=20), torch.linalg.solve(a, b))
+
+
+def test_trpo_step_lowers_the_surrogate_within_its_kl_bound():
+    algo = MAMLTRPO(tiny_policy(), inner_lr=0.2, max_kl=0.01)
+    fam = small_nav(episodes=10, horizon=10)
+    tree = fam.sample(3, torch.Generator().manual_seed(2))
+    algo.meta_backward(tree)
+    closure = algo.closure(tree)
+    before, kl0 = closure.values()
+    assert kl0 == pytest.approx(0.0, abs=1e-12)
+    step = algo.outer_step(list(algo.parameters()), 0.0)
+    assert isinstance(step, TRPOStep)
+    step.step(closure)
+    after, kl = closure.values()
+    assert after < before and 0 < kl <= 0.01 + 1e-9, (before, after, kl)
+    assert step.last["kl"] == pytest.approx(kl)
+    # a tighter bound takes a smaller step
+    tight = MAMLTRPO(tiny_policy(), inner_lr=0.2, max_kl=1e-4)
+    tight.meta_backward(tree)
+    c2 = tight.closure(tree)
+    tight.outer_step(list(tight.parameters()), 0.0).step(c2)
+    assert 0 < c2.values()[1] <= 1e-4 + 1e-12
+
+
+def test_promp_takes_several_proximal_steps_on_the_same_episodes():
+    algo = ProMP(tiny_policy(dtype=torch.float32), inner_lr=0.2, outer_steps=3, clip_eps=0.2)
+    fam = small_nav(episodes=10, horizon=10)
+    tree = fam.sample(3, torch.Generator().manual_seed(2))
+    algo.meta_backward(tree)
+    closure = algo.closure(tree)
+    start = float(closure().detach())
+    opt = algo.outer_step([p for p in algo.parameters()], 1e-2)
+    opt.step(closure)
+    assert opt.state[algo.model.log_std]["step"] == 3
+    assert float(closure().detach()) < start      # the clipped surrogate (plus KL penalty) went down
+    # the clipped objective: far beyond the clip range, pushing further does not pay
+    q = algo._collected[0][1]
+    fast = algo.adapt_on(tree, 0, algo._collected[0][0])
+    assert torch.isfinite(tree.task_loss.clipped_loss(algo._forward, fast, q, 0.2))
+
+
+# -- training, checkpoints, evaluation ---------------------------------------------------------------
+def tiny_config(algo="maml_trpo", steps=2):
+    from metalearn.config import apply_overrides, load_preset, validate
+    return validate(apply_overrides(load_preset("rl-nav2d"), [
+        f"algo.name={algo}", f"train.steps={steps}", "train.meta_batch=3", "task.shots=4", "task.horizon=8",
+        "train.val_tasks=4", "train.val_every=1", "train.ckpt_every=1", "model.hidden=[16]", "eval.tasks=4",
+        "eval.steps=[1,2]"]))
+
+
+def test_training_resumes_bit_identically_and_checkpoints_round_trip(tmp_path):
+    from metalearn.build import build_trainer
+    from metalearn.evaluate import load_algorithm
+    from metalearn.runs import Run
+    cfg = tiny_config(steps=3)
+    straight = build_trainer(cfg, tmp_path / "a", progress=False)
+    straight.run()
+    cfg2 = tiny_config(steps=2)
+    build_trainer(cfg2, tmp_path / "b", progress=False).run()
+    resumed = build_trainer(cfg, tmp_path / "b", progress=False)
+    resumed.run(resume=True)
+    for (name, a), b in zip(straight.algorithm.state_dict().items(), resumed.algorithm.state_dict().values()):
+        assert torch.equal(a, b), name
+    loaded = load_algorithm(Run(tmp_path / "a"), cfg, "last")
+    for a, b in zip(loaded.state_dict().values(), straight.algorithm.state_dict().values()):
+        assert torch.equal(a, b)
+    rows = Run(tmp_path / "a").read_metrics()
+    assert {"train_return", "train_return_before", "val_return", "env_steps_per_s"} <= set(rows[-1])
+
+
+def test_the_pretrained_baseline_trains_without_an_inner_step(tmp_path):
+    from metalearn.build import build_trainer
+    cfg = tiny_config("policy_pretrain")
+    trainer = build_trainer(cfg, tmp_path / "p", progress=False)
+    assert isinstance(trainer.algorithm, PolicyPretrain) and trainer.algorithm.train_steps == 0
+    before = [p.detach().clone() for p in trainer.algorithm.parameters()]
+    trainer.run()
+    assert "return_before" not in trainer.algorithm.last_metrics
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.algorithm.parameters()))
+    # it still adapts at test time with the configured policy-gradient steps
+    curve = trainer.algorithm.adaptation_curve(small_nav().sample(2, torch.Generator().manual_seed(0)), 2)
+    assert curve.shape == (2, 3) and torch.isfinite(curve).all()
+
+
+def test_adapt_policy_gives_a_callable_policy_that_moves_toward_the_goal():
+    torch.manual_seed(0)
+    algo = MAMLTRPO(GaussianPolicy(2, 2, (32,), init_std=0.3), inner_lr=0.5)
+    fam = Nav2dTasks(episodes=40, horizon=20)
+    goal = torch.tensor([0.4, 0.4])
+    episodes, _ = algo.adaptation_episodes(fam, goal, steps=3, seed=0)
+    policy = algo.adapt_policy(fam, goal, steps=3, seed=0)
+    action = policy(torch.zeros(1, 2))
+    assert action.shape == (1, 2) and policy.sample(torch.zeros(5, 2)).shape == (5, 2)
+    # three vanilla policy-gradient steps improve the return of a random policy on this goal
+    assert float(episodes[-1]["return"]) > float(episodes[0]["return"]), [float(e["return"]) for e in episodes]
