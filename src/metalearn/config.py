@@ -63,6 +63,7 @@ class TaskConfig:
     # horizon = steps per episode
     gamma: float = 0.99                      # discount of the returns behind the advantages
     gae_lambda: float = 1.0                  # generalised advantage estimation's lambda (1: Monte-Carlo)
+    vector: str = "sync"                     # gymnasium vector environments: sync, or async (worker processes)
 
 
 @dataclass

@@ -187,17 +187,19 @@ class MAMLTRPO(MAML):
             t1 = time.perf_counter()
             query = family.collect(self._forward, stacked, tasks, gens, True, family.queries)
             sampled += time.perf_counter() - t1
-            metrics["return_before"] = float(torch.stack([d["return"] for d in support]).mean())
+            for key in family.metric_keys:
+                metrics[f"{key}_before"] = float(torch.stack([d[key] for d in support]).mean())
         if self.train_steps == 0:
             sampled = time.perf_counter() - t0
         w = self.task_weights(tree)
         loss = cast(Tensor, sum(w[t] * self.task_objective(tree, params, fast[t], support[t], query[t])
                                 for t in range(tree.num_tasks)))
-        metrics["return"] = float(torch.stack([d["return"] for d in query]).mean())
+        for key in family.metric_keys:
+            metrics[key] = float(torch.stack([d[key] for d in query]).mean())
         steps = sum(float(d["mask"].sum()) for d in [*query, *(s for s in support if s is not None)])
         metrics["env_steps"] = steps
         metrics["sample_seconds"] = sampled
-        self.task_metrics = {"return": torch.stack([d["return"] for d in query])}
+        self.task_metrics = {key: torch.stack([d[key] for d in query]) for key in family.metric_keys}
         return loss, metrics, list(zip(support if self.train_steps else query, query))
 
     # -- the algorithm interface -------------------------------------------------------------------

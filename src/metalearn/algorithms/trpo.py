@@ -82,6 +82,9 @@ class TRPOStep(torch.optim.Optimizer):
             hv = torch.autograd.grad(flat_kl_grad @ v, params, retain_graph=True, allow_unused=True)
             return _flat(torch.zeros_like(p) if h is None else h for p, h in zip(params, hv)) + self.cg_damping * v
 
+        self.last = {"kl": 0.0, "improvement": 0.0, "step_size": 0.0}
+        if float(g.abs().max()) == 0.0:   # nothing to follow (e.g. no episode was rewarded): no step
+            return
         direction = conjugate_gradient(fvp, -g, self.cg_iters)
         shs = 0.5 * float(direction @ fvp(direction))
         if not math.isfinite(shs) or shs <= 0:
@@ -92,7 +95,6 @@ class TRPOStep(torch.optim.Optimizer):
         start = [p.detach().clone() for p in params]
         old = closure.values()[0]
         size = 1.0
-        self.last = {"kl": 0.0, "improvement": 0.0, "step_size": 0.0}
         for _ in range(self.ls_steps):
             self._assign(params, start, step * size)
             new, kl_new = closure.values()

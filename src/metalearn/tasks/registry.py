@@ -15,6 +15,8 @@ from ..errors import ConfigError
 from .few_shot import FewShotTasks
 from .glucose import GlucoseTasks
 from .image_families import folder_from_config, mnist_from_config, omniglot_from_config
+from .minigrid import FourRoomsTasks, MiniGridTasks
+from .mujoco import AntDir, AntGoal, HalfCheetahDir, HalfCheetahParams, HalfCheetahVel, HopperParams
 from .nav2d import Nav2dTasks
 from .optimizees import MLPProblems, QuadraticProblems
 from .remifentanil import RemifentanilTasks
@@ -53,6 +55,16 @@ register_task_family("glucose", GlucoseTasks)
 register_task_family("remifentanil", RemifentanilTasks)
 # reinforcement learning: environments whose goal or physics vary
 register_task_family("nav2d", Nav2dTasks)
+# MuJoCo robots (extra metalearn[rl]; gymnasium is imported when a family is built)
+register_task_family("halfcheetah-vel", HalfCheetahVel)
+register_task_family("halfcheetah-dir", HalfCheetahDir)
+register_task_family("ant-dir", AntDir)
+register_task_family("ant-goal", AntGoal)
+register_task_family("hopper-params", HopperParams)
+register_task_family("halfcheetah-params", HalfCheetahParams)
+# game levels (extra metalearn[minigrid]): one task per seeded layout
+register_task_family("minigrid-doorkey", MiniGridTasks)
+register_task_family("minigrid-fourrooms", FourRoomsTasks)
 
 
 def list_task_families() -> list[str]:

@@ -1,0 +1,274 @@
+"""Robot-control task families on gymnasium's MuJoCo environments (extra ``metalearn[rl]``).
+
+Goals vary (Finn, Abbeel & Levine 2017, section 5.3; the reward is computed here from the
+environment's ``info``, with a control cost of 0.05 |a|^2 for the cheetah):
+
+* ``halfcheetah-vel``: target velocity v* ~ U[0, 2]; reward -|v - v*| - 0.05 |a|^2;
+* ``halfcheetah-dir``: forward or backward (two tasks); reward d v - 0.05 |a|^2;
+* ``ant-dir``: forward or backward along x; reward d v_x plus Ant-v5's control, contact and
+  survival terms;
+* ``ant-goal``: a goal uniform in the disk of radius 3; reward minus the distance of the torso to
+  it plus the same terms.
+
+Physics vary (robot control under changed dynamics), following the rand_param_envs protocol of
+ProMP and PEARL: body masses, body inertias and geom friction scaled per task by 1.5^U[-3, 3], joint
+damping by 1.3^U[-3, 3], the environment's own reward: ``hopper-params`` (Hopper-v5) and
+``halfcheetah-params`` (HalfCheetah-v5). The scales are written into the MuJoCo model of each
+sub-environment before its episodes and the defaults restored from a copy, so the cached vector
+environment serves every task.
+
+Environments are gymnasium vector environments of ``tasks x episodes`` sub-environments
+(synchronous; ``task.vector=async`` for worker processes) with an explicit ``max_episode_steps``
+and same-step autoreset, so no action is dropped after a termination; steps after an episode's
+end are masked.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .environments import EnvTasks
+
+VECTOR_MODES = ("sync", "async")
+
+
+def gymnasium() -> Any:
+    """gymnasium with MuJoCo, or a one-line error naming the extra to install."""
+    try:
+        import gymnasium as gym
+        import mujoco  # noqa: F401
+    except ImportError:
+        raise ConfigError("the MuJoCo task families need gymnasium and mujoco; install them with "
+                          "pip install 'metalearn[rl]'") from None
+    return gym
+
+
+class GymVectorEnv:
+    """A gymnasium vector environment seen as ``[tasks, episodes]`` (see
+    :class:`~metalearn.tasks.environments.VectorEnv`), with the family's task reward."""
+
+    def __init__(self, family: "MujocoTasks", num_tasks: int, episodes: int) -> None:
+        gym = gymnasium()
+        self.family, self.shape = family, (num_tasks, episodes)
+        n = num_tasks * episodes
+        kwargs = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+        try:
+            self.env = gym.make_vec(family.env_id, num_envs=n, vectorization_mode=family.vector,
+                                    vector_kwargs=kwargs, max_episode_steps=family.horizon)
+        except gym.error.Error as exc:
+            raise ConfigError(f"cannot make the environment {family.env_id!r}: {exc}") from None
+        space = self.env.single_action_space
+        self.low, self.high = (torch.as_tensor(space.low, dtype=torch.float64),
+                               torch.as_tensor(space.high, dtype=torch.float64))
+        self.tasks: Tensor | None = None
+
+    def set_tasks(self, tasks: Tensor) -> None:
+        self.tasks = tasks
+        if self.family.varies_physics:
+            scales = tasks.repeat_interleave(self.shape[1], dim=0).double().numpy()
+            for env, s in zip(self.env.envs, scales):   # (physics families run synchronously)
+                apply_physics(env.unwrapped.model, s)
+
+    def reset(self, seeds: list[int]) -> Tensor:
+        e = self.shape[1]
+        per_env = [int(s) * 1000 + i for s in seeds for i in range(e)]
+        obs, _ = self.env.reset(seed=per_env)
+        return torch.as_tensor(obs).view(*self.shape, -1)
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        a = torch.maximum(torch.minimum(actions.double(), self.high), self.low)
+        obs, reward, terminated, truncated, info = self.env.step(a.reshape(-1, a.shape[-1]).numpy())
+        task = self.tasks.repeat_interleave(self.shape[1], dim=0) if self.tasks is not None else None
+        r = self.family.task_reward(torch.as_tensor(reward), info, a.reshape(-1, a.shape[-1]), task)
+        done = torch.as_tensor(np.logical_or(terminated, truncated))
+        return (torch.as_tensor(obs).view(*self.shape, -1), r.view(self.shape), done.view(self.shape))
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def apply_physics(model: Any, scales: np.ndarray) -> None:
+    """Write one task's physics into a MuJoCo model: ``scales`` = log-scales of masses, inertias,
+    frictions, damping (in that order, concatenated), applied to the defaults saved on first use."""
+    defaults = _DEFAULTS.setdefault(id(model), {k: getattr(model, k).copy() for k in PHYSICS})
+    offset = 0
+    for key, base in PHYSICS.items():
+        shape = getattr(model, key).shape
+        count = shape[0]
+        log_scale = scales[offset:offset + count].reshape(-1, *([1] * (len(shape) - 1)))
+        offset += count
+        getattr(model, key)[:] = defaults[key] * np.power(base, log_scale)
+
+
+_DEFAULTS: dict[int, dict[str, np.ndarray]] = {}
+# the rand_param_envs protocol: which arrays of the model, and the base of their log-uniform scale
+PHYSICS = {"body_mass": 1.5, "body_inertia": 1.5, "geom_friction": 1.5, "dof_damping": 1.3}
+
+
+class MujocoTasks(EnvTasks):
+    """Base of the MuJoCo families: the environment, the task distribution and the task reward."""
+
+    env_id = ""
+    varies_physics = False
+    ctrl_cost = 0.05
+
+    def __init__(self, episodes: int = 20, queries: int | None = None, horizon: int = 200, gamma: float = 0.99,
+                 gae_lambda: float = 1.0, vector: str = "sync", estimator: str = "lvc", balanced: bool = False) -> None:
+        super().__init__(episodes, queries, horizon, gamma, gae_lambda, estimator)
+        self.balanced = balanced   # a finite task set: validation and test cycle through every task
+        if vector not in VECTOR_MODES:
+            raise ConfigError(f"unknown task.vector {vector!r}; choose one of: {', '.join(VECTOR_MODES)}")
+        if vector == "async" and self.varies_physics:
+            raise ConfigError(f"{type(self).__name__} changes the physics of each sub-environment in this process; "
+                              f"use task.vector=sync")
+        self.vector = vector
+        gym = gymnasium()
+        probe = gym.make(self.env_id)
+        self.obs_dim = int(np.prod(probe.observation_space.shape))
+        self.action_dim = int(np.prod(probe.action_space.shape))
+        if self.varies_physics:
+            m = probe.unwrapped.model
+            self.physics_sizes = [getattr(m, k).shape[0] for k in PHYSICS]
+            self.task_dim = sum(self.physics_sizes)
+        probe.close()
+        self._envs: dict[tuple[int, int], GymVectorEnv] = {}
+
+    @classmethod
+    def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
+                    cross_domain: bool = False) -> "MujocoTasks":
+        return cls(episodes=shots, queries=queries, horizon=t.horizon if horizon is None else horizon,
+                   gamma=t.gamma, gae_lambda=t.gae_lambda, vector=t.vector, balanced=split != "train")
+
+    def make_env(self, tasks: Tensor, episodes: int) -> GymVectorEnv:
+        key = (tasks.shape[0], episodes)
+        if key not in self._envs:   # MuJoCo environments are slow to make: one per shape, reused
+            self._envs[key] = GymVectorEnv(self, *key)
+        env = self._envs[key]
+        env.set_tasks(tasks)
+        return env
+
+    def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
+        """The reward of each sub-environment for its task (default: the environment's own)."""
+        return reward
+
+    def __del__(self) -> None:
+        for env in getattr(self, "_envs", {}).values():
+            try:
+                env.close()
+            except Exception:  # noqa: BLE001 - closing at interpreter exit may find gymnasium gone
+                pass
+
+
+def _info(info: dict[str, Any], key: str) -> Tensor:
+    """``info[key]`` of every sub-environment for the step just taken: under same-step autoreset, a
+    sub-environment whose episode ended reports that step's info in ``final_info`` (``info`` then
+    holds its reset's)."""
+    final = info.get("final_info")
+    ended = info.get("_final_info")
+    if key in info:
+        out = np.asarray(info[key], dtype=np.float64).copy()
+    elif final is not None and key in final:
+        out = np.zeros(len(np.asarray(final[key])), dtype=np.float64)
+    else:
+        raise ConfigError(f"the environment's info has no {key!r} (it has {', '.join(sorted(info))}); this task "
+                          f"family needs a gymnasium MuJoCo v5 environment")
+    if final is not None and ended is not None and key in final:
+        take = np.asarray(ended, dtype=bool) & np.asarray(final.get("_" + key, ended), dtype=bool)
+        out[take] = np.asarray(final[key], dtype=np.float64)[take]
+    return torch.as_tensor(out)
+
+
+class HalfCheetahVel(MujocoTasks):
+    """Target velocity uniform in [0, 2]."""
+
+    env_id = "HalfCheetah-v5"
+    task_dim = 1
+
+    def sample_tasks(self, n: int, generator: torch.Generator | None) -> Tensor:
+        return torch.rand(n, 1, generator=generator, dtype=torch.float64) * 2.0
+
+    def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
+        assert task is not None
+        return -(_info(info, "x_velocity") - task[:, 0]).abs() - self.ctrl_cost * actions.pow(2).sum(-1)
+
+    def describe_task(self, task: Tensor) -> str:
+        return f"velocity {float(task[0]):.2f}"
+
+
+class HalfCheetahDir(MujocoTasks):
+    """Run forward (+1) or backward (-1): two tasks, each drawn with probability 1/2."""
+
+    env_id = "HalfCheetah-v5"
+    task_dim = 1
+    finite_tasks = (1.0, -1.0)
+
+    def sample_tasks(self, n: int, generator: torch.Generator | None) -> Tensor:
+        if self.balanced:   # held-out tasks: each direction equally often
+            return torch.tensor(self.finite_tasks, dtype=torch.float64).repeat(n // 2 + 1)[:n].unsqueeze(1)
+        return (torch.randint(2, (n, 1), generator=generator) * 2 - 1).double()
+
+    def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
+        assert task is not None
+        return task[:, 0] * _info(info, "x_velocity") - self.ctrl_cost * actions.pow(2).sum(-1)
+
+    def describe_task(self, task: Tensor) -> str:
+        return "forward" if float(task[0]) > 0 else "backward"
+
+
+class AntDir(HalfCheetahDir):
+    """The ant runs forward or backward along x."""
+
+    env_id = "Ant-v5"
+
+    def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
+        assert task is not None
+        rest = _info(info, "reward_ctrl") + _info(info, "reward_contact") + _info(info, "reward_survive")
+        return task[:, 0] * _info(info, "x_velocity") + rest
+
+
+class AntGoal(MujocoTasks):
+    """Reach a goal uniform in the disk of radius 3."""
+
+    env_id = "Ant-v5"
+    task_dim = 2
+
+    def sample_tasks(self, n: int, generator: torch.Generator | None) -> Tensor:
+        r = 3.0 * torch.rand(n, generator=generator, dtype=torch.float64).sqrt()
+        a = 2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64)
+        return torch.stack([r * a.cos(), r * a.sin()], dim=1)
+
+    def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
+        assert task is not None
+        xy = torch.stack([_info(info, "x_position"), _info(info, "y_position")], dim=1)
+        rest = _info(info, "reward_ctrl") + _info(info, "reward_contact") + _info(info, "reward_survive")
+        return -(xy - task).norm(dim=1) + rest
+
+    def describe_task(self, task: Tensor) -> str:
+        return f"goal ({float(task[0]):+.1f}, {float(task[1]):+.1f})"
+
+
+class PhysicsTasks(MujocoTasks):
+    """Dynamics vary: log-scales of masses, inertias, frictions (base 1.5) and damping (base 1.3),
+    uniform in [-3, 3]; the reward is the environment's own."""
+
+    varies_physics = True
+
+    def sample_tasks(self, n: int, generator: torch.Generator | None) -> Tensor:
+        return torch.rand(n, self.task_dim, generator=generator, dtype=torch.float64) * 6 - 3
+
+    def describe_task(self, task: Tensor) -> str:
+        m = self.physics_sizes[0]
+        return f"mass x{float(np.exp(np.log(1.5) * task[:m].double().mean())):.2f} (geometric mean)"
+
+
+class HopperParams(PhysicsTasks):
+    env_id = "Hopper-v5"
+
+
+class HalfCheetahParams(PhysicsTasks):
+    env_id = "HalfCheetah-v5"

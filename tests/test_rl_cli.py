@@ -1,0 +1,95 @@
+"""Meta-RL from the CLI: every preset trains a few iterations, evaluate scores the return before
+and after adaptation beside both baselines, report draws the pictures; bad input is one line."""
+import json
+import sys
+
+import pytest
+import torch
+from cli_helpers import cli_error
+
+from metalearn.cli.main import main
+
+TINY = ["--quiet", "--set", "train.meta_batch=2", "--set", "task.shots=2", "--set", "task.horizon=10",
+        "--set", "train.val_tasks=2", "--set", "train.val_every=2", "--set", "train.ckpt_every=2",
+        "--set", "model.hidden=[16]", "--set", "eval.tasks=4", "--set", "eval.steps=[1,2]"]
+
+
+@pytest.fixture(scope="module")
+def nav_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rl") / "nav"
+    assert main(["train", "rl-nav2d", "--out", str(out), "--steps", "2", *TINY]) == 0
+    return out
+
+
+def test_nav2d_train_evaluate_report(nav_run, capsys):
+    assert main(["evaluate", str(nav_run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((nav_run / "eval/eval_k2.json").read_text())
+    assert result["metric"] == "return" and result["steps"] == [0, 1, 2]
+    assert set(result["methods"]) == {"maml_trpo", "pretrained baseline", "random-init baseline"}
+    assert set(result["paired"]) == {"maml_trpo - pretrained baseline", "maml_trpo - random-init baseline"}
+    assert all(len(m["mean"]) == 3 for m in result["methods"].values())
+    assert "Query return on 4 held-out tasks" in out
+    # the pretrained baseline trained as many meta-iterations as the run, with no inner step
+    rows = [json.loads(line) for line in (nav_run / "baseline/metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 2 and "train_return_before" not in rows[-1]
+    assert main(["report", str(nav_run), "--quiet"]) == 0
+    for name in ("training.png", "paths.png", "steps.png"):
+        assert (nav_run / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+@pytest.mark.parametrize("preset", ["rl-halfcheetah-dir", "rl-halfcheetah-vel", "rl-ant-dir", "rl-hopper-params",
+                                    "rl-minigrid"])
+def test_every_environment_preset_trains_a_few_iterations(tmp_path, preset):
+    pytest.importorskip("minigrid" if "minigrid" in preset else "mujoco")
+    assert main(["train", preset, "--out", str(tmp_path / "r"), "--steps", "2", *TINY]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["train_return"])) for r in rows)
+    metric = "success" if "minigrid" in preset else "return"
+    assert f"val_{metric}" in rows[-1] and f"train_{metric}_before" in rows[-1]
+
+
+def test_promp_trains_from_the_cli(tmp_path):
+    assert main(["train", "rl-nav2d", "--algo", "promp", "--out", str(tmp_path / "p"), "--steps", "2", *TINY]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "rl-nav2d", "--set", "model.name=mlp"],
+     "the mlp model is for regression or classification tasks, but the nav2d family gives reinforcement tasks; "
+     "use --set model.name=categorical_policy or gaussian_policy or policy"),
+    (["train", "rl-nav2d", "--set", "model.name=categorical_policy"],
+     "the categorical_policy model is for discrete actions but this environment's actions are continuous; "
+     "use --set model.name=gaussian_policy"),
+    (["train", "sinusoid", "--algo", "maml_trpo"],
+     "maml_trpo works on reinforcement tasks, but the sinusoid family gives regression tasks"),
+    (["train", "rl-nav2d", "--algo", "protonet"], "protonet works on classification tasks, but the nav2d family"),
+    (["train", "rl-nav2d", "--set", "algo.estimator=dice"], "unknown algo.estimator 'dice'; choose one of: lvc, naive"),
+    (["train", "rl-nav2d", "--set", "algo.max_kl=0"], "algo.max_kl must be positive"),
+    (["train", "rl-nav2d", "--set", "task.gamma=1.5"], "task.gamma must be in (0, 1]"),
+    (["train", "rl-halfcheetah-dir", "--set", "task.vector=threads"],
+     "unknown task.vector 'threads'; choose one of: sync, async"),
+    (["train", "rl-hopper-params", "--set", "task.vector=async"], "use task.vector=sync"),
+])
+def test_bad_rl_input_gets_one_line(capsys, tmp_path, argv, message):
+    if "halfcheetah" in argv[1] or "hopper" in argv[1]:
+        pytest.importorskip("mujoco")
+    cli_error(capsys, [*argv, "--out", str(tmp_path / "r"), "--quiet"], message)
+
+
+@pytest.mark.parametrize("preset, module, extra", [("rl-halfcheetah-dir", "gymnasium", "rl"),
+                                                   ("rl-minigrid", "minigrid", "minigrid")])
+def test_a_missing_optional_dependency_names_the_extra(capsys, tmp_path, monkeypatch, preset, module, extra):
+    monkeypatch.setitem(sys.modules, module, None)
+    cli_error(capsys, ["train", preset, "--out", str(tmp_path / "r"), "--quiet"], f"pip install 'metalearn[{extra}]'")
+
+
+def test_minigrid_tasks_are_seeded_layouts_disjoint_between_splits():
+    pytest.importorskip("minigrid")
+    from metalearn.tasks.minigrid import MiniGridTasks
+    train, test = MiniGridTasks(episodes=2, horizon=5), MiniGridTasks(episodes=2, horizon=5, split="test")
+    g = torch.Generator().manual_seed(0)
+    assert (train.sample_tasks(50, g) % 3 == 0).all() and (test.sample_tasks(50, g) % 3 == 2).all()
+    env = train.make_env(torch.tensor([[3.0], [6.0]]), 2)
+    obs = env.reset([0, 1])
+    assert obs.shape == (2, 2, 147)
+    assert torch.equal(obs[0, 0], obs[0, 1])        # the episodes of a task share its layout
