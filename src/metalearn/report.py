@@ -23,7 +23,7 @@ from typing import Any, Callable, cast
 
 import torch
 
-from .algorithms import Algorithm
+from .algorithms import AdaptedPolicy, Algorithm
 from .build import build_tasks
 from .config import Config
 from .errors import MetalearnError
@@ -155,11 +155,13 @@ def plot_steps(run: Run, plt: Any, result: Any) -> Path:
             m, c = torch.tensor(st.mean), torch.tensor(st.ci)
             label = name
         line, = ax.plot(st.steps, m, marker="o", label=label)
-        ax.fill_between(st.steps, (m - c).clamp(min=float(m.min()) / 10), m + c, alpha=0.25,
+        positive = bool((m > 0).all())
+        ax.fill_between(st.steps, (m - c).clamp(min=float(m.min()) / 10) if positive else m - c, m + c, alpha=0.25,
                         color=line.get_color())
         if st.any_diverged and st.median:
             ax.plot(st.steps, st.median, ":", color=line.get_color(), label=f"{name}: median")
-    if "accuracy" not in result.metric:
+    # losses span decades: a log scale; accuracies and returns (negative) stay linear
+    if "accuracy" not in result.metric and all(v > 0 for st in result.methods.values() for v in st.mean):
         ax.set_yscale("log")
     ax.set_xlabel("inner gradient steps on the support set")
     ax.set_ylabel(f"query {result.metric}")
@@ -211,19 +213,36 @@ def _forecasts(ctx: ReportContext) -> Path:
                           steps=max(ctx.cfg.eval.steps), shots=ctx.cfg.task.shots)
 
 
+@torch.no_grad()
+def _mode_path(algo: Any, params: Any, family: Any, task: torch.Tensor) -> torch.Tensor:
+    """The positions visited taking the policy's most likely action at every step."""
+    env = family.make_env(task.view(1, -1), 1)
+    obs = env.reset([0])
+    path = [obs[0, 0]]
+    policy = AdaptedPolicy(algo.model, params, family)
+    for _ in range(family.horizon):
+        obs, _, done = env.step(policy(obs.float()))
+        path.append(obs[0, 0])
+        if bool(done.all()):
+            break
+    return torch.stack(path)[:, :2]
+
+
 def plot_paths(run: Run, plt: Any, algo: Any, family: Any, seed: int, num: int = 4, shown: int = 6) -> Path:
     """Paths of a point-navigation policy before and after one adaptation step on ``num`` held-out
     goals (the first two observation coordinates are the position), like Figure 4 of Finn et al."""
     tasks = family.sample_tasks(num, generator("report", seed))
     fig, axes = plt.subplots(1, num, figsize=(3.6 * num, 3.7), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        episodes, _ = algo.adaptation_episodes(family, tasks[i], steps=1, seed=seed + i)
-        for data, color, label in ((episodes[0], "tab:blue", "before adaptation"),
-                                   (episodes[1], "tab:red", "after 1 step")):
+        episodes, adapted = algo.adaptation_episodes(family, tasks[i], steps=1, seed=seed + i)
+        for data, params, color, label in ((episodes[0], algo.params(), "tab:blue", "before adaptation"),
+                                           (episodes[1], adapted, "tab:red", "after 1 step")):
             for e in range(min(shown, data["obs"].shape[0])):
                 live = data["mask"][e] > 0
                 xy = data["obs"][e][live][:, :2]
-                ax.plot(xy[:, 0], xy[:, 1], color=color, lw=0.9, alpha=0.7, label=label if e == 0 else None)
+                ax.plot(xy[:, 0], xy[:, 1], color=color, lw=0.6, alpha=0.35)
+            xy = _mode_path(algo, params, family, tasks[i])
+            ax.plot(xy[:, 0], xy[:, 1], color=color, lw=2.4, label=f"{label} (most likely actions)")
         ax.scatter([float(tasks[i][0])], [float(tasks[i][1])], marker="*", s=160, color="k", zorder=5, label="goal")
         ax.scatter([0.0], [0.0], marker="o", s=25, color="gray", zorder=5)
         ax.set_title(f"{family.describe_task(tasks[i])}: return {float(episodes[0]['return']):.1f} -> "
@@ -231,7 +250,8 @@ def plot_paths(run: Run, plt: Any, algo: Any, family: Any, seed: int, num: int =
         ax.set_aspect("equal")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"{run.path.name}: {shown} sampled paths per goal, before (blue) and after (red) adaptation")
+    fig.suptitle(f"{run.path.name}: the path of the most likely actions (bold) and {shown} sampled paths (thin) "
+                 f"per goal, before (blue) and after (red) one policy-gradient step")
     out = run.report_dir / "paths.png"
     atomic_write_png(fig, out)
     plt.close(fig)
