@@ -24,8 +24,11 @@ end are masked.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+import os
+import sys
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -48,6 +51,30 @@ def gymnasium() -> Any:
     return gym
 
 
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Silence what native code writes to the process's stdout and stderr: MuJoCo 4 prints a
+    deprecation warning about HalfCheetah-v5's XML (``settotalmass``) for every environment made,
+    hundreds of lines for one vector environment. Python exceptions still propagate."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:   # no file descriptors to redirect (an embedded interpreter)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
 class GymVectorEnv:
     """A gymnasium vector environment seen as ``[tasks, episodes]`` (see
     :class:`~metalearn.tasks.environments.VectorEnv`), with the family's task reward."""
@@ -58,8 +85,9 @@ class GymVectorEnv:
         n = num_tasks * episodes
         kwargs = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
         try:
-            self.env = gym.make_vec(family.env_id, num_envs=n, vectorization_mode=family.vector,
-                                    vector_kwargs=kwargs, max_episode_steps=family.horizon)
+            with quiet_native_output():
+                self.env = gym.make_vec(family.env_id, num_envs=n, vectorization_mode=family.vector,
+                                        vector_kwargs=kwargs, max_episode_steps=family.horizon)
         except gym.error.Error as exc:
             raise ConfigError(f"cannot make the environment {family.env_id!r}: {exc}") from None
         space = self.env.single_action_space
@@ -128,7 +156,8 @@ class MujocoTasks(EnvTasks):
                               f"use task.vector=sync")
         self.vector = vector
         gym = gymnasium()
-        probe = gym.make(self.env_id)
+        with quiet_native_output():
+            probe = gym.make(self.env_id)
         self.obs_dim = int(np.prod(probe.observation_space.shape))
         self.action_dim = int(np.prod(probe.action_space.shape))
         if self.varies_physics:
