@@ -53,6 +53,20 @@ def test_promp_trains_from_the_cli(tmp_path):
     assert main(["train", "rl-nav2d", "--algo", "promp", "--out", str(tmp_path / "p"), "--steps", "2", *TINY]) == 0
 
 
+def test_a_mujoco_report_has_a_clip_of_the_adapted_policy(tmp_path, capsys):
+    pytest.importorskip("mujoco")
+    out = tmp_path / "c"
+    assert main(["train", "rl-halfcheetah-dir", "--out", str(out), "--steps", "1", *TINY]) == 0
+    assert main(["report", str(out), "--quiet"]) == 0
+    gif, png = out / "report/clip.gif", out / "report/clip.png"
+    if gif.is_file():      # offscreen rendering works here (EGL or OSMesa)
+        from PIL import Image
+        with Image.open(gif) as clip:
+            assert clip.n_frames > 10 and clip.size == (240, 180)
+    else:                  # it does not: the picture says what to install, and so does stderr
+        assert png.is_file() and "MUJOCO_GL" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "rl-nav2d", "--set", "model.name=mlp"],
      "the mlp model is for regression or classification tasks, but the nav2d family gives reinforcement tasks; "

@@ -16,6 +16,7 @@ run's task family declares (``pictures``), by name:
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -258,6 +259,30 @@ def plot_paths(run: Run, plt: Any, algo: Any, family: Any, seed: int, num: int =
     return out
 
 
+def write_clip(run: Run, plt: Any, algo: Any, family: Any, seed: int, frames: int = 150) -> Path:
+    """A GIF of the policy adapted by one step to a held-out task (``report/clip.gif``); where
+    offscreen rendering is not available, a picture of the message saying what to install."""
+    task = family.sample_tasks(1, generator("report", seed))[0]
+    policy = algo.adapt_policy(family, task, steps=1, seed=seed)
+    try:
+        images = family.render_episode(policy, task, steps=frames, seed=seed)
+    except MetalearnError as exc:
+        print(f"metalearn report: no clip: {exc}", file=sys.stderr)
+        fig = plt.figure(figsize=(7, 1.6))
+        fig.text(0.02, 0.5, f"No clip of the adapted policy: {exc}", wrap=True, fontsize=8, va="center")
+        out = run.report_dir / "clip.png"
+        atomic_write_png(fig, out)
+        plt.close(fig)
+        return out
+    from PIL import Image
+    out = run.report_dir / "clip.gif"
+    tmp = out.with_name(out.name + ".tmp")
+    pictures = [Image.fromarray(f) for f in images[::2]]
+    pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=60, loop=0)
+    tmp.replace(out)
+    return out
+
+
 # the pictures a family can declare, by name
 PICTURES: dict[str, Callable[[ReportContext], Path]] = {
     "support_size": lambda ctx: plot_support_size(ctx.run, ctx.plt, cast(Any, ctx.result)),
@@ -266,6 +291,7 @@ PICTURES: dict[str, Callable[[ReportContext], Path]] = {
     "episode": _episode,
     "steps": lambda ctx: plot_steps(ctx.run, ctx.plt, ctx.result),
     "paths": lambda ctx: plot_paths(ctx.run, ctx.plt, ctx.algorithm, ctx.test_family, ctx.cfg.eval.seed),
+    "clip": lambda ctx: write_clip(ctx.run, ctx.plt, ctx.algorithm, ctx.test_family, ctx.cfg.eval.seed),
     "loss_curves": lambda ctx: plot_l2l(ctx.run, ctx.plt, ctx.result.to_dict()),
 }
 

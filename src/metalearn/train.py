@@ -159,6 +159,9 @@ class Trainer:
         own_step = self.algorithm.outer_step(params, lr) if outer_step is None else None
         self.optimizer = outer_step or own_step or (torch.optim.Adam(params, lr=lr, fused=fused) if optimizer == "adam"
                                                     else torch.optim.SGD(params, lr=lr, fused=fused))
+        if self.dist.active and getattr(self.optimizer, "uses_closure", False):
+            raise MetalearnError(f"{algorithm.name}'s outer step re-evaluates the meta-loss on the episodes of every "
+                                 f"task of the meta-batch, so it trains in one process; leave out --procs/torchrun")
         self.callbacks = list(callbacks)
         self.lr_schedule, self.min_lr = lr_schedule, min_lr
         self.graphed = None

@@ -223,8 +223,8 @@ class EnvTasks:
         total = rewards.sum(-1).mean(-1)
         if not torch.isfinite(total).all() or not torch.isfinite(obs).all():
             raise ConfigError(f"{type(self).__name__}: an episode gave a non-finite observation or return (the "
-                              f"policy or the simulation diverged); lower algo.inner_lr or train.lr, or set "
-                              f"a smaller algo.max_kl")
+                              f"policy or the simulation diverged); the run's last checkpoint is intact: resume "
+                              f"it with a lower algo.inner_lr or algo.max_kl (or train.lr)")
         data = []
         for t in range(obs.shape[0]):
             d = {"obs": obs[t], "actions": actions[t], "mask": mask[t], "logp_old": logp[t], "out_old": out[t],

@@ -41,7 +41,10 @@ VECTOR_MODES = ("sync", "async")
 
 
 def gymnasium() -> Any:
-    """gymnasium with MuJoCo, or a one-line error naming the extra to install."""
+    """gymnasium with MuJoCo, or a one-line error naming the extra to install. Without a display,
+    MuJoCo renders offscreen through EGL (``MUJOCO_GL``, unless set)."""
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         import gymnasium as gym
         import mujoco  # noqa: F401
@@ -144,6 +147,7 @@ class MujocoTasks(EnvTasks):
     env_id = ""
     varies_physics = False
     ctrl_cost = 0.05
+    pictures: tuple[str, ...] = ("steps", "clip")
 
     def __init__(self, episodes: int = 20, queries: int | None = None, horizon: int = 200, gamma: float = 0.99,
                  gae_lambda: float = 1.0, vector: str = "sync", estimator: str = "lvc", balanced: bool = False) -> None:
@@ -184,6 +188,31 @@ class MujocoTasks(EnvTasks):
     def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
         """The reward of each sub-environment for its task (default: the environment's own)."""
         return reward
+
+    def render_episode(self, policy: Any, task: Tensor, steps: int | None = None, size: tuple[int, int] = (240, 180),
+                       seed: int = 0) -> list[np.ndarray]:
+        """RGB frames of one episode of ``policy`` (obs -> action) on ``task``, rendered offscreen;
+        a ConfigError saying what to install where offscreen rendering is not available."""
+        gym = gymnasium()
+        try:
+            with quiet_native_output():
+                env = gym.make(self.env_id, render_mode="rgb_array", width=size[0], height=size[1])
+            if self.varies_physics:
+                apply_physics(env.unwrapped.model, task.double().numpy())
+            obs, _ = env.reset(seed=seed)
+            frames = [env.render()]
+            for _ in range(steps or self.horizon):
+                action = policy(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0]
+                obs, _, terminated, truncated, _ = env.step(action.double().clamp(-1, 1).numpy())
+                frames.append(env.render())
+                if terminated or truncated:
+                    break
+            env.close()
+        except Exception as exc:  # noqa: BLE001 - any OpenGL failure means the same thing here
+            raise ConfigError(f"offscreen rendering is not available here ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); install EGL or OSMesa (apt install "
+                              f"libegl1 or libosmesa6) and set MUJOCO_GL=egl or osmesa") from None
+        return [f for f in frames if f is not None]
 
     def __del__(self) -> None:
         for env in getattr(self, "_envs", {}).values():
