@@ -70,7 +70,8 @@ def test_every_registered_algorithm_builds_from_its_default_settings_under_its_o
     images = ImageDataset.from_class_lists([torch.zeros(4, 1, 16, 16, dtype=torch.uint8)] * 3, ["a", "b", "c"])
     families = {"regression": (ml.SinusoidTasks(), lambda: ml.mlp(1, [4], 1)),
                 "classification": (FewShotTasks(images, 2, 1, 1), lambda: ml.models.conv4(1, 2, 4, 16)),
-                "optimizer": (QuadraticProblems(2, 4), lambda: LSTMOptimizerNet(4))}
+                "optimizer": (QuadraticProblems(2, 4), lambda: LSTMOptimizerNet(4)),
+                "reinforcement": (ml.Nav2dTasks(), lambda: ml.models.GaussianPolicy(2, 2, [4]))}
     for name in ml.list_algorithms():
         spec = get_spec(name)
         family, model = families[spec.cls.task_kinds[0]]

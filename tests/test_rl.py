@@ -310,3 +310,23 @@ def test_adapt_policy_gives_a_callable_policy_that_moves_toward_the_goal():
     assert action.shape == (1, 2) and policy.sample(torch.zeros(5, 2)).shape == (5, 2)
     # three vanilla policy-gradient steps improve the return of a random policy on this goal
     assert float(episodes[-1]["return"]) > float(episodes[0]["return"]), [float(e["return"]) for e in episodes]
+
+
+def test_asynchronous_workers_give_the_same_episodes_as_the_synchronous_vector():
+    pytest.importorskip("mujoco")
+    from metalearn.tasks.mujoco import HalfCheetahVel
+    torch.manual_seed(0)
+    policy = GaussianPolicy(17, 6, (8,))
+    forward, params = make_forward(policy), dict(policy.named_parameters())
+    out = {}
+    for mode in ("sync", "async"):
+        fam = HalfCheetahVel(episodes=2, horizon=5, vector=mode)
+        tree = fam.sample(1, torch.Generator().manual_seed(3))
+        out[mode] = fam.collect(forward, params, tree.data["task"], [tree.generator(0)], False, 2)[0]
+        for env in fam._envs.values():
+            env.close()
+        fam._envs.clear()
+    for key in ("obs", "rewards", "actions"):
+        torch.testing.assert_close(out["sync"][key], out["async"][key])
+    # the velocity task's reward: -|v - v*| - 0.05 |a|^2, at most 0
+    assert (out["sync"]["rewards"] <= 0).all()
