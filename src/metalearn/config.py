@@ -159,6 +159,22 @@ class LogConfig:
 
 
 @dataclass
+class FedConfig:
+    """``metalearn federate``: federated meta-learning over clients (Omniglot alphabets)."""
+
+    strategy: str = "fedmeta"                # fedmeta, perfedavg or fedavg_ft
+    rounds: int = 100
+    fraction: float = 0.2                    # share of the training clients sampled per round
+    local_steps: int = 5                     # local (meta-)updates of a sampled client per round
+    local_lr: float = 0.001                  # their step size (Adam; SGD for perfedavg)
+    local_batch: int = 4                     # episodes per local meta-update (images per step for fedavg_ft: x32)
+    client_seed: int = 0                     # which clients are held out
+    split: typing.List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])   # train / validation / test clients
+    eval_every: int = 10                     # rounds between validations on the validation clients
+    eval_episodes: int = 20                  # episodes per held-out client
+
+
+@dataclass
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -166,6 +182,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    fed: FedConfig = field(default_factory=FedConfig)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

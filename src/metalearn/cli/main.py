@@ -6,10 +6,10 @@ import sys
 import warnings
 
 from ..errors import MetalearnError
-from . import adapt, compare, evaluate, info, report, train, tune
+from . import adapt, compare, evaluate, federate, info, report, train, tune
 
 COMMANDS = {"train": train, "evaluate": evaluate, "adapt": adapt, "compare": compare, "report": report, "list": info,
-            "tune": tune}
+            "tune": tune, "federate": federate}
 
 
 def build_parser() -> argparse.ArgumentParser:

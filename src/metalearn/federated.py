@@ -1,0 +1,187 @@
+"""Federated meta-learning over clients that are natural groups of tasks (Omniglot alphabets),
+run on Flower's Message API (``flower_apps``). What a client does in a round, and how held-out
+clients are scored, lives here; each client's local step is the registered algorithm's own code.
+
+Strategies (``fed.strategy``):
+
+* ``fedmeta``: FedMeta (Chen, Luo, Dong, Li & He 2018, "Federated Meta-Learning with Fast
+  Convergence and Efficient Communication"): a sampled client runs ``fed.local_steps`` meta-updates
+  (Adam, ``fed.local_lr``) of the configured algorithm (MAML, first-order MAML, Meta-SGD, ...) on
+  its own episodes; the server averages the meta-parameters, weighted by the clients' data sizes.
+* ``perfedavg``: Per-FedAvg (Fallah, Mokhtari & Ozdaglar 2020, "Personalized Federated Learning
+  with Theoretical Guarantees: A Model-Agnostic Meta-Learning Approach"), its first-order variant:
+  local SGD steps on the first-order MAML objective, averaged by the server.
+* ``fedavg_ft``: the transfer baseline trained federatedly: each client trains the shared feature
+  extractor with its own classification head over its own characters (kept on the client between
+  rounds, never sent), the server averages the extractor (FedAvg, McMahan et al. 2017); a held-out
+  client fits a new head on its few labelled examples.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import Tensor
+
+from .algorithms import Algorithm
+from .build import build_algorithm
+from .config import Config
+from .errors import ConfigError
+from .protocols import TaskFamily
+from .runs import Run, atomic_write_text
+from .stats import mean_ci, paired
+from .tasks.clients import Client
+from .tasks.few_shot import accuracy
+
+STRATEGIES = ("fedmeta", "perfedavg", "fedavg_ft")
+
+
+def check_settings(cfg: Config) -> None:
+    f = cfg.fed
+    if f.strategy not in STRATEGIES:
+        raise ConfigError(f"unknown fed.strategy {f.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if cfg.task.family != "omniglot":
+        raise ConfigError(f"federated clients are Omniglot alphabets for now; use an omniglot preset "
+                          f"(got task.family={cfg.task.family})")
+    for key in ("rounds", "local_steps", "local_batch", "eval_every", "eval_episodes"):
+        if getattr(f, key) <= 0:
+            raise ConfigError(f"fed.{key} must be positive, got {getattr(f, key)}")
+    if not 0 < f.fraction <= 1:
+        raise ConfigError(f"fed.fraction must be in (0, 1], got {f.fraction}")
+
+
+def client_config(cfg: Config) -> Config:
+    """The config a client builds its algorithm from: the transfer learner for FedAvg + fine-tuning,
+    first-order MAML for Per-FedAvg, the configured algorithm for FedMeta."""
+    c = copy.deepcopy(cfg)
+    if cfg.fed.strategy == "fedavg_ft":
+        c.algo.name = "transfer"
+        c.algo.inner_steps = max(cfg.algo.inner_steps, 100)   # head-fitting steps at test time
+    elif cfg.fed.strategy == "perfedavg":
+        c.algo.mode = "first_order"
+    return c
+
+
+def client_algorithm(cfg: Config, client: Client) -> Algorithm:
+    """The algorithm a client trains (initialised from ``train.seed``, so every client and the server
+    start from the same weights)."""
+    c = client_config(cfg)
+    return build_algorithm(c, cast(TaskFamily, client.tasks), c.algo.name)
+
+
+def shared_keys(cfg: Config, algo: Algorithm) -> list[str]:
+    """The state a client sends and the server averages: everything, except the client's own
+    classification head under FedAvg + fine-tuning."""
+    keys = list(algo.state_dict())
+    if cfg.fed.strategy == "fedavg_ft":
+        keys = [k for k in keys if k.startswith("model.")]
+    return keys
+
+
+def local_update(cfg: Config, algo: Algorithm, client: Client, generator: torch.Generator) -> float:
+    """One round of a sampled client: ``fed.local_steps`` updates of ``algo`` on the client's own
+    episodes (or, for ``fedavg_ft``, mini-batches of its characters); the mean local loss."""
+    f = cfg.fed
+    params = [p for p in algo.parameters() if p.requires_grad]
+    opt = (torch.optim.SGD(params, lr=f.local_lr) if f.strategy == "perfedavg"
+           else torch.optim.Adam(params, lr=f.local_lr))
+    source = algo.training_tasks(client.tasks)
+    batch_size = f.local_batch * 32 if f.strategy == "fedavg_ft" else f.local_batch
+    total = 0.0
+    for _ in range(f.local_steps):
+        batch = source.sample(batch_size, generator)
+        opt.zero_grad(set_to_none=True)
+        loss = algo.meta_backward(batch)
+        if not math.isfinite(float(loss)):
+            raise ConfigError(f"client {client.name}: the local loss became {float(loss)}; lower fed.local_lr")
+        opt.step()
+        total += float(loss)
+    return total / f.local_steps
+
+
+def client_accuracy(algo: Algorithm, clients: list[Client], episodes: int, steps: int, seed: int) -> Tensor:
+    """Each client's mean query accuracy (%) over ``episodes`` episodes of its own characters, before
+    adaptation and after 1..``steps`` inner steps: ``[clients, steps + 1]``. Episodes depend only on
+    the client and ``seed``, so every method is scored on the same ones."""
+    rows = []
+    for c in clients:
+        gen = torch.Generator().manual_seed(seed * 100_003 + sum(map(ord, c.name)))
+        batch = c.tasks.sample(episodes, gen)
+        rows.append(100.0 * algo.adaptation_curve(batch, steps, metric=accuracy).mean(0))
+    return torch.stack(rows)
+
+
+@dataclass
+class FedEvaluation:
+    """Accuracy of held-out clients before and after adaptation, per client and summarised."""
+
+    strategy: str
+    clients: list[str]
+    steps: list[int]
+    per_client: list[list[float]]          # [clients][steps + 1]
+    rounds: int
+    bytes_total: int
+    paired: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: Path | None = None
+
+    def summary(self) -> list[dict[str, float]]:
+        values = torch.tensor(self.per_client)
+        out = []
+        for s in range(values.shape[1]):
+            m, ci = mean_ci(values[:, s])
+            out.append({"mean": m, "ci": ci, "p10": float(torch.quantile(values[:, s], 0.1)),
+                        "min": float(values[:, s].min())})
+        return out
+
+    def table(self) -> str:
+        head = "| method | " + " | ".join("before" if s == 0 else f"{s} step{'s' * (s > 1)}" for s in self.steps) + " |"
+        rule = "|---|" + "---:|" * len(self.steps)
+        summ = self.summary()   # one entry per reported step count, in the order of self.steps
+        cells = " | ".join(f"{x['mean']:.2f} ± {x['ci']:.2f}" for x in summ)
+        p10 = " | ".join(f"{x['p10']:.2f}" for x in summ)
+        lines = [f"Accuracy (%) on {len(self.clients)} held-out clients (mean over clients ± 95% CI; each client "
+                 f"the mean of its episodes), {self.strategy}, {self.rounds} rounds, "
+                 f"{self.bytes_total / 1e6:.1f} MB sent in all", "", head, rule,
+                 f"| {self.strategy} | {cells} |", f"| {self.strategy}, 10th percentile of clients | {p10} |"]
+        for label, d in self.paired.items():
+            lines += ["", f"Paired over the same clients and episodes, {label} (mean ± 95% CI; clients won / lost):",
+                      "", head, rule, f"| {label} | " + " | ".join(
+                          f"{d['mean'][i]:+.2f} ± {d['ci'][i]:.2f} ({d['wins'][i]}/{d['losses'][i]})"
+                          for i in range(len(self.steps))) + " |"]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "clients": self.clients, "steps": self.steps,
+                "per_client": self.per_client, "rounds": self.rounds, "bytes_total": self.bytes_total,
+                "summary": self.summary(), "paired": self.paired}
+
+    @classmethod
+    def load(cls, run: Run) -> "FedEvaluation":
+        path = run.path / "eval" / "federated.json"
+        if not path.is_file():
+            raise ConfigError(f"{run.path} has no federated evaluation ({path}); run 'metalearn federate' to the end")
+        d = json.loads(path.read_text())
+        return cls(d["strategy"], d["clients"], d["steps"], d["per_client"], d["rounds"], d["bytes_total"],
+                   d.get("paired", {}), path)
+
+    def save(self, run: Run) -> Path:
+        path = run.path / "eval" / "federated.json"
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+        atomic_write_text(path.with_suffix(".md"), self.table() + "\n")
+        self.path = path
+        return path
+
+
+def compare_with(result: FedEvaluation, other: FedEvaluation) -> dict[str, Any]:
+    """The paired difference ``result - other`` per adaptation step over the same held-out clients."""
+    if result.clients != other.clients:
+        raise ConfigError("the two federated runs held out different clients; give them the same fed.client_seed")
+    a, b = torch.tensor(result.per_client), torch.tensor(other.per_client)
+    rows = [paired(a[:, s], b[:, s], "higher") for s in range(a.shape[1])]
+    return {"mean": [r.mean for r in rows], "ci": [r.ci for r in rows], "wins": [r.wins for r in rows],
+            "losses": [r.losses for r in rows]}

@@ -1,0 +1,179 @@
+"""The federated run on Flower 1.x's Message API (extra ``metalearn[federated]``): a ``ClientApp``
+whose train handler runs one client's local update (:func:`metalearn.federated.local_update`), a
+``ServerApp`` whose main loop is Flower's message-based ``FedAvg`` strategy (sampling
+``fed.fraction`` of the training clients per round, averaging what they send, weighted by their
+data sizes) with a server-side evaluation on the validation clients every ``fed.eval_every``
+rounds, and :func:`federate`, which runs both in Flower's simulation engine (one virtual SuperNode
+per training client) and writes the run folder: ``config.yaml``, ``metrics.jsonl`` (validation
+accuracy and bytes sent, per round), ``checkpoints/best.pt`` and ``last.pt``, and the evaluation
+of the held-out test clients (``eval/federated.json`` and ``.md``).
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+
+from .config import Config
+from .errors import ConfigError, RunError
+from .federated import (
+    FedEvaluation,
+    check_settings,
+    client_accuracy,
+    client_algorithm,
+    local_update,
+    shared_keys,
+)
+from .logs import MetricsLog
+from .runs import Run, RunLock, save_checkpoint
+from .tasks.clients import Client, alphabet_clients, split_clients
+
+
+def flower() -> Any:
+    """flwr with its simulation engine, or a one-line error naming the extra."""
+    try:
+        import flwr
+        import ray  # noqa: F401
+        from flwr.simulation import run_simulation  # noqa: F401
+    except ImportError:
+        raise ConfigError("federated runs need Flower with its simulation engine; install it with "
+                          "pip install 'metalearn[federated]'") from None
+    return flwr
+
+
+@dataclass
+class FedRun:
+    """What :func:`federate` did."""
+
+    rounds: int
+    best_round: int
+    best_val: float
+    bytes_total: int
+    seconds: float
+    evaluation: FedEvaluation
+
+
+def client_app(cfg: Config, clients: list[Client]) -> Any:
+    """The ClientApp: node ``partition-id`` is training client ``clients[partition-id]``."""
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        torch.set_num_threads(1)
+        pid = int(context.node_config["partition-id"])
+        client = clients[pid]
+        algo = client_algorithm(cfg, client)
+        state = algo.state_dict()
+        state.update(cast(ArrayRecord, msg.content["arrays"]).to_torch_state_dict())
+        if "local" in context.state:   # FedAvg + fine-tuning: the client's own head, kept between rounds
+            state.update(cast(ArrayRecord, context.state["local"]).to_torch_state_dict())
+        algo.load_state_dict(state)
+        round_ = int(cast(int, cast(ConfigRecord, msg.content["config"])["server-round"]))
+        gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + round_ * 1009 + pid)
+        loss = local_update(cfg, algo, client, gen)
+        keys = shared_keys(cfg, algo)
+        full = algo.state_dict()
+        local = {k: v for k, v in full.items() if k not in keys}
+        if local:
+            context.state["local"] = ArrayRecord(torch_state_dict=local)
+        content = RecordDict({"arrays": ArrayRecord(torch_state_dict={k: full[k] for k in keys}),
+                              "metrics": MetricRecord({"num-examples": int(client.tasks.dataset.images.shape[0]),
+                                                       "train_loss": loss})})
+        return Message(content=content, reply_to=msg)
+
+    return app
+
+
+def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
+    """Federated meta-learning of ``cfg`` (its ``fed`` section) into the run folder ``out``."""
+    check_settings(cfg)
+    flower()
+    from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+    from flwr.simulation import run_simulation
+
+    run = Run(out)
+    if (run.path / "metrics.jsonl").exists():
+        raise RunError(f"{run.path} already holds a run; choose another folder")
+    t, f = cfg.task, cfg.fed
+    clients = alphabet_clients(t.ways, t.shots, t.queries or t.shots, t.image_size, t.data_dir)
+    split = split_clients(len(clients), f.client_seed, (f.split[0], f.split[1], f.split[2]))
+    train_clients = [clients[i] for i in split["train"]]
+    val_clients = [clients[i] for i in split["validation"]]
+    test_clients = [clients[i] for i in split["test"]]
+    server = client_algorithm(cfg, train_clients[0])
+    keys = shared_keys(cfg, server)
+    initial = ArrayRecord(torch_state_dict={k: v for k, v in server.state_dict().items() if k in keys})
+    per_round = max(int(len(train_clients) * f.fraction), 1)
+    round_bytes = 2 * per_round * initial.count_bytes()    # the model down to and back from each sampled client
+    run.path.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run.path).acquire()
+    run.save_config(cfg)
+    log = MetricsLog(run.path / "metrics.jsonl", run.path / "tb")
+    best: dict[str, Any] = {"val": -1.0, "round": -1}   # round 0: the initial model, before any client trained
+    started = time.perf_counter()
+
+    def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round % f.eval_every and server_round != f.rounds:
+            return None
+        state = server.state_dict()
+        state.update(arrays.to_torch_state_dict())
+        server.load_state_dict(state)
+        acc = client_accuracy(server, val_clients, f.eval_episodes, cfg.algo.inner_steps, cfg.eval.seed + 1)
+        value = float(acc[:, -1].mean())
+        row = {"val_acc": value, "bytes": round_bytes * server_round,
+               "seconds": round(time.perf_counter() - started, 3)}
+        log.log(server_round, **row)
+        save_checkpoint(run.checkpoint_dir / "last.pt", {"step": server_round, "model": server.state_dict(),
+                                                         "algorithm": server.name, "config": cfg.to_dict()})
+        if value > best["val"]:
+            best.update(val=value, round=server_round)
+            save_checkpoint(run.checkpoint_dir / "best.pt", {"step": server_round, "model": server.state_dict(),
+                                                             "algorithm": server.name, "val_acc": value})
+        if progress:
+            print(f"round {server_round}/{f.rounds}: validation accuracy {value:.2f}% "
+                  f"({round_bytes * server_round / 1e6:.1f} MB sent)", flush=True)
+        return MetricRecord({"val_acc": value})
+
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Any) -> None:
+        random.seed(cfg.train.seed)   # Flower samples the round's clients with Python's random module
+        strategy = FedAvg(fraction_train=f.fraction, fraction_evaluate=0.0, min_train_nodes=1,
+                          min_evaluate_nodes=0, min_available_nodes=len(train_clients))
+        strategy.start(grid=grid, initial_arrays=initial, num_rounds=f.rounds,
+                       train_config=ConfigRecord({"local-steps": f.local_steps}), evaluate_fn=evaluate_fn)
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    try:
+        run_simulation(server_app=app, client_app=client_app(cfg, train_clients), num_supernodes=len(train_clients),
+                       backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                       "init_args": {"num_cpus": max(1, cfg.train.threads), "log_to_driver": False,
+                                                     "include_dashboard": False}},
+                       verbose_logging=False)
+    finally:
+        log.close()
+        lock.release()
+    if best["round"] < 0:
+        raise RunError(f"the federated run in {run.path} ended before its first evaluation (Flower's log above says "
+                       f"why); check that the simulation engine runs here")
+    # the held-out test clients, with the best checkpoint on the validation clients
+    from .runs import load_checkpoint
+    server.load_state_dict(load_checkpoint(run.checkpoint_dir / "best.pt")["model"])
+    steps = sorted({0, *cfg.eval.steps})
+    acc = client_accuracy(server, test_clients, f.eval_episodes, max(steps), cfg.eval.seed)
+    evaluation = FedEvaluation(f.strategy, [c.name for c in test_clients], steps,
+                               acc[:, steps].tolist(), f.rounds, round_bytes * f.rounds)
+    evaluation.save(run)
+    return FedRun(f.rounds, best["round"], best["val"], round_bytes * f.rounds, time.perf_counter() - started,
+                  evaluation)
