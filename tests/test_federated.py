@@ -94,10 +94,27 @@ def test_federate_runs_on_flowers_simulation_engine(tmp_path, capsys):
     assert "held-out clients" in capsys.readouterr().out
 
 
+@needs_omniglot
+def test_the_references_score_the_same_held_out_clients_and_pair_with_a_run(tmp_path, capsys):
+    common = ["--rounds", "1", "--quiet", "--set", "model.width=8", "--set", "fed.local_steps=1", "--set",
+              "fed.eval_episodes=2", "--set", "fed.local_batch=1", "--set", "eval.steps=[1]"]
+    assert main(["federate", "fed-omniglot-5w1s", "--out", str(tmp_path / "own"), "--strategy", "own_data",
+                 *common]) == 0
+    assert main(["federate", "fed-omniglot-5w1s", "--out", str(tmp_path / "central"), "--strategy", "central",
+                 "--compare", str(tmp_path / "own"), *common]) == 0
+    own = json.loads((tmp_path / "own/eval/federated.json").read_text())
+    central = json.loads((tmp_path / "central/eval/federated.json").read_text())
+    assert own["clients"] == central["clients"] and own["bytes_total"] == 0
+    diff = central["paired"]["central - own_data"]
+    a, b = torch.tensor(central["per_client"]), torch.tensor(own["per_client"])
+    assert diff["mean"][1] == pytest.approx(float((a[:, 1] - b[:, 1]).mean()), abs=1e-6)
+    assert "central - own_data" in capsys.readouterr().out
+
+
 def test_bad_federated_input_is_one_line(capsys, tmp_path):
     from cli_helpers import cli_error
     cli_error(capsys, ["federate", "fed-omniglot-5w1s", "--out", str(tmp_path / "r"), "--strategy", "fedprox"],
-              "unknown fed.strategy 'fedprox'; choose one of: fedmeta, perfedavg, fedavg_ft")
+              "unknown fed.strategy 'fedprox'; choose one of: fedmeta, perfedavg, fedavg_ft, central, own_data")
     cli_error(capsys, ["federate", "sinusoid", "--out", str(tmp_path / "r")], "federated clients are Omniglot alphabets")
     cli_error(capsys, ["federate", "fed-omniglot-5w1s", "--out", str(tmp_path / "r"), "--set", "fed.fraction=0"],
               "fed.fraction must be in (0, 1]")

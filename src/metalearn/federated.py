@@ -15,6 +15,12 @@ Strategies (``fed.strategy``):
   extractor with its own classification head over its own characters (kept on the client between
   rounds, never sent), the server averages the extractor (FedAvg, McMahan et al. 2017); a held-out
   client fits a new head on its few labelled examples.
+
+References scored on the same held-out clients and episodes: ``central``, the configured algorithm
+trained centrally on the training clients' episodes (one client drawn per local meta-update, Adam)
+for as many meta-updates as the federation's clients made in all, the upper reference; and
+``own_data``, the same network from its random initialisation trained on a held-out client's few
+examples alone (the ``scratch`` algorithm, Adam).
 """
 from __future__ import annotations
 
@@ -38,7 +44,8 @@ from .stats import mean_ci, paired
 from .tasks.clients import Client
 from .tasks.few_shot import accuracy
 
-STRATEGIES = ("fedmeta", "perfedavg", "fedavg_ft")
+STRATEGIES = ("fedmeta", "perfedavg", "fedavg_ft", "central", "own_data")
+FEDERATED = ("fedmeta", "perfedavg", "fedavg_ft")   # the others are references, run without Flower
 
 
 def check_settings(cfg: Config) -> None:
@@ -59,7 +66,10 @@ def client_config(cfg: Config) -> Config:
     """The config a client builds its algorithm from: the transfer learner for FedAvg + fine-tuning,
     first-order MAML for Per-FedAvg, the configured algorithm for FedMeta."""
     c = copy.deepcopy(cfg)
-    if cfg.fed.strategy == "fedavg_ft":
+    if cfg.fed.strategy == "own_data":
+        c.algo.name = "scratch"
+        c.algo.inner_lr, c.algo.inner_steps = 0.001, 100
+    elif cfg.fed.strategy == "fedavg_ft":
         c.algo.name = "transfer"
         c.algo.inner_steps = max(cfg.algo.inner_steps, 100)   # head-fitting steps at test time
     elif cfg.fed.strategy == "perfedavg":
@@ -102,6 +112,27 @@ def local_update(cfg: Config, algo: Algorithm, client: Client, generator: torch.
         opt.step()
         total += float(loss)
     return total / f.local_steps
+
+
+def updates_per_round(cfg: Config, train_clients: int) -> int:
+    """Clients sampled per round (Flower's FedAvg: the fraction, rounded down, at least one)."""
+    return max(int(train_clients * cfg.fed.fraction), 1)
+
+
+def train_central(cfg: Config, algo: Algorithm, clients: list[Client], generator: torch.Generator) -> int:
+    """The centralised reference: as many meta-updates as the federation's sampled clients made in
+    all (rounds x clients per round x local steps), each on ``fed.local_batch`` episodes of a
+    training client drawn at random, with one Adam; returns the number of updates."""
+    f = cfg.fed
+    total = f.rounds * updates_per_round(cfg, len(clients)) * f.local_steps
+    opt = torch.optim.Adam([p for p in algo.parameters() if p.requires_grad], lr=f.local_lr)
+    for _ in range(total):
+        client = clients[int(torch.randint(len(clients), (1,), generator=generator))]
+        batch = client.tasks.sample(f.local_batch, generator)
+        opt.zero_grad(set_to_none=True)
+        algo.meta_backward(batch)
+        opt.step()
+    return total
 
 
 def client_accuracy(algo: Algorithm, clients: list[Client], episodes: int, steps: int, seed: int) -> Tensor:

@@ -22,12 +22,15 @@ import torch
 from .config import Config
 from .errors import ConfigError, RunError
 from .federated import (
+    FEDERATED,
     FedEvaluation,
     check_settings,
     client_accuracy,
     client_algorithm,
     local_update,
     shared_keys,
+    train_central,
+    updates_per_round,
 )
 from .logs import MetricsLog
 from .runs import Run, RunLock, save_checkpoint
@@ -92,6 +95,15 @@ def client_app(cfg: Config, clients: list[Client]) -> Any:
     return app
 
 
+def _evaluate_test(cfg: Config, algo: Any, clients: list[Client], bytes_total: int) -> FedEvaluation:
+    """The held-out test clients before and after ``eval.steps`` inner steps (the same episodes for
+    every strategy with the same ``eval.seed``)."""
+    steps = sorted({0, *cfg.eval.steps})
+    acc = client_accuracy(algo, clients, cfg.fed.eval_episodes, max(steps), cfg.eval.seed)
+    return FedEvaluation(cfg.fed.strategy, [c.name for c in clients], steps, acc[:, steps].tolist(), cfg.fed.rounds,
+                         bytes_total)
+
+
 def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
     """Federated meta-learning of ``cfg`` (its ``fed`` section) into the run folder ``out``."""
     check_settings(cfg)
@@ -113,11 +125,23 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
     server = client_algorithm(cfg, train_clients[0])
     keys = shared_keys(cfg, server)
     initial = ArrayRecord(torch_state_dict={k: v for k, v in server.state_dict().items() if k in keys})
-    per_round = max(int(len(train_clients) * f.fraction), 1)
+    per_round = updates_per_round(cfg, len(train_clients))
     round_bytes = 2 * per_round * initial.count_bytes()    # the model down to and back from each sampled client
     run.path.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run.path).acquire()
     run.save_config(cfg)
+    if f.strategy not in FEDERATED:   # a reference: no federation, nothing sent
+        started = time.perf_counter()
+        try:
+            if f.strategy == "central":
+                train_central(cfg, server, train_clients, torch.Generator().manual_seed(cfg.train.seed))
+            save_checkpoint(run.checkpoint_dir / "best.pt", {"step": f.rounds, "model": server.state_dict(),
+                                                             "algorithm": server.name})
+        finally:
+            lock.release()
+        evaluation = _evaluate_test(cfg, server, test_clients, 0)
+        evaluation.save(run)
+        return FedRun(f.rounds, f.rounds, float("nan"), 0, time.perf_counter() - started, evaluation)
     log = MetricsLog(run.path / "metrics.jsonl", run.path / "tb")
     best: dict[str, Any] = {"val": -1.0, "round": -1}   # round 0: the initial model, before any client trained
     started = time.perf_counter()
@@ -170,10 +194,7 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
     # the held-out test clients, with the best checkpoint on the validation clients
     from .runs import load_checkpoint
     server.load_state_dict(load_checkpoint(run.checkpoint_dir / "best.pt")["model"])
-    steps = sorted({0, *cfg.eval.steps})
-    acc = client_accuracy(server, test_clients, f.eval_episodes, max(steps), cfg.eval.seed)
-    evaluation = FedEvaluation(f.strategy, [c.name for c in test_clients], steps,
-                               acc[:, steps].tolist(), f.rounds, round_bytes * f.rounds)
+    evaluation = _evaluate_test(cfg, server, test_clients, round_bytes * f.rounds)
     evaluation.save(run)
     return FedRun(f.rounds, best["round"], best["val"], round_bytes * f.rounds, time.perf_counter() - started,
                   evaluation)
