@@ -92,6 +92,7 @@ def test_federate_runs_on_flowers_simulation_engine(tmp_path, capsys):
     result = json.loads((out / "eval/federated.json").read_text())
     assert len(result["clients"]) == 5 and result["steps"] == [0, 1] and len(result["per_client"][0]) == 2
     assert "held-out clients" in capsys.readouterr().out
+    assert (out / "report/rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @needs_omniglot

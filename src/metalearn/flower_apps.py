@@ -15,12 +15,12 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Sequence, cast
 
 import torch
 
 from .config import Config
-from .errors import ConfigError, RunError
+from .errors import ConfigError, MetalearnError, RunError
 from .federated import (
     FEDERATED,
     FedEvaluation,
@@ -32,6 +32,7 @@ from .federated import (
     train_central,
     updates_per_round,
 )
+from .files import atomic_write_png
 from .logs import MetricsLog
 from .runs import Run, RunLock, save_checkpoint
 from .tasks.clients import Client, alphabet_clients, split_clients
@@ -93,6 +94,33 @@ def client_app(cfg: Config, clients: list[Client]) -> Any:
         return Message(content=content, reply_to=msg)
 
     return app
+
+
+def plot_rounds(run: Run, others: Sequence[Run] = ()) -> Path | None:
+    """Validation accuracy against rounds and against megabytes sent (``report/rounds.png``), with
+    other federated runs beside it; None when matplotlib is not installed."""
+    try:
+        from .report import _pyplot
+        plt = _pyplot()
+    except MetalearnError:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for r in [run, *others]:
+        rows = [row for row in r.read_metrics() if "val_acc" in row]
+        if not rows:
+            continue
+        label = f"{r.path.name} ({r.load_config().fed.strategy})"
+        axes[0].plot([row["step"] for row in rows], [row["val_acc"] for row in rows], marker=".", label=label)
+        axes[1].plot([row["bytes"] / 1e6 for row in rows], [row["val_acc"] for row in rows], marker=".", label=label)
+    for ax, xlabel in zip(axes, ("round", "megabytes sent (down and up)")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("validation clients' accuracy after adaptation (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    out = run.report_dir / "rounds.png"
+    atomic_write_png(fig, out)
+    plt.close(fig)
+    return out
 
 
 def _evaluate_test(cfg: Config, algo: Any, clients: list[Client], bytes_total: int) -> FedEvaluation:
@@ -196,5 +224,6 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
     server.load_state_dict(load_checkpoint(run.checkpoint_dir / "best.pt")["model"])
     evaluation = _evaluate_test(cfg, server, test_clients, round_bytes * f.rounds)
     evaluation.save(run)
+    plot_rounds(run)
     return FedRun(f.rounds, best["round"], best["val"], round_bytes * f.rounds, time.perf_counter() - started,
                   evaluation)

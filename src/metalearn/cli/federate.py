@@ -8,7 +8,7 @@ import torch
 
 from ..config import apply_overrides, load_preset, validate
 from ..federated import FedEvaluation, compare_with
-from ..flower_apps import federate
+from ..flower_apps import federate, plot_rounds
 from ..runs import Run
 
 
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if other is not None:
         res.evaluation.paired[f"{res.evaluation.strategy} - {other.strategy}"] = compare_with(res.evaluation, other)
         res.evaluation.save(Run(args.out))
+        plot_rounds(Run(args.out), [Run(args.compare)])
     print(res.evaluation.table())
     print(f"\n{res.rounds} rounds in {res.seconds:.0f} s, best validation accuracy {res.best_val:.2f}% at round "
           f"{res.best_round}; saved {res.evaluation.path} (and .md)")
