@@ -8,8 +8,6 @@ tensor code: every episode of every task steps in one call, no gym needed.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
@@ -53,12 +51,6 @@ class Nav2dTasks(EnvTasks):
         if not lo < hi:
             raise ConfigError(f"nav2d: the goal range must be [low, high] with low < high, got {[lo, hi]}")
         self.goal_range = (float(lo), float(hi))
-
-    @classmethod
-    def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> "Nav2dTasks":
-        return cls(episodes=shots, queries=queries, horizon=t.horizon if horizon is None else horizon,
-                   gamma=t.gamma, gae_lambda=t.gae_lambda)
 
     def sample_tasks(self, n: int, generator: torch.Generator | None) -> Tensor:
         lo, hi = self.goal_range
