@@ -64,6 +64,14 @@ def test_each_strategy_runs_its_local_update_with_the_registered_algorithm(strat
     torch.testing.assert_close(client_accuracy(algo, [client], 3, 2, seed=0), acc)
 
 
+def test_rounds_to_reach_an_accuracy():
+    from metalearn.federated import rounds_to_reach
+    rows = [{"step": 0, "val_acc": 20.0, "bytes": 0}, {"step": 10, "val_acc": 50.0, "bytes": 100},
+            {"step": 20, "val_acc": 70.0, "bytes": 200}]
+    assert rounds_to_reach(rows, 45.0) == (10, 100) and rounds_to_reach(rows, 70.0) == (20, 200)
+    assert rounds_to_reach(rows, 80.0) is None
+
+
 def test_the_evaluation_table_reports_the_spread_and_paired_differences(tmp_path):
     a = FedEvaluation("fedmeta", ["x", "y", "z"], [0, 1], [[20.0, 60.0], [20.0, 40.0], [20.0, 50.0]], 10, 1000)
     b = FedEvaluation("fedavg_ft", ["x", "y", "z"], [0, 1], [[20.0, 50.0], [20.0, 45.0], [20.0, 40.0]], 10, 1000)

@@ -208,6 +208,15 @@ class FedEvaluation:
         return path
 
 
+def rounds_to_reach(rows: list[dict[str, Any]], accuracy: float) -> tuple[int, int] | None:
+    """``(round, bytes)`` of the first validation at or above ``accuracy`` in a run's metrics rows,
+    or None when it never got there."""
+    for row in rows:
+        if "val_acc" in row and row["val_acc"] >= accuracy:
+            return int(row["step"]), int(row["bytes"])
+    return None
+
+
 def compare_with(result: FedEvaluation, other: FedEvaluation) -> dict[str, Any]:
     """The paired difference ``result - other`` per adaptation step over the same held-out clients."""
     if result.clients != other.clients:

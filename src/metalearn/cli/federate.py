@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..config import apply_overrides, load_preset, validate
-from ..federated import FedEvaluation, compare_with
+from ..federated import FedEvaluation, compare_with, rounds_to_reach
 from ..flower_apps import federate, plot_rounds
 from ..runs import Run
 
@@ -39,6 +39,13 @@ def run(args: argparse.Namespace) -> int:
         res.evaluation.paired[f"{res.evaluation.strategy} - {other.strategy}"] = compare_with(res.evaluation, other)
         res.evaluation.save(Run(args.out))
         plot_rounds(Run(args.out), [Run(args.compare)])
+        theirs = [r for r in Run(args.compare).read_metrics() if "val_acc" in r]
+        if theirs and theirs[-1]["step"] > 0:
+            final = theirs[-1]["val_acc"]
+            hit = rounds_to_reach(Run(args.out).read_metrics(), final)
+            print(f"{other.strategy}'s final validation accuracy {final:.2f}% (round {theirs[-1]['step']}, "
+                  f"{theirs[-1]['bytes'] / 1e6:.1f} MB): " + (f"reached at round {hit[0]} ({hit[1] / 1e6:.1f} MB)"
+                                                              if hit else "not reached") + "\n")
     print(res.evaluation.table())
     print(f"\n{res.rounds} rounds in {res.seconds:.0f} s, best validation accuracy {res.best_val:.2f}% at round "
           f"{res.best_round}; saved {res.evaluation.path} (and .md)")
