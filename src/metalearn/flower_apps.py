@@ -132,6 +132,30 @@ def _evaluate_test(cfg: Config, algo: Any, clients: list[Client], bytes_total: i
                          bytes_total)
 
 
+def split_of(cfg: Config) -> dict[str, list[Client]]:
+    """The training, validation and test clients of ``cfg`` (the split ``fed.client_seed`` fixes)."""
+    t, f = cfg.task, cfg.fed
+    clients = alphabet_clients(t.ways, t.shots, t.queries or t.shots, t.image_size, t.data_dir)
+    split = split_clients(len(clients), f.client_seed, (f.split[0], f.split[1], f.split[2]))
+    return {part: [clients[i] for i in idx] for part, idx in split.items()}
+
+
+def evaluate_again(path: Path | str, steps: list[int]) -> FedEvaluation:
+    """Score a finished federated run's best checkpoint on its held-out test clients again, after
+    ``steps`` inner steps (e.g. the 100 head-fitting steps of FedAvg + fine-tuning)."""
+    from .runs import load_checkpoint
+    run = Run.open(path)
+    cfg = run.load_config()
+    cfg.eval.steps = steps
+    parts = split_of(cfg)
+    algo = client_algorithm(cfg, parts["train"][0])
+    algo.load_state_dict(load_checkpoint(run.best_checkpoint)["model"])
+    old = FedEvaluation.load(run)
+    evaluation = _evaluate_test(cfg, algo, parts["test"], old.bytes_total)
+    evaluation.save(run)
+    return evaluation
+
+
 def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
     """Federated meta-learning of ``cfg`` (its ``fed`` section) into the run folder ``out``."""
     check_settings(cfg)
@@ -144,12 +168,9 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
     run = Run(out)
     if (run.path / "metrics.jsonl").exists():
         raise RunError(f"{run.path} already holds a run; choose another folder")
-    t, f = cfg.task, cfg.fed
-    clients = alphabet_clients(t.ways, t.shots, t.queries or t.shots, t.image_size, t.data_dir)
-    split = split_clients(len(clients), f.client_seed, (f.split[0], f.split[1], f.split[2]))
-    train_clients = [clients[i] for i in split["train"]]
-    val_clients = [clients[i] for i in split["validation"]]
-    test_clients = [clients[i] for i in split["test"]]
+    f = cfg.fed
+    parts = split_of(cfg)
+    train_clients, val_clients, test_clients = parts["train"], parts["validation"], parts["test"]
     server = client_algorithm(cfg, train_clients[0])
     keys = shared_keys(cfg, server)
     initial = ArrayRecord(torch_state_dict={k: v for k, v in server.state_dict().items() if k in keys})

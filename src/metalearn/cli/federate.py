@@ -7,25 +7,40 @@ from pathlib import Path
 import torch
 
 from ..config import apply_overrides, load_preset, validate
+from ..errors import ConfigError
 from ..federated import FedEvaluation, compare_with, rounds_to_reach
-from ..flower_apps import federate, plot_rounds
+from ..flower_apps import evaluate_again, federate, plot_rounds
 from ..runs import Run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("federate", help="federated meta-learning on Flower: clients are Omniglot alphabets")
     p.add_argument("preset", help="preset name or YAML config file (e.g. fed-omniglot-5w1s)")
-    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--out", type=Path, help="run folder (required unless --evaluate)")
     p.add_argument("--rounds", type=int, help="communication rounds (fed.rounds)")
     p.add_argument("--strategy", help="fedmeta, perfedavg or fedavg_ft (fed.strategy)")
     p.add_argument("--compare", type=Path, metavar="RUN",
                    help="another federated run (same held-out clients): add the paired difference to it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set fed.fraction=0.3 (repeatable)")
+    p.add_argument("--evaluate", type=Path, metavar="RUN",
+                   help="score a finished run's best checkpoint on its held-out clients again after eval.steps "
+                        "(--set eval.steps=[1,10,100]); PRESET is ignored")
     p.add_argument("--quiet", action="store_true", help="no per-round lines")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.evaluate is not None:
+        steps = validate(apply_overrides(load_preset(args.preset), args.overrides)).eval.steps
+        again = evaluate_again(args.evaluate, steps)
+        if args.compare:
+            base = FedEvaluation.load(Run.open(args.compare))
+            again.paired[f"{again.strategy} - {base.strategy}"] = compare_with(again, base)
+            again.save(Run(args.evaluate))
+        print(again.table())
+        return 0
+    if args.out is None:
+        raise ConfigError("metalearn federate needs --out DIR, the run folder to write")
     overrides = list(args.overrides)
     if args.rounds is not None:
         overrides.append(f"fed.rounds={args.rounds}")
