@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{theirs[-1]['bytes'] / 1e6:.1f} MB): " + (f"reached at round {hit[0]} ({hit[1] / 1e6:.1f} MB)"
                                                               if hit else "not reached") + "\n")
     print(res.evaluation.table())
-    print(f"\n{res.rounds} rounds in {res.seconds:.0f} s, best validation accuracy {res.best_val:.2f}% at round "
-          f"{res.best_round}; saved {res.evaluation.path} (and .md)")
+    best = ("" if res.best_val != res.best_val   # a reference (central, own_data) is not validated per round
+            else f", best validation accuracy {res.best_val:.2f}% at round {res.best_round}")
+    print(f"\n{res.rounds} rounds in {res.seconds:.0f} s{best}; saved {res.evaluation.path} (and .md)")
     return 0
