@@ -88,6 +88,8 @@ def test_the_evaluation_table_reports_the_spread_and_paired_differences(tmp_path
 @needs_omniglot
 def test_federate_runs_on_flowers_simulation_engine(tmp_path, capsys):
     pytest.importorskip("ray")
+    import signal
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     out = tmp_path / "fed"
     argv = ["federate", "fed-omniglot-5w1s", "--out", str(out), "--rounds", "2", "--quiet", "--set", "model.width=8",
             "--set", "fed.local_steps=1", "--set", "fed.eval_every=1", "--set", "fed.eval_episodes=2",
@@ -101,6 +103,8 @@ def test_federate_runs_on_flowers_simulation_engine(tmp_path, capsys):
     assert len(result["clients"]) == 5 and result["steps"] == [0, 1] and len(result["per_client"][0]) == 2
     assert "held-out clients" in capsys.readouterr().out
     assert (out / "report/rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Ray's signal handlers do not outlive the run: Ctrl-C still stops a later training cleanly
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
 
 
 @needs_omniglot

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,6 +230,8 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
                        train_config=ConfigRecord({"local-steps": f.local_steps}), evaluate_fn=evaluate_fn)
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Ray and Flower install their own SIGINT/SIGTERM handlers: give the process its own back after
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         run_simulation(server_app=app, client_app=client_app(cfg, train_clients), num_supernodes=len(train_clients),
                        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -237,6 +241,9 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
     finally:
         log.close()
         lock.release()
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
     if best["round"] < 0:
         raise RunError(f"the federated run in {run.path} ended before its first evaluation (Flower's log above says "
                        f"why); check that the simulation engine runs here")
