@@ -289,7 +289,7 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
         others.append(ensure_baseline(run, cfg, base_name, progress=progress).to(device))
     if baseline and declared(family, "scratch_baseline", False):
         # the same policy (network) at its random initialisation, adapted with the same steps
-        others.append(build_algorithm(cfg, build_tasks(cfg)).to(device).eval().retitled("random-init baseline"))
+        others.append(build_algorithm(cfg, family).to(device).eval().retitled("random-init baseline"))
     for base in others:
         theirs = curve_values(base, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
         result.methods[base.title] = CurveStats.from_curve(theirs, loss=metric.is_loss)

@@ -36,7 +36,7 @@ from .federated import (
 )
 from .files import atomic_write_png
 from .logs import MetricsLog
-from .runs import Run, RunLock, save_checkpoint
+from .runs import Run, RunLock, load_checkpoint, save_checkpoint
 from .tasks.clients import Client, alphabet_clients, split_clients
 
 
@@ -145,7 +145,6 @@ def split_of(cfg: Config) -> dict[str, list[Client]]:
 def evaluate_again(path: Path | str, steps: list[int]) -> FedEvaluation:
     """Score a finished federated run's best checkpoint on its held-out test clients again, after
     ``steps`` inner steps (e.g. the 100 head-fitting steps of FedAvg + fine-tuning)."""
-    from .runs import load_checkpoint
     run = Run.open(path)
     cfg = run.load_config()
     cfg.eval.steps = steps
@@ -248,8 +247,7 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
         raise RunError(f"the federated run in {run.path} ended before its first evaluation (Flower's log above says "
                        f"why); check that the simulation engine runs here")
     # the held-out test clients, with the best checkpoint on the validation clients
-    from .runs import load_checkpoint
-    server.load_state_dict(load_checkpoint(run.checkpoint_dir / "best.pt")["model"])
+    server.load_state_dict(load_checkpoint(run.best_checkpoint)["model"])
     evaluation = _evaluate_test(cfg, server, test_clients, round_bytes * f.rounds)
     evaluation.save(run)
     plot_rounds(run)

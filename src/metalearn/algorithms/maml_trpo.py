@@ -19,6 +19,7 @@ the same policy-gradient steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, cast
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from ..batch import TaskTree
 from ..errors import ConfigError
-from ..functional import InnerRule, ParamDict, adapt_task, detached, make_forward
+from ..functional import ParamDict, adapt_task, detached, make_forward
 from ..functional.inner_loop import _split, loss_step
 from ..protocols import TaskFamily
 from .base import ModeSettings, check_choice
@@ -126,14 +127,12 @@ class MAMLTRPO(MAML):
         check_choice("estimator", estimator, ESTIMATORS)
         self.max_kl, self.cg_iters, self.cg_damping = float(max_kl), int(cg_iters), float(cg_damping)
         self.ls_steps, self.ls_backtrack, self.estimator = int(ls_steps), float(ls_backtrack), estimator
-        self.last_metrics: dict[str, float] = {}
 
     @classmethod
     def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "MAMLTRPO":
         if not hasattr(family, "collect"):
             raise ConfigError(f"{cls.name} trains policies on environment task families; "
                               f"{type(family).__name__} is not one")
-        import dataclasses
         return cls(model, **dataclasses.asdict(settings))
 
     def outer_step(self, params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer | None:
@@ -177,6 +176,7 @@ class MAMLTRPO(MAML):
         metrics: dict[str, float] = {}
         if self.train_steps == 0:
             query = family.collect(self._forward, detached(params), tasks, gens, False, family.queries)
+            sampled = time.perf_counter() - t0
             support: list[Any] = [None] * tree.num_tasks
             fast = [params] * tree.num_tasks
         else:
@@ -189,8 +189,6 @@ class MAMLTRPO(MAML):
             sampled += time.perf_counter() - t1
             for key in family.metric_keys:
                 metrics[f"{key}_before"] = float(torch.stack([d[key] for d in support]).mean())
-        if self.train_steps == 0:
-            sampled = time.perf_counter() - t0
         w = self.task_weights(tree)
         loss = cast(Tensor, sum(w[t] * self.task_objective(tree, params, fast[t], support[t], query[t])
                                 for t in range(tree.num_tasks)))
@@ -220,15 +218,13 @@ class MAMLTRPO(MAML):
             raise TypeError(f"{self.name} trains on the task trees of environment task families")
         return batch
 
-    def inner_rule(self) -> InnerRule:
-        return self._rule
-
-    def _step(self, fast: ParamDict, data: Any, loss_of: Any) -> ParamDict:
+    def _step(self, fast: ParamDict, data: Any, task_loss: Any) -> ParamDict:
+        """One first-order policy-gradient step of ``fast`` on the episodes ``data`` (test time)."""
         with torch.enable_grad():
             leaf = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
             state = self.inner_rule().init(_split(leaf, self.fast_keys())[0])
-            new, _ = loss_step(lambda p: loss_of(p, data), leaf, state, self.inner_rule(), "first_order",
-                               self.fast_keys())
+            new, _ = loss_step(lambda p: task_loss.loss(self._forward, p, data), leaf, state, self.inner_rule(),
+                               "first_order", self.fast_keys())
         return detached(new)
 
     def adaptation_curve(self, batch: Any, steps: int, metric: Any = None) -> Tensor:
@@ -236,7 +232,7 @@ class MAMLTRPO(MAML):
         adaptation and after each of ``steps`` policy-gradient steps, each step on fresh episodes of
         the policy of the moment (MAML's test protocol); ``[tasks, steps + 1]``."""
         tree = self._tree(batch)
-        family, loss = tree.task_loss.family, tree.task_loss
+        family = tree.task_loss.family
         key = metric if isinstance(metric, str) else "return"
         gens = [tree.generator(t) for t in range(tree.num_tasks)]
         tasks = tree.data["task"]
@@ -248,8 +244,7 @@ class MAMLTRPO(MAML):
             data = family.collect(self._forward, stacked, tasks, gens, True, family.episodes)
             rows.append(torch.stack([d[key] for d in data]))
             if s < steps:
-                current = [self._step(current[t], data[t], lambda p, d: loss.loss(self._forward, p, d))
-                           for t in range(tree.num_tasks)]
+                current = [self._step(current[t], data[t], tree.task_loss) for t in range(tree.num_tasks)]
         return torch.stack(rows, dim=1)
 
     def adaptation_episodes(self, family: Any, task: Tensor, steps: int | None = None, seed: int = 0
@@ -265,7 +260,7 @@ class MAMLTRPO(MAML):
             data = family.collect(self._forward, fast, task.view(1, -1), [gen], False, family.episodes)[0]
             episodes.append(data)
             if s < steps:
-                fast = self._step(fast, data, lambda p, d: family.task_loss.loss(self._forward, p, d))
+                fast = self._step(fast, data, family.task_loss)
         return episodes, fast
 
     def adapt_policy(self, family: Any, task: Tensor, steps: int | None = None, seed: int = 0) -> AdaptedPolicy:

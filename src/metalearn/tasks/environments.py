@@ -144,6 +144,7 @@ class EnvTasks:
         self.episodes, self.queries, self.horizon = episodes, queries, horizon
         self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
         self.task_loss = PolicyGradientLoss(self, estimator)
+        self._envs: dict[tuple[int, int], Any] = {}   # reused vector environments, by (tasks, episodes)
 
     # what a model for it must take and give (models.registry reads these)
     @property
@@ -171,6 +172,23 @@ class EnvTasks:
 
     def make_env(self, tasks: Tensor, episodes: int) -> VectorEnv:
         raise NotImplementedError
+
+    def reused_env(self, tasks: Tensor, episodes: int, build: Callable[[int, int], Any]) -> Any:
+        """The vector environment for ``tasks x episodes``, made by ``build(tasks, episodes)`` on first
+        use and kept (gymnasium environments are slow to make), set to ``tasks`` (``set_tasks``)."""
+        key = (tasks.shape[0], episodes)
+        if key not in self._envs:
+            self._envs[key] = build(*key)
+        env = self._envs[key]
+        env.set_tasks(tasks)
+        return env
+
+    def __del__(self) -> None:
+        for env in getattr(self, "_envs", {}).values():
+            try:
+                env.close()
+            except Exception:  # noqa: BLE001 - closing at interpreter exit may find gymnasium gone
+                pass
 
     def describe_task(self, task: Tensor) -> str:
         return ", ".join(f"{v:.3g}" for v in task.tolist())

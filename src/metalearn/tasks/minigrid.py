@@ -11,7 +11,7 @@ episodes that reach the goal); the return is MiniGrid's ``1 - 0.9 steps / max_st
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -48,6 +48,12 @@ class MiniGridVectorEnv:
         self.layouts: list[int] = []
         self.success = torch.zeros(self.shape)
         self.ended = torch.zeros(self.shape, dtype=torch.bool)
+
+    def set_tasks(self, tasks: Tensor) -> None:
+        self.layouts = [int(s) for s in tasks[:, 0].tolist()]
+
+    def close(self) -> None:
+        self.env.close()
 
     def reset(self, seeds: list[int]) -> Tensor:
         obs, _ = self.env.reset(seed=[s for s in self.layouts for _ in range(self.shape[1])])
@@ -88,7 +94,6 @@ class MiniGridTasks(EnvTasks):
         self.action_dim = int(probe.action_space.n)
         probe.close()
         self.offset = SPLIT_OFFSET.get(split, 2)
-        self._envs: dict[tuple[int, int], MiniGridVectorEnv] = {}
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
@@ -101,12 +106,8 @@ class MiniGridTasks(EnvTasks):
         return (3 * k + self.offset).double()
 
     def make_env(self, tasks: Tensor, episodes: int) -> MiniGridVectorEnv:
-        key = (tasks.shape[0], episodes)
-        if key not in self._envs:
-            self._envs[key] = MiniGridVectorEnv(self.env_id, *key, self.horizon)
-        env = self._envs[key]
-        env.layouts = [int(s) for s in tasks[:, 0].tolist()]
-        return env
+        return cast(MiniGridVectorEnv, self.reused_env(
+            tasks, episodes, lambda t, e: MiniGridVectorEnv(self.env_id, t, e, self.horizon)))
 
     def describe_task(self, task: Tensor) -> str:
         return f"layout {int(task[0])}"

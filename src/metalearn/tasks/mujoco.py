@@ -28,7 +28,7 @@ import contextlib
 import math
 import os
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import numpy as np
 import torch
@@ -169,7 +169,6 @@ class MujocoTasks(EnvTasks):
             self.physics_sizes = [getattr(m, k).shape[0] for k in PHYSICS]
             self.task_dim = sum(self.physics_sizes)
         probe.close()
-        self._envs: dict[tuple[int, int], GymVectorEnv] = {}
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
@@ -178,12 +177,7 @@ class MujocoTasks(EnvTasks):
                    gamma=t.gamma, gae_lambda=t.gae_lambda, vector=t.vector, balanced=split != "train")
 
     def make_env(self, tasks: Tensor, episodes: int) -> GymVectorEnv:
-        key = (tasks.shape[0], episodes)
-        if key not in self._envs:   # MuJoCo environments are slow to make: one per shape, reused
-            self._envs[key] = GymVectorEnv(self, *key)
-        env = self._envs[key]
-        env.set_tasks(tasks)
-        return env
+        return cast(GymVectorEnv, self.reused_env(tasks, episodes, lambda t, e: GymVectorEnv(self, t, e)))
 
     def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
         """The reward of each sub-environment for its task (default: the environment's own)."""
@@ -213,13 +207,6 @@ class MujocoTasks(EnvTasks):
                               f"{str(exc).splitlines()[0] if str(exc) else ''}); install EGL or OSMesa (apt install "
                               f"libegl1 or libosmesa6) and set MUJOCO_GL=egl or osmesa") from None
         return [f for f in frames if f is not None]
-
-    def __del__(self) -> None:
-        for env in getattr(self, "_envs", {}).values():
-            try:
-                env.close()
-            except Exception:  # noqa: BLE001 - closing at interpreter exit may find gymnasium gone
-                pass
 
 
 def _info(info: dict[str, Any], key: str) -> Tensor:
