@@ -72,6 +72,9 @@ class TRPOStep(torch.optim.Optimizer):
         params = [p for g in self.param_groups for p in g["params"] if p.requires_grad]
         grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
         g = _flat(grads)
+        self.last = {"kl": 0.0, "improvement": 0.0, "step_size": 0.0}
+        if float(g.abs().max()) == 0.0:   # nothing to follow (e.g. no episode was rewarded): no step
+            return
         with torch.enable_grad():
             kl = closure.kl()
             kl_grads = torch.autograd.grad(kl, params, create_graph=True, allow_unused=True)
@@ -82,9 +85,6 @@ class TRPOStep(torch.optim.Optimizer):
             hv = torch.autograd.grad(flat_kl_grad @ v, params, retain_graph=True, allow_unused=True)
             return _flat(torch.zeros_like(p) if h is None else h for p, h in zip(params, hv)) + self.cg_damping * v
 
-        self.last = {"kl": 0.0, "improvement": 0.0, "step_size": 0.0}
-        if float(g.abs().max()) == 0.0:   # nothing to follow (e.g. no episode was rewarded): no step
-            return
         direction = conjugate_gradient(fvp, -g, self.cg_iters)
         shs = 0.5 * float(direction @ fvp(direction))
         if not math.isfinite(shs) or shs <= 0:
@@ -98,10 +98,7 @@ class TRPOStep(torch.optim.Optimizer):
         for _ in range(self.ls_steps):
             self._assign(params, start, step * size)
             new, kl_new = closure.values()
-            if not math.isfinite(new) or not math.isfinite(kl_new):
-                size *= self.ls_backtrack
-                continue
-            if new < old and kl_new <= self.max_kl:
+            if new < old and kl_new <= self.max_kl:   # (False for a non-finite loss or KL)
                 self.last = {"kl": kl_new, "improvement": old - new, "step_size": size}
                 return
             size *= self.ls_backtrack
