@@ -22,7 +22,7 @@ LAYERS = [
     ["config", "runs", "logs", "wandb_log", "mlflow_log", "distributed", "cuda_graph", "train", "build", "evaluate_optimizers",
      "evaluate_groups", "evaluate"],
     ["report_groups", "predict"],
-    ["report", "compare", "learned_optim", "tune", "federated", "flower_apps"],
+    ["report", "compare", "learned_optim", "tune", "federated", "flower_apps", "flower_components", "flower_deploy"],
     ["cli", "__init__", "__main__"],
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -58,6 +58,8 @@ def check_settings(cfg: Config) -> None:
     for key in ("rounds", "local_steps", "local_batch", "eval_every", "eval_episodes"):
         if getattr(f, key) <= 0:
             raise ConfigError(f"fed.{key} must be positive, got {getattr(f, key)}")
+    if f.nodes < 0:
+        raise ConfigError(f"fed.nodes must be 0 (one SuperNode per training client) or positive, got {f.nodes}")
     if not 0 < f.fraction <= 1:
         raise ConfigError(f"fed.fraction must be in (0, 1], got {f.fraction}")
 

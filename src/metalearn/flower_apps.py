@@ -32,7 +32,6 @@ from .federated import (
     local_update,
     shared_keys,
     train_central,
-    updates_per_round,
 )
 from .files import atomic_write_png
 from .logs import MetricsLog
@@ -64,36 +63,48 @@ class FedRun:
     evaluation: FedEvaluation
 
 
+def train_reply(cfg: Config, clients: list[Client], msg: Any, context: Any) -> Any:
+    """A ClientApp's train handler: node ``partition-id`` is training client ``clients[partition-id]``;
+    it loads the server's arrays (and its own kept head, for FedAvg + fine-tuning), runs its local
+    update and sends back the shared arrays."""
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+    torch.set_num_threads(1)
+    pid = int(context.node_config["partition-id"])
+    if not 0 <= pid < len(clients):
+        raise ConfigError(f"this SuperNode's partition-id is {pid}, but there are {len(clients)} training clients "
+                          f"(0 to {len(clients) - 1}); start it with --node-config 'partition-id=N' in that range")
+    client = clients[pid]
+    algo = client_algorithm(cfg, client)
+    state = algo.state_dict()
+    state.update(cast(ArrayRecord, msg.content["arrays"]).to_torch_state_dict())
+    if "local" in context.state:   # FedAvg + fine-tuning: the client's own head, kept between rounds
+        state.update(cast(ArrayRecord, context.state["local"]).to_torch_state_dict())
+    algo.load_state_dict(state)
+    round_ = int(cast(int, cast(ConfigRecord, msg.content["config"])["server-round"]))
+    gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + round_ * 1009 + pid)
+    loss = local_update(cfg, algo, client, gen)
+    keys = shared_keys(cfg, algo)
+    full = algo.state_dict()
+    local = {k: v for k, v in full.items() if k not in keys}
+    if local:
+        context.state["local"] = ArrayRecord(torch_state_dict=local)
+    content = RecordDict({"arrays": ArrayRecord(torch_state_dict={k: full[k] for k in keys}),
+                          "metrics": MetricRecord({"num-examples": int(client.tasks.dataset.images.shape[0]),
+                                                   "train_loss": loss})})
+    return Message(content=content, reply_to=msg)
+
+
 def client_app(cfg: Config, clients: list[Client]) -> Any:
-    """The ClientApp: node ``partition-id`` is training client ``clients[partition-id]``."""
-    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+    """The ClientApp of a simulation: node ``partition-id`` is training client ``clients[partition-id]``."""
+    from flwr.app import Context, Message
     from flwr.clientapp import ClientApp
 
     app = ClientApp()
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        torch.set_num_threads(1)
-        pid = int(context.node_config["partition-id"])
-        client = clients[pid]
-        algo = client_algorithm(cfg, client)
-        state = algo.state_dict()
-        state.update(cast(ArrayRecord, msg.content["arrays"]).to_torch_state_dict())
-        if "local" in context.state:   # FedAvg + fine-tuning: the client's own head, kept between rounds
-            state.update(cast(ArrayRecord, context.state["local"]).to_torch_state_dict())
-        algo.load_state_dict(state)
-        round_ = int(cast(int, cast(ConfigRecord, msg.content["config"])["server-round"]))
-        gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + round_ * 1009 + pid)
-        loss = local_update(cfg, algo, client, gen)
-        keys = shared_keys(cfg, algo)
-        full = algo.state_dict()
-        local = {k: v for k, v in full.items() if k not in keys}
-        if local:
-            context.state["local"] = ArrayRecord(torch_state_dict=local)
-        content = RecordDict({"arrays": ArrayRecord(torch_state_dict={k: full[k] for k in keys}),
-                              "metrics": MetricRecord({"num-examples": int(client.tasks.dataset.images.shape[0]),
-                                                       "train_loss": loss})})
-        return Message(content=content, reply_to=msg)
+        return train_reply(cfg, clients, msg, context)
 
     return app
 
@@ -118,7 +129,8 @@ def plot_rounds(run: Run, others: Sequence[Run] = ()) -> Path | None:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("validation clients' accuracy after adaptation (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    if axes[0].lines:
+        axes[0].legend(fontsize=8)
     out = run.report_dir / "rounds.png"
     atomic_write_png(fig, out)
     plt.close(fig)
@@ -157,41 +169,33 @@ def evaluate_again(path: Path | str, steps: list[int]) -> FedEvaluation:
     return evaluation
 
 
-def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
-    """Federated meta-learning of ``cfg`` (its ``fed`` section) into the run folder ``out``."""
-    check_settings(cfg)
-    flower()
-    from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
-    from flwr.serverapp import Grid, ServerApp
-    from flwr.serverapp.strategy import FedAvg
-    from flwr.simulation import run_simulation
-
+def open_run(cfg: Config, out: Path | str) -> tuple[Run, RunLock]:
+    """A new run folder for ``cfg``, locked (one writer), its config saved."""
     run = Run(out)
-    if (run.path / "metrics.jsonl").exists():
+    if (run.path / "metrics.jsonl").exists() or (run.path / "eval" / "federated.json").exists():
         raise RunError(f"{run.path} already holds a run; choose another folder")
+    run.path.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run.path).acquire()
+    run.save_config(cfg)
+    return run, lock
+
+
+def serve(cfg: Config, run: Run, grid: Any, min_nodes: int, progress: bool = True) -> FedRun:
+    """The server's side of a federated run (the body of both ServerApps, simulated and deployed):
+    Flower's message-based ``FedAvg`` over the connected SuperNodes (``fed.fraction`` of them per
+    round, at least ``min_nodes`` connected before the first), validation on the validation clients
+    every ``fed.eval_every`` rounds with the best and last checkpoints, then the held-out test
+    clients scored with the best checkpoint, and the rounds picture."""
+    from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+    from flwr.serverapp.strategy import FedAvg
+
     f = cfg.fed
     parts = split_of(cfg)
     train_clients, val_clients, test_clients = parts["train"], parts["validation"], parts["test"]
     server = client_algorithm(cfg, train_clients[0])
     keys = shared_keys(cfg, server)
     initial = ArrayRecord(torch_state_dict={k: v for k, v in server.state_dict().items() if k in keys})
-    per_round = updates_per_round(cfg, len(train_clients))
-    round_bytes = 2 * per_round * initial.count_bytes()    # the model down to and back from each sampled client
-    run.path.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(run.path).acquire()
-    run.save_config(cfg)
-    if f.strategy not in FEDERATED:   # a reference: no federation, nothing sent
-        started = time.perf_counter()
-        try:
-            if f.strategy == "central":
-                train_central(cfg, server, train_clients, torch.Generator().manual_seed(cfg.train.seed))
-            save_checkpoint(run.checkpoint_dir / "best.pt", {"step": f.rounds, "model": server.state_dict(),
-                                                             "algorithm": server.name})
-        finally:
-            lock.release()
-        evaluation = _evaluate_test(cfg, server, test_clients, 0)
-        evaluation.save(run)
-        return FedRun(f.rounds, f.rounds, float("nan"), 0, time.perf_counter() - started, evaluation)
+    sent = [0]   # bytes of the arrays sent down to the sampled clients and back, counted message by message
     log = MetricsLog(run.path / "metrics.jsonl", run.path / "tb")
     best: dict[str, Any] = {"val": -1.0, "round": -1}   # round 0: the initial model, before any client trained
     started = time.perf_counter()
@@ -204,7 +208,7 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
         server.load_state_dict(state)
         acc = client_accuracy(server, val_clients, f.eval_episodes, cfg.algo.inner_steps, cfg.eval.seed + 1)
         value = float(acc[:, -1].mean())
-        row = {"val_acc": value, "bytes": round_bytes * server_round,
+        row = {"val_acc": value, "bytes": sent[0],
                "seconds": round(time.perf_counter() - started, 3)}
         log.log(server_round, **row)
         save_checkpoint(run.checkpoint_dir / "last.pt", {"step": server_round, "model": server.state_dict(),
@@ -215,18 +219,78 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
                                                              "algorithm": server.name, "val_acc": value})
         if progress:
             print(f"round {server_round}/{f.rounds}: validation accuracy {value:.2f}% "
-                  f"({round_bytes * server_round / 1e6:.1f} MB sent)", flush=True)
+                  f"({sent[0] / 1e6:.1f} MB sent)", flush=True)
         return MetricRecord({"val_acc": value})
 
+    random.seed(cfg.train.seed)   # Flower samples the round's clients with Python's random module
+
+    class CountingFedAvg(FedAvg):   # type: ignore[misc]
+        def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                            grid: Any) -> list[Any]:
+            messages = list(super().configure_train(server_round, arrays, config, grid))
+            sent[0] += len(messages) * arrays.count_bytes()
+            return messages
+
+        def aggregate_train(self, server_round: int, replies: Any) -> Any:
+            replies = list(replies)
+            sent[0] += sum(cast(ArrayRecord, m.content["arrays"]).count_bytes() for m in replies
+                           if not m.has_error() and "arrays" in m.content)
+            return super().aggregate_train(server_round, replies)
+
+    strategy = CountingFedAvg(fraction_train=f.fraction, fraction_evaluate=0.0, min_train_nodes=1,
+                              min_evaluate_nodes=0, min_available_nodes=min_nodes)
+    try:
+        strategy.start(grid=grid, initial_arrays=initial, num_rounds=f.rounds,
+                       train_config=ConfigRecord({"local-steps": f.local_steps}), evaluate_fn=evaluate_fn)
+    finally:
+        log.close()
+    if best["round"] < 0:
+        raise RunError(f"the federated run in {run.path} ended before its first evaluation (Flower's log above says "
+                       f"why); check that the simulation engine or the SuperNodes run")
+    # the held-out test clients, with the best checkpoint on the validation clients
+    server.load_state_dict(load_checkpoint(run.best_checkpoint)["model"])
+    evaluation = _evaluate_test(cfg, server, test_clients, sent[0])
+    evaluation.save(run)
+    plot_rounds(run)
+    return FedRun(f.rounds, best["round"], best["val"], sent[0], time.perf_counter() - started,
+                  evaluation)
+
+
+def _reference(cfg: Config, run: Run) -> FedRun:
+    """A reference that needs no federation (``central``, ``own_data``): nothing is sent."""
+    parts = split_of(cfg)
+    server = client_algorithm(cfg, parts["train"][0])
+    started = time.perf_counter()
+    if cfg.fed.strategy == "central":
+        train_central(cfg, server, parts["train"], torch.Generator().manual_seed(cfg.train.seed))
+    save_checkpoint(run.checkpoint_dir / "best.pt", {"step": cfg.fed.rounds, "model": server.state_dict(),
+                                                     "algorithm": server.name})
+    evaluation = _evaluate_test(cfg, server, parts["test"], 0)
+    evaluation.save(run)
+    return FedRun(cfg.fed.rounds, cfg.fed.rounds, float("nan"), 0, time.perf_counter() - started, evaluation)
+
+
+def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
+    """Federated meta-learning of ``cfg`` (its ``fed`` section) into the run folder ``out``, on
+    Flower's simulation engine: one virtual SuperNode per training client."""
+    check_settings(cfg)
+    flower()
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    train_clients = split_of(cfg)["train"]
+    run, lock = open_run(cfg, out)
+    if cfg.fed.strategy not in FEDERATED:
+        try:
+            return _reference(cfg, run)
+        finally:
+            lock.release()
+    result: list[FedRun] = []
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Any) -> None:
-        random.seed(cfg.train.seed)   # Flower samples the round's clients with Python's random module
-        strategy = FedAvg(fraction_train=f.fraction, fraction_evaluate=0.0, min_train_nodes=1,
-                          min_evaluate_nodes=0, min_available_nodes=len(train_clients))
-        strategy.start(grid=grid, initial_arrays=initial, num_rounds=f.rounds,
-                       train_config=ConfigRecord({"local-steps": f.local_steps}), evaluate_fn=evaluate_fn)
+        result.append(serve(cfg, run, grid, len(train_clients), progress))
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Ray and Flower install their own SIGINT/SIGTERM handlers: give the process its own back after
@@ -238,18 +302,11 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
                                                      "include_dashboard": False}},
                        verbose_logging=False)
     finally:
-        log.close()
         lock.release()
         if threading.current_thread() is threading.main_thread():
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-    if best["round"] < 0:
-        raise RunError(f"the federated run in {run.path} ended before its first evaluation (Flower's log above says "
-                       f"why); check that the simulation engine runs here")
-    # the held-out test clients, with the best checkpoint on the validation clients
-    server.load_state_dict(load_checkpoint(run.best_checkpoint)["model"])
-    evaluation = _evaluate_test(cfg, server, test_clients, round_bytes * f.rounds)
-    evaluation.save(run)
-    plot_rounds(run)
-    return FedRun(f.rounds, best["round"], best["val"], round_bytes * f.rounds, time.perf_counter() - started,
-                  evaluation)
+    if not result:
+        raise RunError(f"the federated run in {run.path} did not finish (Flower's log above says why); check that "
+                       f"the simulation engine runs here")
+    return result[0]

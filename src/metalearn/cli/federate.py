@@ -1,4 +1,5 @@
-"""``metalearn federate PRESET --out DIR [--rounds R] [--strategy S] [--compare RUN] [--set ...]``."""
+"""``metalearn federate PRESET --out DIR [--rounds R] [--strategy S] [--compare RUN] [--superlink HOST:PORT]
+[--set ...]``."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from ..config import apply_overrides, load_preset, validate
 from ..errors import ConfigError
 from ..federated import FedEvaluation, compare_with, rounds_to_reach
 from ..flower_apps import evaluate_again, federate, plot_rounds
+from ..flower_deploy import deploy
 from ..runs import Run
 
 
@@ -26,6 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evaluate", type=Path, metavar="RUN",
                    help="score a finished run's best checkpoint on its held-out clients again after eval.steps "
                         "(--set eval.steps=[1,10,100]); PRESET is ignored")
+    p.add_argument("--superlink", metavar="HOST:PORT",
+                   help="deploy with `flwr run` on this running SuperLink and its SuperNodes (one per training client, "
+                        "--node-config 'partition-id=N') instead of simulating them; the run folder is written on "
+                        "the SuperLink's machine")
+    p.add_argument("--nodes", type=int, help="with --superlink: SuperNodes to wait for before round 1 (fed.nodes; "
+                                             "default one per training client)")
+    p.add_argument("--root-certificates", type=Path, metavar="PEM",
+                   help="with --superlink: the SuperLink's CA certificate (TLS); without it the connection is insecure")
     p.add_argument("--quiet", action="store_true", help="no per-round lines")
 
 
@@ -46,10 +56,21 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"fed.rounds={args.rounds}")
     if args.strategy is not None:
         overrides.append(f"fed.strategy={args.strategy}")
+    if args.nodes is not None:
+        overrides.append(f"fed.nodes={args.nodes}")
+    if args.superlink is None and (args.nodes is not None or args.root_certificates is not None):
+        raise ConfigError("--nodes and --root-certificates go with --superlink HOST:PORT (a deployed run)")
     cfg = validate(apply_overrides(load_preset(args.preset), overrides))
     other = FedEvaluation.load(Run.open(args.compare)) if args.compare else None
     torch.set_num_threads(cfg.train.threads)
-    res = federate(cfg, args.out, progress=not args.quiet)
+    if args.superlink is not None:
+        deployed = deploy(cfg, args.out, args.superlink, args.root_certificates)
+        if deployed is None:
+            print(f"the run finished on the SuperLink's machine: its run folder is {args.out.absolute()} there")
+            return 0
+        res = deployed
+    else:
+        res = federate(cfg, args.out, progress=not args.quiet)
     if other is not None:
         res.evaluation.paired[f"{res.evaluation.strategy} - {other.strategy}"] = compare_with(res.evaluation, other)
         res.evaluation.save(Run(args.out))
