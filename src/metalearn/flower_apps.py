@@ -224,7 +224,7 @@ def serve(cfg: Config, run: Run, grid: Any, min_nodes: int, progress: bool = Tru
 
     random.seed(cfg.train.seed)   # Flower samples the round's clients with Python's random module
 
-    class CountingFedAvg(FedAvg):   # type: ignore[misc]
+    class CountingFedAvg(FedAvg):
         def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                             grid: Any) -> list[Any]:
             messages = list(super().configure_train(server_round, arrays, config, grid))
