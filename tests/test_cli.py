@@ -58,7 +58,7 @@ def test_train_evaluate_report_end_to_end(trained_run, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "nosuch"], "unknown preset or task family 'nosuch'; choose one of: fed-omniglot-5w1s, glucose-30min, l2l-mnist, l2l-quadratic, omniglot-20w1s"),
+    (["train", "nosuch"], "unknown preset or task family 'nosuch'; choose one of: fed-omniglot-5w1s, fed-remifentanil, glucose-30min, l2l-mnist, l2l-quadratic"),
     (["train", "sinusoid", "--algo", "mamml"], "unknown algorithm 'mamml'; choose one of: " + ", ".join(ALGORITHMS)),
     (["train", "sinusoid", "--set", "train.foo=1"], "unknown config key 'train.foo'"),
     (["train", "sinusoid", "--set", "train.steps=abc"], "train.steps: expected an integer, got 'abc'"),

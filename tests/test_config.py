@@ -39,7 +39,7 @@ def test_presets_and_unknown_preset():
     assert (cfg.task.shots, cfg.model.hidden, cfg.algo.inner_lr, cfg.train.meta_batch, cfg.train.steps) == \
         (10, [40, 40], 0.01, 25, 70000)
     assert load_preset("sinusoid-fomaml").algo.mode == "first_order"
-    with pytest.raises(ConfigError, match="unknown preset or task family 'sinusiod'; choose one of: fed-omniglot-5w1s, glucose-30min, l2l-mnist.*sinusoid"):
+    with pytest.raises(ConfigError, match="unknown preset or task family 'sinusiod'; choose one of: fed-omniglot-5w1s, fed-remifentanil, glucose-30min.*sinusoid"):
         load_preset("sinusiod")
 
 

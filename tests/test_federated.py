@@ -9,7 +9,8 @@ import torch
 from metalearn.cli.main import main
 from metalearn.config import apply_overrides, load_preset, validate
 from metalearn.errors import ConfigError
-from metalearn.federated import FedEvaluation, client_accuracy, client_algorithm, compare_with, local_update, shared_keys
+from metalearn.federated import (FedEvaluation, client_algorithm, client_scores, compare_with, federated_clients,
+                                 local_update, shared_keys)
 from metalearn.tasks.clients import alphabet_clients, split_clients
 
 DATA = os.environ.get("METALEARN_DATA_DIR")
@@ -58,10 +59,10 @@ def test_each_strategy_runs_its_local_update_with_the_registered_algorithm(strat
     before = {k: v.clone() for k, v in algo.state_dict().items()}
     loss = local_update(cfg, algo, client, torch.Generator().manual_seed(0))
     assert loss > 0 and any(not torch.equal(before[k], v) for k, v in algo.state_dict().items())
-    acc = client_accuracy(algo, [client], 3, 2, seed=0)
+    acc = client_scores(algo, [client], 3, 2, seed=0)
     assert acc.shape == (1, 3) and ((acc >= 0) & (acc <= 100)).all()
     # the same client and seed give the same episodes: the same numbers
-    torch.testing.assert_close(client_accuracy(algo, [client], 3, 2, seed=0), acc)
+    torch.testing.assert_close(client_scores(algo, [client], 3, 2, seed=0), acc)
 
 
 def test_rounds_to_reach_an_accuracy():
@@ -70,6 +71,9 @@ def test_rounds_to_reach_an_accuracy():
             {"step": 20, "val_acc": 70.0, "bytes": 200}]
     assert rounds_to_reach(rows, 45.0) == (10, 100) and rounds_to_reach(rows, 70.0) == (20, 200)
     assert rounds_to_reach(rows, 80.0) is None
+    errors = [{"step": 0, "val_rmse": 9.0, "bytes": 0}, {"step": 10, "val_rmse": 4.0, "bytes": 100}]
+    assert rounds_to_reach(errors, 5.0, higher_is_better=False) == (10, 100)
+    assert rounds_to_reach(errors, 3.0, higher_is_better=False) is None
 
 
 def test_the_evaluation_table_reports_the_spread_and_paired_differences(tmp_path):
@@ -83,6 +87,96 @@ def test_the_evaluation_table_reports_the_spread_and_paired_differences(tmp_path
     c = FedEvaluation("x", ["q", "y", "z"], [0, 1], b.per_client, 10, 1)
     with pytest.raises(ConfigError, match="held out different clients"):
         compare_with(a, c)
+
+
+def test_an_error_metric_is_paired_and_summarised_lower_is_better():
+    kw = {"metric": "RMSE (ng/mL)", "higher_is_better": False}
+    a = FedEvaluation("fedmeta", ["x", "y", "z"], [0, 1], [[9.0, 3.0], [9.0, 5.0], [9.0, 4.0]], 10, 1000, **kw)
+    b = FedEvaluation("fedavg_ft", ["x", "y", "z"], [0, 1], [[9.0, 4.0], [9.0, 4.5], [9.0, 6.0]], 10, 1000, **kw)
+    d = compare_with(a, b)
+    # lower wins: x and z are better under FedMeta, y is worse
+    assert d["mean"][1] == pytest.approx(-5.0 / 6) and d["wins"][1] == 2 and d["losses"][1] == 1
+    # the worst tenth of clients of an error is its 90th percentile
+    assert a.summary()[1]["worst_decile"] == pytest.approx(4.8) and "90th percentile" in a.table()
+    assert "RMSE (ng/mL) on 3 held-out clients (lower is better" in a.table()
+    with pytest.raises(ConfigError, match="scored differently"):
+        compare_with(a, FedEvaluation("x", ["x", "y", "z"], [0, 1], b.per_client, 10, 1))
+
+
+# ---- grouped-table clients ----------------------------------------------------------------------
+
+
+def table_config(path, strategy="fedmeta", *extra):
+    return validate(apply_overrides(load_preset("fed-remifentanil"), [
+        "task.family=table", f"task.data={path}", "task.group=patient", "task.target=y", "task.time=t",
+        "task.shots=4", "task.queries=8", "model.hidden=[16]", f"fed.strategy={strategy}", "fed.local_steps=2",
+        "fed.local_batch=2", "eval.steps=[1, 3]", *extra]))
+
+
+@pytest.fixture
+def table_csv(tmp_path):
+    pytest.importorskip("pandas")
+    from test_tables import make_table
+    path = tmp_path / "groups.csv"
+    make_table(path, groups=20, rows=16)
+    return path
+
+
+def test_the_groups_of_a_table_are_its_clients(table_csv):
+    import pandas as pd
+    cfg = table_config(table_csv)
+    parts = federated_clients(cfg)
+    names = {part: [c.name for c in clients] for part, clients in parts.items()}
+    # the table's own split of its 20 groups (task.split_seed): disjoint, complete
+    assert sorted(sum(names.values(), [])) == sorted(pd.read_csv(table_csv).patient.unique())
+    assert len(set(names["train"]) & set(names["test"])) == 0 and len(names["train"]) >= 10
+    client = parts["train"][0]
+    group = client.tasks.groups[0]
+    assert client.size == len(group) == 16 and client.tasks.groups == [group]
+    # its training tasks come from its own rows only
+    batch = client.tasks.sample(3, torch.Generator().manual_seed(0))
+    own = {tuple(r) for r in group.x.tolist()}
+    assert all(tuple(r) in own for r in batch.support_x.flatten(0, 1).tolist() + batch.query_x.flatten(0, 1).tolist())
+    # a held-out client adapts on its first 4 rows and is scored on all 12 later ones (one draw: nothing random)
+    test = parts["test"][0]
+    ep = test.held_out_episodes(5, torch.Generator().manual_seed(0))
+    g = test.tasks.groups[0]
+    assert ep.support_x.shape[:2] == (1, 4) and ep.query_x.shape[:2] == (1, 12)
+    torch.testing.assert_close(ep.support_x[0], g.x[:4])
+    torch.testing.assert_close(ep.query_y[0], g.y[4:])
+
+
+def test_fedavg_on_a_table_averages_the_pooled_model(table_csv):
+    cfg = table_config(table_csv, "fedavg_ft")
+    client = federated_clients(cfg)["train"][0]
+    algo = client_algorithm(cfg, client)
+    assert algo.name == "pretrain" and set(shared_keys(cfg, algo)) == set(algo.state_dict())
+    before = {k: v.clone() for k, v in algo.state_dict().items()}
+    assert local_update(cfg, algo, client, torch.Generator().manual_seed(0)) > 0
+    assert any(not torch.equal(before[k], v) for k, v in algo.state_dict().items())
+    rmse = client_scores(algo, federated_clients(cfg)["test"], 1, 3, seed=0)
+    assert rmse.shape == (len(federated_clients(cfg)["test"]), 4) and (rmse > 0).all()
+
+
+def test_federate_a_table_on_flowers_simulation_engine(table_csv, tmp_path, capsys):
+    pytest.importorskip("ray")
+    out = tmp_path / "fed"
+    sets = ["--set", "task.family=table", "--set", f"task.data={table_csv}", "--set", "task.group=patient",
+            "--set", "task.target=y", "--set", "task.time=t", "--set", "task.shots=4", "--set", "task.queries=8",
+            "--set", "model.hidden=[16]", "--set", "fed.local_steps=2", "--set", "fed.eval_every=1",
+            "--set", "fed.local_batch=2", "--set", "eval.steps=[1,3]"]
+    assert main(["federate", "fed-remifentanil", "--out", str(out), "--rounds", "2", "--quiet", *sets]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2] and all(r["val_rmse"] > 0 for r in rows)
+    result = json.loads((out / "eval/federated.json").read_text())
+    assert result["metric"].startswith("RMSE") and result["higher_is_better"] is False
+    assert result["steps"] == [0, 1, 3] and len(result["per_client"]) == len(result["clients"]) > 0
+    # the reference trained on each held-out client's rows alone, paired over the same clients
+    assert main(["federate", "fed-remifentanil", "--out", str(tmp_path / "own"), "--strategy", "own_data",
+                 "--compare", str(out), "--quiet", *sets]) == 0
+    own = json.loads((tmp_path / "own/eval/federated.json").read_text())
+    assert own["clients"] == result["clients"] and "own_data - fedmeta" in own["paired"]
+    assert "lower is better" in capsys.readouterr().out
 
 
 @needs_omniglot

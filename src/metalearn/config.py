@@ -160,7 +160,7 @@ class LogConfig:
 
 @dataclass
 class FedConfig:
-    """``metalearn federate``: federated meta-learning over clients (Omniglot alphabets)."""
+    """``metalearn federate``: federated meta-learning over clients (Omniglot alphabets, a table's groups)."""
 
     strategy: str = "fedmeta"                # fedmeta, perfedavg or fedavg_ft
     rounds: int = 100

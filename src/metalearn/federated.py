@@ -1,6 +1,7 @@
-"""Federated meta-learning over clients that are natural groups of tasks (Omniglot alphabets),
-run on Flower's Message API (``flower_apps``). What a client does in a round, and how held-out
-clients are scored, lives here; each client's local step is the registered algorithm's own code.
+"""Federated meta-learning over clients that are natural groups of tasks (Omniglot alphabets, or
+the groups of a grouped table: patients, hospitals), run on Flower's Message API
+(``flower_apps``). What a client does in a round, and how held-out clients are scored, lives here;
+each client's local step is the registered algorithm's own code.
 
 Strategies (``fed.strategy``):
 
@@ -14,7 +15,9 @@ Strategies (``fed.strategy``):
 * ``fedavg_ft``: the transfer baseline trained federatedly: each client trains the shared feature
   extractor with its own classification head over its own characters (kept on the client between
   rounds, never sent), the server averages the extractor (FedAvg, McMahan et al. 2017); a held-out
-  client fits a new head on its few labelled examples.
+  client fits a new head on its few labelled examples. On a grouped table: FedAvg of the pooled
+  model (the family's ``pretrain`` baseline, trained on the clients' rows), fine-tuned on a held-out
+  client's support rows with the inner steps.
 
 References scored on the same held-out clients and episodes: ``central``, the configured algorithm
 trained centrally on the training clients' episodes (one client drawn per local meta-update, Adam)
@@ -35,14 +38,14 @@ import torch
 from torch import Tensor
 
 from .algorithms import Algorithm
-from .build import build_algorithm
+from .build import build_algorithm, build_tasks
 from .config import Config
 from .errors import ConfigError
-from .protocols import TaskFamily
+from .protocols import Metric, TaskFamily
 from .runs import Run, atomic_write_text
 from .stats import mean_ci, paired
-from .tasks.clients import Client
-from .tasks.few_shot import accuracy
+from .tasks.clients import Client, alphabet_clients, group_clients, split_clients
+from .tasks.tables import TableTasks
 
 STRATEGIES = ("fedmeta", "perfedavg", "fedavg_ft", "central", "own_data")
 FEDERATED = ("fedmeta", "perfedavg", "fedavg_ft")   # the others are references, run without Flower
@@ -52,9 +55,6 @@ def check_settings(cfg: Config) -> None:
     f = cfg.fed
     if f.strategy not in STRATEGIES:
         raise ConfigError(f"unknown fed.strategy {f.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-    if cfg.task.family != "omniglot":
-        raise ConfigError(f"federated clients are Omniglot alphabets for now; use an omniglot preset "
-                          f"(got task.family={cfg.task.family})")
     for key in ("rounds", "local_steps", "local_batch", "eval_every", "eval_episodes"):
         if getattr(f, key) <= 0:
             raise ConfigError(f"fed.{key} must be positive, got {getattr(f, key)}")
@@ -64,13 +64,37 @@ def check_settings(cfg: Config) -> None:
         raise ConfigError(f"fed.fraction must be in (0, 1], got {f.fraction}")
 
 
-def client_config(cfg: Config) -> Config:
-    """The config a client builds its algorithm from: the transfer learner for FedAvg + fine-tuning,
-    first-order MAML for Per-FedAvg, the configured algorithm for FedMeta."""
+def federated_clients(cfg: Config) -> dict[str, list[Client]]:
+    """The training, validation and test clients of ``cfg``: Omniglot alphabets split by
+    ``fed.client_seed`` and ``fed.split``, or the groups of a grouped table's own split."""
+    t, f = cfg.task, cfg.fed
+    if t.family == "omniglot":
+        clients = alphabet_clients(t.ways, t.shots, t.queries or t.shots, t.image_size, t.data_dir)
+        split = split_clients(len(clients), f.client_seed, (f.split[0], f.split[1], f.split[2]))
+        return {part: [clients[i] for i in idx] for part, idx in split.items()}
+    train = build_tasks(cfg, "train")
+    if not isinstance(train, TableTasks):
+        raise ConfigError(f"federated clients are Omniglot alphabets or the groups of a grouped table (task.family "
+                          f"omniglot, glucose, remifentanil or table); got task.family={t.family}")
+    parts = {"train": train, "validation": build_tasks(cfg, "validation"), "test": build_tasks(cfg, "test")}
+    out = {part: group_clients(cast(TableTasks, fam)) for part, fam in parts.items()}
+    if len(out["train"]) < 2:
+        raise ConfigError(f"{train.name} has {len(out['train'])} training group(s) with enough rows; federated "
+                          f"training needs at least 2 (lower task.shots / task.queries, or give task.split more "
+                          f"training groups)")
+    return out
+
+
+def client_config(cfg: Config, tasks: TaskFamily | None = None) -> Config:
+    """The config a client builds its algorithm from: for FedAvg + fine-tuning the family's pooled
+    baseline (the transfer learner on images, ``pretrain`` on tables), first-order MAML for
+    Per-FedAvg, the configured algorithm for FedMeta."""
     c = copy.deepcopy(cfg)
     if cfg.fed.strategy == "own_data":
         c.algo.name = "scratch"
         c.algo.inner_lr, c.algo.inner_steps = 0.001, 100
+    elif cfg.fed.strategy == "fedavg_ft" and isinstance(tasks, TableTasks):
+        c.algo.name = tasks.baseline   # fine-tuned with the configured inner steps
     elif cfg.fed.strategy == "fedavg_ft":
         c.algo.name = "transfer"
         c.algo.inner_steps = max(cfg.algo.inner_steps, 100)   # head-fitting steps at test time
@@ -82,7 +106,7 @@ def client_config(cfg: Config) -> Config:
 def client_algorithm(cfg: Config, client: Client) -> Algorithm:
     """The algorithm a client trains (initialised from ``train.seed``, so every client and the server
     start from the same weights)."""
-    c = client_config(cfg)
+    c = client_config(cfg, cast(TaskFamily, client.tasks))
     return build_algorithm(c, cast(TaskFamily, client.tasks), c.algo.name)
 
 
@@ -103,7 +127,7 @@ def local_update(cfg: Config, algo: Algorithm, client: Client, generator: torch.
     opt = (torch.optim.SGD(params, lr=f.local_lr) if f.strategy == "perfedavg"
            else torch.optim.Adam(params, lr=f.local_lr))
     source = algo.training_tasks(client.tasks)
-    batch_size = f.local_batch * 32 if f.strategy == "fedavg_ft" else f.local_batch
+    batch_size = f.local_batch * 32 if source is not client.tasks else f.local_batch   # plain batches: x32
     total = 0.0
     for _ in range(f.local_steps):
         batch = source.sample(batch_size, generator)
@@ -137,21 +161,29 @@ def train_central(cfg: Config, algo: Algorithm, clients: list[Client], generator
     return total
 
 
-def client_accuracy(algo: Algorithm, clients: list[Client], episodes: int, steps: int, seed: int) -> Tensor:
-    """Each client's mean query accuracy (%) over ``episodes`` episodes of its own characters, before
-    adaptation and after 1..``steps`` inner steps: ``[clients, steps + 1]``. Episodes depend only on
-    the client and ``seed``, so every method is scored on the same ones."""
+def client_metric(clients: list[Client]) -> Metric:
+    """How the clients are scored: their family's metric (accuracy in %, or RMSE in the target's units)."""
+    return cast(Metric, clients[0].tasks.metric)
+
+
+def client_scores(algo: Algorithm, clients: list[Client], episodes: int, steps: int, seed: int) -> Tensor:
+    """Each client's mean score (its family's metric, scaled: accuracy in %, RMSE in the target's
+    units) over its held-out episodes (``episodes`` episodes of its characters, or its group's
+    evaluation rows), before adaptation and after 1..``steps`` inner steps: ``[clients, steps + 1]``.
+    Episodes depend only on the client and ``seed``, so every method is scored on the same ones."""
+    metric = client_metric(clients)
     rows = []
     for c in clients:
         gen = torch.Generator().manual_seed(seed * 100_003 + sum(map(ord, c.name)))
-        batch = c.tasks.sample(episodes, gen)
-        rows.append(100.0 * algo.adaptation_curve(batch, steps, metric=accuracy).mean(0))
+        batch = c.held_out_episodes(episodes, gen)
+        rows.append(metric.scale * algo.adaptation_curve(batch, steps, metric=metric.fn).mean(0))
     return torch.stack(rows)
 
 
 @dataclass
 class FedEvaluation:
-    """Accuracy of held-out clients before and after adaptation, per client and summarised."""
+    """Scores of held-out clients before and after adaptation (accuracy in %, or an error such as
+    RMSE), per client and summarised."""
 
     strategy: str
     clients: list[str]
@@ -161,14 +193,23 @@ class FedEvaluation:
     bytes_total: int
     paired: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
+    metric: str = "accuracy (%)"
+    higher_is_better: bool = True
+
+    @property
+    def worst_tenth(self) -> str:
+        """What ``worst_decile`` is: the 10th percentile of an accuracy, the 90th of an error."""
+        return "10th percentile" if self.higher_is_better else "90th percentile"
 
     def summary(self) -> list[dict[str, float]]:
         values = torch.tensor(self.per_client)
         out = []
         for s in range(values.shape[1]):
             m, ci = mean_ci(values[:, s])
-            out.append({"mean": m, "ci": ci, "p10": float(torch.quantile(values[:, s], 0.1)),
-                        "min": float(values[:, s].min())})
+            v = values[:, s]
+            out.append({"mean": m, "ci": ci, "p10": float(torch.quantile(v, 0.1)),
+                        "worst_decile": float(torch.quantile(v, 0.1 if self.higher_is_better else 0.9)),
+                        "min": float(v.min()), "max": float(v.max())})
         return out
 
     def table(self) -> str:
@@ -176,11 +217,13 @@ class FedEvaluation:
         rule = "|---|" + "---:|" * len(self.steps)
         summ = self.summary()   # one entry per reported step count, in the order of self.steps
         cells = " | ".join(f"{x['mean']:.2f} ± {x['ci']:.2f}" for x in summ)
-        p10 = " | ".join(f"{x['p10']:.2f}" for x in summ)
-        lines = [f"Accuracy (%) on {len(self.clients)} held-out clients (mean over clients ± 95% CI; each client "
-                 f"the mean of its episodes), {self.strategy}, {self.rounds} rounds, "
-                 f"{self.bytes_total / 1e6:.1f} MB sent in all", "", head, rule,
-                 f"| {self.strategy} | {cells} |", f"| {self.strategy}, 10th percentile of clients | {p10} |"]
+        worst = " | ".join(f"{x['worst_decile']:.2f}" for x in summ)
+        better = "higher" if self.higher_is_better else "lower"
+        lines = [f"{self.metric[:1].upper() + self.metric[1:]} on {len(self.clients)} held-out clients ({better} is "
+                 f"better; mean over clients ± 95% CI; each client the mean of its episodes), {self.strategy}, "
+                 f"{self.rounds} rounds, {self.bytes_total / 1e6:.1f} MB sent in all", "", head, rule,
+                 f"| {self.strategy} | {cells} |",
+                 f"| {self.strategy}, {self.worst_tenth} of clients (the worst tenth) | {worst} |"]
         for label, d in self.paired.items():
             lines += ["", f"Paired over the same clients and episodes, {label} (mean ± 95% CI; clients won / lost):",
                       "", head, rule, f"| {label} | " + " | ".join(
@@ -189,9 +232,9 @@ class FedEvaluation:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "clients": self.clients, "steps": self.steps,
-                "per_client": self.per_client, "rounds": self.rounds, "bytes_total": self.bytes_total,
-                "summary": self.summary(), "paired": self.paired}
+        return {"strategy": self.strategy, "metric": self.metric, "higher_is_better": self.higher_is_better,
+                "clients": self.clients, "steps": self.steps, "per_client": self.per_client, "rounds": self.rounds,
+                "bytes_total": self.bytes_total, "summary": self.summary(), "paired": self.paired}
 
     @classmethod
     def load(cls, run: Run) -> "FedEvaluation":
@@ -200,7 +243,7 @@ class FedEvaluation:
             raise ConfigError(f"{run.path} has no federated evaluation ({path}); run 'metalearn federate' to the end")
         d = json.loads(path.read_text())
         return cls(d["strategy"], d["clients"], d["steps"], d["per_client"], d["rounds"], d["bytes_total"],
-                   d.get("paired", {}), path)
+                   d.get("paired", {}), path, d.get("metric", "accuracy (%)"), d.get("higher_is_better", True))
 
     def save(self, run: Run) -> Path:
         path = run.path / "eval" / "federated.json"
@@ -210,11 +253,21 @@ class FedEvaluation:
         return path
 
 
-def rounds_to_reach(rows: list[dict[str, Any]], accuracy: float) -> tuple[int, int] | None:
-    """``(round, bytes)`` of the first validation at or above ``accuracy`` in a run's metrics rows,
-    or None when it never got there."""
+def validation_key(rows: list[dict[str, Any]]) -> str | None:
+    """The validation score's key in a federated run's metrics rows (``val_acc``, ``val_rmse``, ...)."""
     for row in rows:
-        if "val_acc" in row and row["val_acc"] >= accuracy:
+        for key in row:
+            if key.startswith("val_"):
+                return key
+    return None
+
+
+def rounds_to_reach(rows: list[dict[str, Any]], value: float, higher_is_better: bool = True) -> tuple[int, int] | None:
+    """``(round, bytes)`` of the first validation at least as good as ``value`` in a run's metrics
+    rows, or None when it never got there."""
+    key = validation_key(rows)
+    for row in rows:
+        if key in row and (row[key] >= value if higher_is_better else row[key] <= value):
             return int(row["step"]), int(row["bytes"])
     return None
 
@@ -222,8 +275,13 @@ def rounds_to_reach(rows: list[dict[str, Any]], accuracy: float) -> tuple[int, i
 def compare_with(result: FedEvaluation, other: FedEvaluation) -> dict[str, Any]:
     """The paired difference ``result - other`` per adaptation step over the same held-out clients."""
     if result.clients != other.clients:
-        raise ConfigError("the two federated runs held out different clients; give them the same fed.client_seed")
+        raise ConfigError("the two federated runs held out different clients; give them the same fed.client_seed "
+                          "(task.split_seed for a table)")
+    if result.metric != other.metric:
+        raise ConfigError(f"the two federated runs are scored differently ({result.metric} against {other.metric}); "
+                          f"compare runs of the same task")
     a, b = torch.tensor(result.per_client), torch.tensor(other.per_client)
-    rows = [paired(a[:, s], b[:, s], "higher") for s in range(a.shape[1])]
+    better = "higher" if result.higher_is_better else "lower"
+    rows = [paired(a[:, s], b[:, s], better) for s in range(a.shape[1])]
     return {"mean": [r.mean for r in rows], "ci": [r.ci for r in rows], "wins": [r.wins for r in rows],
             "losses": [r.losses for r in rows]}

@@ -4,9 +4,10 @@ whose train handler runs one client's local update (:func:`metalearn.federated.l
 ``fed.fraction`` of the training clients per round, averaging what they send, weighted by their
 data sizes) with a server-side evaluation on the validation clients every ``fed.eval_every``
 rounds, and :func:`federate`, which runs both in Flower's simulation engine (one virtual SuperNode
-per training client) and writes the run folder: ``config.yaml``, ``metrics.jsonl`` (validation
-accuracy and bytes sent, per round), ``checkpoints/best.pt`` and ``last.pt``, and the evaluation
-of the held-out test clients (``eval/federated.json`` and ``.md``).
+per training client) and writes the run folder: ``config.yaml``, ``metrics.jsonl`` (the
+validation score, ``val_acc`` or ``val_rmse``, and bytes sent, per round), ``checkpoints/best.pt``
+and ``last.pt``, and the evaluation of the held-out test clients (``eval/federated.json`` and
+``.md``).
 """
 from __future__ import annotations
 
@@ -27,16 +28,19 @@ from .federated import (
     FEDERATED,
     FedEvaluation,
     check_settings,
-    client_accuracy,
     client_algorithm,
+    client_metric,
+    client_scores,
+    federated_clients,
     local_update,
     shared_keys,
     train_central,
+    validation_key,
 )
 from .files import atomic_write_png
 from .logs import MetricsLog
 from .runs import Run, RunLock, load_checkpoint, save_checkpoint
-from .tasks.clients import Client, alphabet_clients, split_clients
+from .tasks.clients import Client
 
 
 def flower() -> Any:
@@ -90,7 +94,7 @@ def train_reply(cfg: Config, clients: list[Client], msg: Any, context: Any) -> A
     if local:
         context.state["local"] = ArrayRecord(torch_state_dict=local)
     content = RecordDict({"arrays": ArrayRecord(torch_state_dict={k: full[k] for k in keys}),
-                          "metrics": MetricRecord({"num-examples": int(client.tasks.dataset.images.shape[0]),
+                          "metrics": MetricRecord({"num-examples": client.size,
                                                    "train_loss": loss})})
     return Message(content=content, reply_to=msg)
 
@@ -110,7 +114,7 @@ def client_app(cfg: Config, clients: list[Client]) -> Any:
 
 
 def plot_rounds(run: Run, others: Sequence[Run] = ()) -> Path | None:
-    """Validation accuracy against rounds and against megabytes sent (``report/rounds.png``), with
+    """The validation score against rounds and against megabytes sent (``report/rounds.png``), with
     other federated runs beside it; None when matplotlib is not installed."""
     try:
         from .report import _pyplot
@@ -119,15 +123,18 @@ def plot_rounds(run: Run, others: Sequence[Run] = ()) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for r in [run, *others]:
-        rows = [row for row in r.read_metrics() if "val_acc" in row]
-        if not rows:
+        rows = r.read_metrics()
+        key = validation_key(rows)
+        rows = [row for row in rows if key in row]
+        if not rows or key is None:
             continue
+        ylabel = f"validation clients' {key[4:]} after adaptation" + (" (%)" if key == "val_acc" else "")
         label = f"{r.path.name} ({r.load_config().fed.strategy})"
-        axes[0].plot([row["step"] for row in rows], [row["val_acc"] for row in rows], marker=".", label=label)
-        axes[1].plot([row["bytes"] / 1e6 for row in rows], [row["val_acc"] for row in rows], marker=".", label=label)
+        axes[0].plot([row["step"] for row in rows], [row[key] for row in rows], marker=".", label=label)
+        axes[1].plot([row["bytes"] / 1e6 for row in rows], [row[key] for row in rows], marker=".", label=label)
+        axes[0].set_ylabel(ylabel)
     for ax, xlabel in zip(axes, ("round", "megabytes sent (down and up)")):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("validation clients' accuracy after adaptation (%)")
         ax.grid(alpha=0.3)
     if axes[0].lines:
         axes[0].legend(fontsize=8)
@@ -141,17 +148,15 @@ def _evaluate_test(cfg: Config, algo: Any, clients: list[Client], bytes_total: i
     """The held-out test clients before and after ``eval.steps`` inner steps (the same episodes for
     every strategy with the same ``eval.seed``)."""
     steps = sorted({0, *cfg.eval.steps})
-    acc = client_accuracy(algo, clients, cfg.fed.eval_episodes, max(steps), cfg.eval.seed)
-    return FedEvaluation(cfg.fed.strategy, [c.name for c in clients], steps, acc[:, steps].tolist(), cfg.fed.rounds,
-                         bytes_total)
+    scores = client_scores(algo, clients, cfg.fed.eval_episodes, max(steps), cfg.eval.seed)
+    metric = client_metric(clients)
+    return FedEvaluation(cfg.fed.strategy, [c.name for c in clients], steps, scores[:, steps].tolist(), cfg.fed.rounds,
+                         bytes_total, metric=metric.name, higher_is_better=metric.higher_is_better)
 
 
 def split_of(cfg: Config) -> dict[str, list[Client]]:
-    """The training, validation and test clients of ``cfg`` (the split ``fed.client_seed`` fixes)."""
-    t, f = cfg.task, cfg.fed
-    clients = alphabet_clients(t.ways, t.shots, t.queries or t.shots, t.image_size, t.data_dir)
-    split = split_clients(len(clients), f.client_seed, (f.split[0], f.split[1], f.split[2]))
-    return {part: [clients[i] for i in idx] for part, idx in split.items()}
+    """The training, validation and test clients of ``cfg`` (:func:`metalearn.federated.federated_clients`)."""
+    return federated_clients(cfg)
 
 
 def evaluate_again(path: Path | str, steps: list[int]) -> FedEvaluation:
@@ -197,7 +202,9 @@ def serve(cfg: Config, run: Run, grid: Any, min_nodes: int, progress: bool = Tru
     initial = ArrayRecord(torch_state_dict={k: v for k, v in server.state_dict().items() if k in keys})
     sent = [0]   # bytes of the arrays sent down to the sampled clients and back, counted message by message
     log = MetricsLog(run.path / "metrics.jsonl", run.path / "tb")
-    best: dict[str, Any] = {"val": -1.0, "round": -1}   # round 0: the initial model, before any client trained
+    best: dict[str, Any] = {"val": float("nan"), "round": -1}   # round 0: the initial model, before any training
+    metric = client_metric(val_clients)
+    key = f"val_{metric.short}"
     started = time.perf_counter()
 
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
@@ -206,21 +213,21 @@ def serve(cfg: Config, run: Run, grid: Any, min_nodes: int, progress: bool = Tru
         state = server.state_dict()
         state.update(arrays.to_torch_state_dict())
         server.load_state_dict(state)
-        acc = client_accuracy(server, val_clients, f.eval_episodes, cfg.algo.inner_steps, cfg.eval.seed + 1)
-        value = float(acc[:, -1].mean())
-        row = {"val_acc": value, "bytes": sent[0],
+        scores = client_scores(server, val_clients, f.eval_episodes, cfg.algo.inner_steps, cfg.eval.seed + 1)
+        value = float(scores[:, -1].mean())
+        row = {key: value, "bytes": sent[0],
                "seconds": round(time.perf_counter() - started, 3)}
         log.log(server_round, **row)
         save_checkpoint(run.checkpoint_dir / "last.pt", {"step": server_round, "model": server.state_dict(),
                                                          "algorithm": server.name, "config": cfg.to_dict()})
-        if value > best["val"]:
+        if best["round"] < 0 or (value > best["val"] if metric.higher_is_better else value < best["val"]):
             best.update(val=value, round=server_round)
             save_checkpoint(run.checkpoint_dir / "best.pt", {"step": server_round, "model": server.state_dict(),
-                                                             "algorithm": server.name, "val_acc": value})
+                                                             "algorithm": server.name, key: value})
         if progress:
-            print(f"round {server_round}/{f.rounds}: validation accuracy {value:.2f}% "
+            print(f"round {server_round}/{f.rounds}: validation {metric.name} {value:.2f} "
                   f"({sent[0] / 1e6:.1f} MB sent)", flush=True)
-        return MetricRecord({"val_acc": value})
+        return MetricRecord({key: value})
 
     random.seed(cfg.train.seed)   # Flower samples the round's clients with Python's random module
 

@@ -9,14 +9,15 @@ import torch
 
 from ..config import apply_overrides, load_preset, validate
 from ..errors import ConfigError
-from ..federated import FedEvaluation, compare_with, rounds_to_reach
+from ..federated import FedEvaluation, compare_with, rounds_to_reach, validation_key
 from ..flower_apps import evaluate_again, federate, plot_rounds
 from ..flower_deploy import deploy
 from ..runs import Run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("federate", help="federated meta-learning on Flower: clients are Omniglot alphabets")
+    p = sub.add_parser("federate", help="federated meta-learning on Flower: clients are Omniglot alphabets or "
+                                        "the groups of a table")
     p.add_argument("preset", help="preset name or YAML config file (e.g. fed-omniglot-5w1s)")
     p.add_argument("--out", type=Path, help="run folder (required unless --evaluate)")
     p.add_argument("--rounds", type=int, help="communication rounds (fed.rounds)")
@@ -75,15 +76,17 @@ def run(args: argparse.Namespace) -> int:
         res.evaluation.paired[f"{res.evaluation.strategy} - {other.strategy}"] = compare_with(res.evaluation, other)
         res.evaluation.save(Run(args.out))
         plot_rounds(Run(args.out), [Run(args.compare)])
-        theirs = [r for r in Run(args.compare).read_metrics() if "val_acc" in r]
-        if theirs and theirs[-1]["step"] > 0:
-            final = theirs[-1]["val_acc"]
-            hit = rounds_to_reach(Run(args.out).read_metrics(), final)
-            print(f"{other.strategy}'s final validation accuracy {final:.2f}% (round {theirs[-1]['step']}, "
+        theirs = Run(args.compare).read_metrics()
+        key = validation_key(theirs)
+        theirs = [r for r in theirs if key in r]
+        if theirs and theirs[-1]["step"] > 0 and key is not None:
+            final = theirs[-1][key]
+            hit = rounds_to_reach(Run(args.out).read_metrics(), final, res.evaluation.higher_is_better)
+            print(f"{other.strategy}'s final validation {key[4:]} {final:.2f} (round {theirs[-1]['step']}, "
                   f"{theirs[-1]['bytes'] / 1e6:.1f} MB): " + (f"reached at round {hit[0]} ({hit[1] / 1e6:.1f} MB)"
                                                               if hit else "not reached") + "\n")
     print(res.evaluation.table())
     best = ("" if res.best_val != res.best_val   # a reference (central, own_data) is not validated per round
-            else f", best validation accuracy {res.best_val:.2f}% at round {res.best_round}")
+            else f", best validation {res.evaluation.metric} {res.best_val:.2f} at round {res.best_round}")
     print(f"\n{res.rounds} rounds in {res.seconds:.0f} s{best}; saved {res.evaluation.path} (and .md)")
     return 0
