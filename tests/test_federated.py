@@ -101,6 +101,13 @@ def test_an_error_metric_is_paired_and_summarised_lower_is_better():
     assert "RMSE (ng/mL) on 3 held-out clients (lower is better" in a.table()
     with pytest.raises(ConfigError, match="scored differently"):
         compare_with(a, FedEvaluation("x", ["x", "y", "z"], [0, 1], b.per_client, 10, 1))
+    # a baseline with a step count of its own (own data: 100 Adam steps) pairs it with the other's last column
+    own = FedEvaluation("own_data", ["x", "y", "z"], [0, 1, 100], [[9.0, 8.0, 5.0], [9.0, 8.0, 7.0],
+                                                                    [9.0, 8.0, 4.0]], 10, 0, **kw)
+    d = compare_with(own, a)
+    assert d["against_steps"] == [0, 1, 1] and d["mean"][2] == pytest.approx((2.0 + 2.0 + 0.0) / 3)
+    own.paired["own_data - fedmeta"] = d
+    assert "vs its 1 step" in own.table() and "vs its 1 steps" not in own.table()
 
 
 # ---- grouped-table clients ----------------------------------------------------------------------
@@ -225,3 +232,12 @@ def test_bad_federated_input_is_one_line(capsys, tmp_path):
     cli_error(capsys, ["federate", "sinusoid", "--out", str(tmp_path / "r")], "federated clients are Omniglot alphabets")
     cli_error(capsys, ["federate", "fed-omniglot-5w1s", "--out", str(tmp_path / "r"), "--set", "fed.fraction=0"],
               "fed.fraction must be in (0, 1]")
+
+
+def test_table_clients_with_too_few_rows_are_one_line(capsys, tmp_path, table_csv):
+    from cli_helpers import cli_error
+    base = ["federate", "fed-remifentanil", "--out", str(tmp_path / "r"), "--set", "task.family=table", "--set",
+            f"task.data={table_csv}", "--set", "task.group=patient", "--set", "task.target=y", "--set", "task.time=t"]
+    # 16 rows per group cannot hold 10 support and 8 query rows: no client is left
+    cli_error(capsys, [*base, "--set", "task.shots=10", "--set", "task.queries=8"], "none is left",
+              "fewer --set task.shots")

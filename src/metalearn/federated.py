@@ -228,6 +228,8 @@ class FedEvaluation:
             lines += ["", f"Paired over the same clients and episodes, {label} (mean ± 95% CI; clients won / lost):",
                       "", head, rule, f"| {label} | " + " | ".join(
                           f"{d['mean'][i]:+.2f} ± {d['ci'][i]:.2f} ({d['wins'][i]}/{d['losses'][i]})"
+                          + (f" vs its {t} step{'s' * (t != 1)}" if (t := d.get("against_steps", self.steps)[i]) != self.steps[i]
+                             else "")
                           for i in range(len(self.steps))) + " |"]
         return "\n".join(lines)
 
@@ -282,6 +284,8 @@ def compare_with(result: FedEvaluation, other: FedEvaluation) -> dict[str, Any]:
                           f"compare runs of the same task")
     a, b = torch.tensor(result.per_client), torch.tensor(other.per_client)
     better = "higher" if result.higher_is_better else "lower"
-    rows = [paired(a[:, s], b[:, s], better) for s in range(a.shape[1])]
+    # each step count against the other's same count, or its last one when it has no such column
+    against = [s if s in other.steps else other.steps[-1] for s in result.steps]
+    rows = [paired(a[:, i], b[:, other.steps.index(t)], better) for i, t in enumerate(against)]
     return {"mean": [r.mean for r in rows], "ci": [r.ci for r in rows], "wins": [r.wins for r in rows],
-            "losses": [r.losses for r in rows]}
+            "losses": [r.losses for r in rows], "against_steps": against}

@@ -146,8 +146,10 @@ def plot_rounds(run: Run, others: Sequence[Run] = ()) -> Path | None:
 
 def _evaluate_test(cfg: Config, algo: Any, clients: list[Client], bytes_total: int) -> FedEvaluation:
     """The held-out test clients before and after ``eval.steps`` inner steps (the same episodes for
-    every strategy with the same ``eval.seed``)."""
-    steps = sorted({0, *cfg.eval.steps})
+    every strategy with the same ``eval.seed``); a baseline that adapts with steps of its own (the
+    own-data network's 100 Adam steps, FedAvg's 100 head-fitting steps) also after those."""
+    own = {int(algo.inner_steps)} if cfg.fed.strategy in ("own_data", "fedavg_ft") else set()
+    steps = sorted({0, *cfg.eval.steps} | own)
     scores = client_scores(algo, clients, cfg.fed.eval_episodes, max(steps), cfg.eval.seed)
     metric = client_metric(clients)
     return FedEvaluation(cfg.fed.strategy, [c.name for c in clients], steps, scores[:, steps].tolist(), cfg.fed.rounds,

@@ -79,9 +79,10 @@ def run(args: argparse.Namespace) -> int:
         theirs = Run(args.compare).read_metrics()
         key = validation_key(theirs)
         theirs = [r for r in theirs if key in r]
-        if theirs and theirs[-1]["step"] > 0 and key is not None:
+        ours = Run(args.out).read_metrics()   # none for a reference (central, own_data): nothing to reach
+        if theirs and theirs[-1]["step"] > 0 and key is not None and ours:
             final = theirs[-1][key]
-            hit = rounds_to_reach(Run(args.out).read_metrics(), final, res.evaluation.higher_is_better)
+            hit = rounds_to_reach(ours, final, res.evaluation.higher_is_better)
             print(f"{other.strategy}'s final validation {key[4:]} {final:.2f} (round {theirs[-1]['step']}, "
                   f"{theirs[-1]['bytes'] / 1e6:.1f} MB): " + (f"reached at round {hit[0]} ({hit[1] / 1e6:.1f} MB)"
                                                               if hit else "not reached") + "\n")
