@@ -241,3 +241,18 @@ def test_table_clients_with_too_few_rows_are_one_line(capsys, tmp_path, table_cs
     # 16 rows per group cannot hold 10 support and 8 query rows: no client is left
     cli_error(capsys, [*base, "--set", "task.shots=10", "--set", "task.queries=8"], "none is left",
               "fewer --set task.shots")
+
+
+@pytest.mark.parametrize("central, updates, tasks", [("updates", 2 * 2 * 2, 2), ("steps", 2 * 2, 2 * 2)])
+def test_the_central_reference_sees_as_many_episodes_either_way(table_csv, central, updates, tasks):
+    from metalearn.federated import train_central
+    # 2 rounds of 2 sampled clients x 2 local updates of 2 tasks: 16 tasks in all, either way
+    cfg = table_config(table_csv, "central", "fed.rounds=2", f"fed.central={central}")
+    clients = federated_clients(cfg)["train"]
+    cfg.fed.fraction = 2.5 / len(clients)   # int(2.5) = 2 clients per round
+    algo = client_algorithm(cfg, clients[0])
+    seen = []
+    inner = algo.meta_backward
+    algo.meta_backward = lambda batch, *a, **k: (seen.append(batch.num_tasks), inner(batch, *a, **k))[1]
+    assert train_central(cfg, algo, clients, torch.Generator().manual_seed(0)) == updates
+    assert seen == [tasks] * updates and sum(seen) == 2 * 2 * 2 * 2

@@ -54,6 +54,13 @@ class TaskBatch:
     def __getitem__(self, index: slice) -> "TaskBatch":
         return self.map(lambda t: t[index])
 
+    @staticmethod
+    def cat(batches: "list[TaskBatch]") -> "TaskBatch":
+        """One batch of the tasks of ``batches``, in order (their shapes past the task dimension agree)."""
+        if len(batches) == 1:
+            return batches[0]
+        return TaskBatch(*(torch.cat(parts) for parts in zip(*(b.tensors() for b in batches))))
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
            non_blocking: bool = False) -> "TaskBatch":
         """Move to a device; ``dtype`` converts floating-point tensors only (labels stay integers).

@@ -172,6 +172,7 @@ class FedConfig:
     split: typing.List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])   # train / validation / test clients
     eval_every: int = 10                     # rounds between validations on the validation clients
     eval_episodes: int = 20                  # episodes per held-out client
+    central: str = "updates"                  # the central reference: as many meta-updates, or as many meta-steps
     nodes: int = 0                           # deployed: SuperNodes to wait for first (0: one per training client)
 
 

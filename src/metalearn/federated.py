@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from .algorithms import Algorithm
+from .batch import TaskBatch
 from .build import build_algorithm, build_tasks
 from .config import Config
 from .errors import ConfigError
@@ -58,6 +59,9 @@ def check_settings(cfg: Config) -> None:
     for key in ("rounds", "local_steps", "local_batch", "eval_every", "eval_episodes"):
         if getattr(f, key) <= 0:
             raise ConfigError(f"fed.{key} must be positive, got {getattr(f, key)}")
+    if f.central not in ("updates", "steps"):
+        raise ConfigError(f"fed.central must be updates or steps (how the centralised reference counts), got "
+                          f"{f.central!r}")
     if f.nodes < 0:
         raise ConfigError(f"fed.nodes must be 0 (one SuperNode per training client) or positive, got {f.nodes}")
     if not 0 < f.fraction <= 1:
@@ -146,15 +150,20 @@ def updates_per_round(cfg: Config, train_clients: int) -> int:
 
 
 def train_central(cfg: Config, algo: Algorithm, clients: list[Client], generator: torch.Generator) -> int:
-    """The centralised reference: as many meta-updates as the federation's sampled clients made in
-    all (rounds x clients per round x local steps), each on ``fed.local_batch`` episodes of a
-    training client drawn at random, with one Adam; returns the number of updates."""
+    """The centralised reference, on the same number of episodes as the federation's sampled
+    clients used in all, with one Adam; returns the number of updates. ``fed.central=updates``:
+    as many meta-updates as those clients made (rounds x clients per round x local steps), each on
+    ``fed.local_batch`` episodes of one training client drawn at random; ``fed.central=steps``: as
+    many sequential meta-steps as a client makes (rounds x local steps), each on a meta-batch of
+    ``fed.local_batch`` episodes from each of as many random clients as a round samples."""
     f = cfg.fed
-    total = f.rounds * updates_per_round(cfg, len(clients)) * f.local_steps
+    per_round = updates_per_round(cfg, len(clients))
+    total, draws = ((f.rounds * per_round * f.local_steps, 1) if f.central == "updates"
+                    else (f.rounds * f.local_steps, per_round))
     opt = torch.optim.Adam([p for p in algo.parameters() if p.requires_grad], lr=f.local_lr)
     for _ in range(total):
-        client = clients[int(torch.randint(len(clients), (1,), generator=generator))]
-        batch = client.tasks.sample(f.local_batch, generator)
+        picked = torch.randint(len(clients), (draws,), generator=generator).tolist()
+        batch = TaskBatch.cat([clients[i].tasks.sample(f.local_batch, generator) for i in picked])
         opt.zero_grad(set_to_none=True)
         algo.meta_backward(batch)
         opt.step()
@@ -226,12 +235,14 @@ class FedEvaluation:
                  f"| {self.strategy}, {self.worst_tenth} of clients (the worst tenth) | {worst} |"]
         for label, d in self.paired.items():
             lines += ["", f"Paired over the same clients and episodes, {label} (mean ± 95% CI; clients won / lost):",
-                      "", head, rule, f"| {label} | " + " | ".join(
-                          f"{d['mean'][i]:+.2f} ± {d['ci'][i]:.2f} ({d['wins'][i]}/{d['losses'][i]})"
-                          + (f" vs its {t} step{'s' * (t != 1)}" if (t := d.get("against_steps", self.steps)[i]) != self.steps[i]
-                             else "")
-                          for i in range(len(self.steps))) + " |"]
+                      "", head, rule, f"| {label} | " + " | ".join(self._paired_cell(d, i)
+                                                                   for i in range(len(self.steps))) + " |"]
         return "\n".join(lines)
+
+    def _paired_cell(self, d: dict[str, Any], i: int) -> str:
+        against = d.get("against_steps", self.steps)[i]
+        other = f" vs its {against} step{'s' * (against != 1)}" if against != self.steps[i] else ""
+        return f"{d['mean'][i]:+.2f} ± {d['ci'][i]:.2f} ({d['wins'][i]}/{d['losses'][i]}){other}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "metric": self.metric, "higher_is_better": self.higher_is_better,
