@@ -241,3 +241,59 @@ def test_within_alphabet_training_validates_on_random_episodes_where_it_must(dat
     err = capsys.readouterr().err
     assert "omniglot test: 30-way within-alphabet episodes need an alphabet with at least 30" in err
     assert "the largest here has 21" in err
+
+
+# ---- affine augmentation of training images ------------------------------------------------------
+
+
+def blob(size=28, at=(14, 14)):
+    img = torch.zeros(1, 1, size, size)
+    img[0, 0, at[0] - 1:at[0] + 2, at[1] - 1:at[1] + 2] = 1.0
+    return img
+
+
+def centroid(img):
+    ys, xs = torch.meshgrid(torch.arange(img.shape[-2]), torch.arange(img.shape[-1]), indexing="ij")
+    m = img[0, 0]
+    return torch.stack([(ys * m).sum() / m.sum(), (xs * m).sum() / m.sum()])
+
+
+def test_random_affine_stays_within_koch_ranges():
+    from metalearn.tasks.few_shot import random_affine
+    img = blob().repeat(200, 1, 1, 1)
+    torch.testing.assert_close(random_affine(img, 0.0), img, atol=1e-5, rtol=0)   # strength 0: the identity
+    gen = torch.Generator().manual_seed(0)
+    out = random_affine(img, 1.0, gen)
+    torch.testing.assert_close(random_affine(img, 1.0, torch.Generator().manual_seed(0)), out)   # seeded
+    assert out.min() >= 0 and out.max() <= 1 + 1e-6
+    shifts = torch.stack([centroid(o[None]) - centroid(img[:1]) for o in out]).abs()
+    # a centred blob moves by about the translation (at most 2 pixels per axis, seen through the inverse
+    # scaling, up to 1.25x, plus the blob's half-pixel offset from the centre), and mostly visibly
+    assert shifts.max() <= 3.2 and (shifts.max(1).values > 0.5).float().mean() > 0.4
+    # the ink is kept up to the scaling (0.8-1.2 per axis) and interpolation
+    mass = out.sum((1, 2, 3)) / img[0].sum()
+    assert mass.min() > 0.55 and mass.max() < 1.6
+    # a blob near a corner moves farther under rotation and scaling about the centre
+    corner = random_affine(blob(at=(7, 7)).repeat(200, 1, 1, 1), 1.0, torch.Generator().manual_seed(0))
+    far = torch.stack([centroid(o[None]) - centroid(blob(at=(7, 7))) for o in corner]).abs().max()
+    assert far > shifts.max() + 1
+
+
+def test_only_training_episodes_are_augmented():
+    ds = toy_dataset(size=8)
+    plain = FewShotTasks(ds, 3, 1, 2)
+    aug = FewShotTasks(ds, 3, 1, 2, augment=1.0)
+    a = plain.sample(4, torch.Generator().manual_seed(1))
+    b = aug.sample(4, torch.Generator().manual_seed(1))
+    # the same classes and images (the labels agree), distorted pixels
+    assert torch.equal(a.support_y, b.support_y) and not torch.allclose(a.support_x, b.support_x)
+    with pytest.raises(ConfigError, match="task.augment must be between 0"):
+        FewShotTasks(ds, 3, 1, 2, augment=-1)
+
+
+def test_the_config_augments_the_training_split_only(data_dir):
+    from metalearn.build import build_tasks
+    from metalearn.config import apply_overrides, load_preset
+    cfg = apply_overrides(load_preset("omniglot-5w1s"), ["task.augment=1.0", f"task.data_dir={data_dir}"])
+    assert build_tasks(cfg, "train").augment == 1.0
+    assert build_tasks(cfg, "validation").augment == 0.0 and build_tasks(cfg, "test").augment == 0.0

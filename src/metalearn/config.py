@@ -32,6 +32,7 @@ class TaskConfig:
     protocol: str = "maml"                   # omniglot: maml or lake
     episodes: str = "random"                 # few-shot images: random classes, or within_alphabet (one alphabet each)
     rotations: bool = True                   # omniglot: rotated training characters as new classes
+    augment: float = 0.0                     # few-shot training images: random affine distortions (1: Koch et al.'s)
     classes: typing.List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # mnist training digits
     channels: int = 1                        # image_folder: 1 (grey) or 3 (RGB)
     data_dir: typing.Optional[str] = None    # local copy of the data; default $METALEARN_DATA_DIR

@@ -7,7 +7,10 @@ set, the rest the query set. Everything is tensor indexing on one uint8 tensor.
 """
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..batch import TaskBatch
@@ -19,6 +22,24 @@ from ..protocols import Metric
 def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     """Fraction of correct argmax predictions."""
     return (logits.argmax(dim=-1) == labels).float().mean()
+
+
+def random_affine(images: Tensor, strength: float, generator: torch.Generator | None = None) -> Tensor:
+    """Each image of ``[N, C, H, W]`` under its own small random affine distortion, the ranges of
+    Koch, Zemel & Salakhutdinov (2015, "Siamese Neural Networks for One-shot Image Recognition")
+    times ``strength``: rotation within +-10 degrees, shear within +-0.3, scale within 0.8-1.2 per
+    axis, translation within +-2 pixels; the background (0) fills what comes in from outside."""
+    n, _, h, w = images.shape
+    u = lambda: (torch.rand(n, generator=generator) * 2 - 1) * strength  # noqa: E731
+    angle, shear = u() * math.radians(10), u() * 0.3
+    sx, sy = 1 + 0.2 * u(), 1 + 0.2 * u()
+    tx, ty = u() * 2 / (w / 2), u() * 2 / (h / 2)        # pixels, in affine_grid's [-1, 1] units
+    cos, sin = angle.cos(), angle.sin()
+    # rotation @ shear @ scale, then the shift: where each output pixel samples the input
+    theta = torch.stack([torch.stack([cos * sx, (cos * shear - sin) * sy, tx], -1),
+                         torch.stack([sin * sx, (sin * shear + cos) * sy, ty], -1)], 1).to(images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 class FewShotTasks:
@@ -34,8 +55,12 @@ class FewShotTasks:
     baseline = None
 
     def __init__(self, dataset: ImageDataset, ways: int, shots: int, queries: int, name: str = "",
-                 within_groups: bool = False) -> None:
+                 within_groups: bool = False, augment: float = 0.0) -> None:
         label = f"{name}: " if name else ""
+        if not 0 <= augment <= 3:
+            raise ConfigError(f"{label}task.augment must be between 0 (off) and 3 (1: the affine ranges of Koch et "
+                              f"al. 2015), got {augment}")
+        self.augment = float(augment)
         for key, value in (("ways", ways), ("shots", shots), ("queries", queries)):
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{label}{key} must be a positive integer, got {value!r}")
@@ -108,6 +133,8 @@ class FewShotTasks:
         """``num_tasks`` episodes: inputs float ``[T, ways * n, C, H, W]`` in [0, 1], labels long."""
         _, idx = self.sample_indices(num_tasks, generator)
         x = self.dataset.images[idx].float().div_(255)                  # [T, ways, k+q, C, H, W]
+        if self.augment:
+            x = random_affine(x.flatten(0, 2), self.augment, generator).view_as(x)
         labels = torch.arange(self.ways).view(1, -1, 1).expand(num_tasks, -1, self.shots + self.queries)
         k = self.shots
         flat = lambda t: t.reshape(num_tasks, -1, *t.shape[3:])  # noqa: E731

@@ -94,8 +94,9 @@ def folder_split(split: str, root: str | Path | None, image_size: int, channels:
 def image_tasks(family: str, split: str, ways: int, shots: int, queries: int, *, image_size: int = 28,
                 data_dir: str | Path | None = None, protocol: str = "maml", rotations: bool = True,
                 classes: Sequence[int] = (0, 1, 2, 3, 4), channels: int = 1,
-                within_alphabet: bool = False) -> FewShotTasks:
-    """Episodes of ``family`` (omniglot, mnist, image_folder) drawn from one ``split``."""
+                within_alphabet: bool = False, augment: float = 0.0) -> FewShotTasks:
+    """Episodes of ``family`` (omniglot, mnist, image_folder) drawn from one ``split``; ``augment``
+    distorts the training split's images (:func:`metalearn.tasks.few_shot.random_affine`)."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     if family == "omniglot":
@@ -108,24 +109,28 @@ def image_tasks(family: str, split: str, ways: int, shots: int, queries: int, *,
         ds = folder_split(split, data_dir, image_size, channels)
     else:
         raise ConfigError(f"unknown image task family {family!r}; choose omniglot, mnist or image_folder")
-    return FewShotTasks(ds, ways, shots, queries, name=f"{family} {split}", within_groups=within_alphabet)
+    return FewShotTasks(ds, ways, shots, queries, name=f"{family} {split}", within_groups=within_alphabet,
+                        augment=augment if split == "train" else 0.0)
 
 
 # builders from a config's ``task`` section, for the task registry
 def omniglot_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
                          cross_domain: bool = False) -> FewShotTasks:
     return image_tasks("omniglot", split, t.ways, shots, queries, image_size=t.image_size, data_dir=t.data_dir,
-                       protocol=t.protocol, rotations=t.rotations, within_alphabet=t.episodes == "within_alphabet")
+                       protocol=t.protocol, rotations=t.rotations, within_alphabet=t.episodes == "within_alphabet",
+                       augment=0.0 if cross_domain else t.augment)
 
 
 def mnist_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
                       cross_domain: bool = False) -> FewShotTasks:
     """MNIST episodes; ``cross_domain`` (a model trained on another family): all ten test digits."""
     return image_tasks("mnist", split, t.ways, shots, queries, image_size=t.image_size, data_dir=t.data_dir,
-                       classes=[] if cross_domain else t.classes, within_alphabet=t.episodes == "within_alphabet")
+                       classes=[] if cross_domain else t.classes, within_alphabet=t.episodes == "within_alphabet",
+                       augment=0.0 if cross_domain else t.augment)
 
 
 def folder_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
                        cross_domain: bool = False) -> FewShotTasks:
     return image_tasks("image_folder", split, t.ways, shots, queries, image_size=t.image_size,
-                       data_dir=t.data_dir, channels=t.channels, within_alphabet=t.episodes == "within_alphabet")
+                       data_dir=t.data_dir, channels=t.channels, within_alphabet=t.episodes == "within_alphabet",
+                       augment=t.augment)
