@@ -275,6 +275,12 @@ def validation_key(rows: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def validation_rows(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The validation score's key (``val_acc`` when there is none yet) and the rows that hold it."""
+    key = validation_key(rows) or "val_acc"
+    return key, [row for row in rows if key in row]
+
+
 def rounds_to_reach(rows: list[dict[str, Any]], value: float, higher_is_better: bool = True) -> tuple[int, int] | None:
     """``(round, bytes)`` of the first validation at least as good as ``value`` in a run's metrics
     rows, or None when it never got there."""

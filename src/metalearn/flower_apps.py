@@ -35,7 +35,7 @@ from .federated import (
     local_update,
     shared_keys,
     train_central,
-    validation_key,
+    validation_rows,
 )
 from .files import atomic_write_png
 from .logs import MetricsLog
@@ -123,10 +123,8 @@ def plot_rounds(run: Run, others: Sequence[Run] = ()) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for r in [run, *others]:
-        rows = r.read_metrics()
-        key = validation_key(rows)
-        rows = [row for row in rows if key in row]
-        if not rows or key is None:
+        key, rows = validation_rows(r.read_metrics())
+        if not rows:
             continue
         ylabel = f"validation clients' {key[4:]} after adaptation" + (" (%)" if key == "val_acc" else "")
         label = f"{r.path.name} ({r.load_config().fed.strategy})"
@@ -187,7 +185,8 @@ def open_run(cfg: Config, out: Path | str) -> tuple[Run, RunLock]:
     return run, lock
 
 
-def serve(cfg: Config, run: Run, grid: Any, min_nodes: int, progress: bool = True) -> FedRun:
+def serve(cfg: Config, run: Run, grid: Any, min_nodes: int, progress: bool = True,
+          parts: dict[str, list[Client]] | None = None) -> FedRun:
     """The server's side of a federated run (the body of both ServerApps, simulated and deployed):
     Flower's message-based ``FedAvg`` over the connected SuperNodes (``fed.fraction`` of them per
     round, at least ``min_nodes`` connected before the first), validation on the validation clients
@@ -197,7 +196,7 @@ def serve(cfg: Config, run: Run, grid: Any, min_nodes: int, progress: bool = Tru
     from flwr.serverapp.strategy import FedAvg
 
     f = cfg.fed
-    parts = split_of(cfg)
+    parts = parts or split_of(cfg)
     train_clients, val_clients, test_clients = parts["train"], parts["validation"], parts["test"]
     server = client_algorithm(cfg, train_clients[0])
     keys = shared_keys(cfg, server)
@@ -265,9 +264,8 @@ def serve(cfg: Config, run: Run, grid: Any, min_nodes: int, progress: bool = Tru
                   evaluation)
 
 
-def _reference(cfg: Config, run: Run) -> FedRun:
+def _reference(cfg: Config, run: Run, parts: dict[str, list[Client]]) -> FedRun:
     """A reference that needs no federation (``central``, ``own_data``): nothing is sent."""
-    parts = split_of(cfg)
     server = client_algorithm(cfg, parts["train"][0])
     started = time.perf_counter()
     if cfg.fed.strategy == "central":
@@ -287,11 +285,12 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
 
-    train_clients = split_of(cfg)["train"]
+    parts = split_of(cfg)
+    train_clients = parts["train"]
     run, lock = open_run(cfg, out)
     if cfg.fed.strategy not in FEDERATED:
         try:
-            return _reference(cfg, run)
+            return _reference(cfg, run, parts)
         finally:
             lock.release()
     result: list[FedRun] = []
@@ -299,7 +298,7 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
 
     @app.main()
     def main(grid: Grid, context: Any) -> None:
-        result.append(serve(cfg, run, grid, len(train_clients), progress))
+        result.append(serve(cfg, run, grid, len(train_clients), progress, parts))
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Ray and Flower install their own SIGINT/SIGTERM handlers: give the process its own back after

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import ConfigError, RunError
-from .federated import FEDERATED, FedEvaluation, check_settings, validation_key
+from .federated import FEDERATED, FedEvaluation, check_settings, validation_rows
 from .files import atomic_write_text
 from .flower_apps import FedRun, flower, split_of
 from .runs import Run
@@ -94,9 +94,7 @@ def _flwr() -> str:
 
 
 def _finished(run: Run, seconds: float) -> FedRun:
-    rows = run.read_metrics()
-    key = validation_key(rows) or "val_acc"
-    rows = [r for r in rows if key in r]
+    key, rows = validation_rows(run.read_metrics())
     evaluation = FedEvaluation.load(run)
     top = (max if evaluation.higher_is_better else min)(rows, key=lambda r: r[key])
     return FedRun(evaluation.rounds, int(top["step"]), float(top[key]), evaluation.bytes_total, seconds,

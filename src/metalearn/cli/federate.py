@@ -9,7 +9,7 @@ import torch
 
 from ..config import apply_overrides, load_preset, validate
 from ..errors import ConfigError
-from ..federated import FedEvaluation, compare_with, rounds_to_reach, validation_key
+from ..federated import FedEvaluation, compare_with, rounds_to_reach, validation_rows
 from ..flower_apps import evaluate_again, federate, plot_rounds
 from ..flower_deploy import deploy
 from ..runs import Run
@@ -76,11 +76,9 @@ def run(args: argparse.Namespace) -> int:
         res.evaluation.paired[f"{res.evaluation.strategy} - {other.strategy}"] = compare_with(res.evaluation, other)
         res.evaluation.save(Run(args.out))
         plot_rounds(Run(args.out), [Run(args.compare)])
-        theirs = Run(args.compare).read_metrics()
-        key = validation_key(theirs)
-        theirs = [r for r in theirs if key in r]
+        key, theirs = validation_rows(Run(args.compare).read_metrics())
         ours = Run(args.out).read_metrics()   # none for a reference (central, own_data): nothing to reach
-        if theirs and theirs[-1]["step"] > 0 and key is not None and ours:
+        if theirs and theirs[-1]["step"] > 0 and ours:
             final = theirs[-1][key]
             hit = rounds_to_reach(ours, final, res.evaluation.higher_is_better)
             print(f"{other.strategy}'s final validation {key[4:]} {final:.2f} (round {theirs[-1]['step']}, "
