@@ -330,3 +330,16 @@ def test_asynchronous_workers_give_the_same_episodes_as_the_synchronous_vector()
         torch.testing.assert_close(out["sync"][key], out["async"][key])
     # the velocity task's reward: -|v - v*| - 0.05 |a|^2, at most 0
     assert (out["sync"]["rewards"] <= 0).all()
+
+
+def test_mujoco_warnings_leave_no_log_file_in_the_working_directory(tmp_path, monkeypatch):
+    pytest.importorskip("mujoco")
+    from metalearn.tasks.mujoco import HalfCheetahDir
+    monkeypatch.chdir(tmp_path)
+    policy = GaussianPolicy(17, 6, (8,))
+    fam = HalfCheetahDir(episodes=1, horizon=2)
+    tree = fam.sample(1, torch.Generator().manual_seed(0))
+    fam.collect(make_forward(policy), dict(policy.named_parameters()), tree.data["task"], [tree.generator(0)], False, 1)
+    # HalfCheetah-v5's XML makes MuJoCo warn (a deprecated attribute); its default handler would
+    # append that to MUJOCO_LOG.TXT here
+    assert list(tmp_path.iterdir()) == []

@@ -25,6 +25,7 @@ end are masked.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import sys
@@ -42,16 +43,32 @@ VECTOR_MODES = ("sync", "async")
 
 def gymnasium() -> Any:
     """gymnasium with MuJoCo, or a one-line error naming the extra to install. Without a display,
-    MuJoCo renders offscreen through EGL (``MUJOCO_GL``, unless set)."""
+    MuJoCo renders offscreen through EGL (``MUJOCO_GL``, unless set). MuJoCo's warnings go to the
+    ``metalearn.mujoco`` logger (see :func:`log_mujoco_warning`)."""
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         import gymnasium as gym
-        import mujoco  # noqa: F401
+        import mujoco
     except ImportError:
         raise ConfigError("the MuJoCo task families need gymnasium and mujoco; install them with "
                           "pip install 'metalearn[rl]'") from None
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(log_mujoco_warning)
     return gym
+
+
+_MUJOCO_WARNED: set[str] = set()
+
+
+def log_mujoco_warning(message: str) -> None:
+    """MuJoCo's warning handler: each distinct message once to the ``metalearn.mujoco`` logger.
+    MuJoCo's default handler prints every warning and appends it to ``MUJOCO_LOG.TXT`` in the
+    working directory (HalfCheetah-v5's XML gives one per environment made: hundreds per vector
+    environment, and a stray file beside the user's run)."""
+    if message not in _MUJOCO_WARNED:
+        _MUJOCO_WARNED.add(message)
+        logging.getLogger("metalearn.mujoco").info("MuJoCo: %s", message)
 
 
 @contextlib.contextmanager
