@@ -41,7 +41,8 @@ ESTIMATORS = ("lvc", "naive")
 
 @dataclass
 class MAMLTRPOSettings(ModeSettings):
-    max_kl: float = 0.01           # TRPO: the trust region's radius (mean KL of the post-update policies)
+    max_kl: float = 0.01           # TRPO: the trust region's radius (mean KL of the post-update policies; the KL of
+                                   # the joint action distribution, summed over action dimensions)
     cg_iters: int = 10             # TRPO: conjugate-gradient iterations
     cg_damping: float = 1e-5       # TRPO: damping of the Fisher-vector product
     ls_steps: int = 15             # TRPO: line-search tries
