@@ -30,6 +30,16 @@ def test_nav2d_train_evaluate_report(nav_run, capsys):
     assert set(result["paired"]) == {"maml_trpo - pretrained baseline", "maml_trpo - random-init baseline"}
     assert all(len(m["mean"]) == 3 for m in result["methods"].values())
     assert "Query return on 4 held-out tasks" in out
+    # each method's gain from adaptation, paired on the same tasks: the mean of the per-task gains is
+    # the difference of the means, zero before adaptation
+    assert set(result["gain"]) == set(result["methods"])
+    for name, gain in result["gain"].items():
+        means = result["methods"][name]["mean"]
+        assert gain["mean"][0] == 0 and gain["ties"][0] == 4
+        for s in (1, 2):
+            assert gain["mean"][s] == pytest.approx(means[s] - means[0], abs=1e-9)
+            assert gain["wins"][s] + gain["losses"][s] + gain["ties"][s] == 4
+    assert "Gain from adaptation on the same 4 tasks" in out
     # the pretrained baseline trained as many meta-iterations as the run, with no inner step
     rows = [json.loads(line) for line in (nav_run / "baseline/metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 2 and "train_return_before" not in rows[-1]

@@ -93,17 +93,25 @@ class EvalResult:
     note: str = ""                # how the tasks were drawn, when that is not the family's default
     # paired differences on the same tasks, e.g. {"maml - pretrained baseline": paired_curves(...)}
     paired: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    # each method's gain from adaptation on the same tasks: after s steps minus before (paired_curves)
+    gain: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"shots": self.shots, "tasks": self.tasks, "seed": self.seed, "metric": self.metric,
-                "steps": self.steps, "dataset": self.dataset, "paired": self.paired, "note": self.note,
-                "methods": {k: vars(v) for k, v in self.methods.items()}}
+                "steps": self.steps, "dataset": self.dataset, "paired": self.paired, "gain": self.gain,
+                "note": self.note, "methods": {k: vars(v) for k, v in self.methods.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
         return cls(d["shots"], d["tasks"], d["seed"], d["metric"], d["steps"],
                    {k: CurveStats(**v) for k, v in d["methods"].items()}, d.get("dataset", ""),
-                   paired=d.get("paired", {}), note=d.get("note", ""))
+                   paired=d.get("paired", {}), gain=d.get("gain", {}), note=d.get("note", ""))
+
+    def add(self, name: str, curve: Tensor, loss: bool, higher_is_better: bool) -> None:
+        """Record a method's per-task curve ``[tasks, steps + 1]``: its statistics and its paired gain
+        from adaptation (after each number of steps minus before, on the same tasks)."""
+        self.methods[name] = CurveStats.from_curve(curve, loss=loss)
+        self.gain[name] = paired_curves(curve, curve[:, :1].expand_as(curve), higher_is_better)
 
     def table(self) -> str:
         """A Markdown table: one row per method, one column per reported number of inner steps."""
@@ -126,6 +134,15 @@ class EvalResult:
                       f"| {label} | " + " | ".join(
                           f"{d['mean'][s]:+.3f} ± {d['ci'][s]:.3f} ({d['wins'][s]}/{d['losses'][s]})" for s in steps)
                       + " |"]
+        after = [s for s in steps if s > 0]
+        if self.gain and after:
+            lines += ["", f"Gain from adaptation on the same {self.tasks} tasks, after minus before (mean ± 95% CI; "
+                          f"tasks improved / worsened):", "",
+                      "| method | " + " | ".join(f"{s} step{'s' * (s > 1)}" for s in after) + " |",
+                      "|---|" + "---:|" * len(after)]
+            lines += [f"| {name} | " + " | ".join(
+                f"{d['mean'][s]:+.3f} ± {d['ci'][s]:.3f} ({d['wins'][s]}/{d['losses'][s]})" for s in after) + " |"
+                for name, d in self.gain.items()]
         diverging = {name: st for name, st in self.methods.items() if st.any_diverged}
         if diverging:
             lines += ["", f"Diverged tasks (query {self.metric} not finite or over {DIVERGENCE_FACTOR:g}x the "
@@ -282,7 +299,7 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
     result = EvalResult(k, n, cfg.eval.seed, metric.name, step_list, dataset=family_name,
                         note=family.describe() if grouped and hasattr(family, "describe") else "")
     ours = curve_values(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
-    result.methods[algo.label()] = CurveStats.from_curve(ours, loss=metric.is_loss)
+    result.add(algo.label(), ours, metric.is_loss, metric.higher_is_better)
     base_name = run_baseline(cfg, family)
     others: list[Algorithm] = []
     if baseline and base_name:
@@ -292,7 +309,7 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
         others.append(build_algorithm(cfg, family).to(device).eval().retitled("random-init baseline"))
     for base in others:
         theirs = curve_values(base, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
-        result.methods[base.title] = CurveStats.from_curve(theirs, loss=metric.is_loss)
+        result.add(base.title, theirs, metric.is_loss, metric.higher_is_better)
         result.paired[f"{algo.label()} - {base.title}"] = paired_curves(ours, theirs, metric.higher_is_better)
     label = family_name if family_name != cfg.task.family or grouped else None
     if grouped:
