@@ -132,7 +132,7 @@ class EvalResult:
             lines += ["", f"Paired difference on the same {self.tasks} tasks, {label} (mean ± 95% CI; tasks won / "
                           f"lost by the first):", "", head, rule,
                       f"| {label} | " + " | ".join(
-                          f"{d['mean'][s]:+.3f} ± {d['ci'][s]:.3f} ({d['wins'][s]}/{d['losses'][s]})" for s in steps)
+                          _paired_cell(d, s) for s in steps)
                       + " |"]
         after = [s for s in steps if s > 0]
         if self.gain and after:
@@ -141,7 +141,7 @@ class EvalResult:
                       "| method | " + " | ".join(f"{s} step{'s' * (s > 1)}" for s in after) + " |",
                       "|---|" + "---:|" * len(after)]
             lines += [f"| {name} | " + " | ".join(
-                f"{d['mean'][s]:+.3f} ± {d['ci'][s]:.3f} ({d['wins'][s]}/{d['losses'][s]})" for s in after) + " |"
+                _paired_cell(d, s) for s in after) + " |"
                 for name, d in self.gain.items()]
         diverging = {name: st for name, st in self.methods.items() if st.any_diverged}
         if diverging:
@@ -158,6 +158,11 @@ class EvalResult:
                                  + (f" ({st.diverged[i]})" if st.diverged[i] else ""))
                 lines.append(f"| {name}, without diverged tasks | " + " | ".join(cells) + " |")
         return "\n".join(lines)
+
+
+def _paired_cell(d: dict[str, list[Any]], s: int) -> str:
+    """A paired difference after ``s`` steps as a table cell: mean ± CI (won / lost)."""
+    return f"{d['mean'][s]:+.3f} ± {d['ci'][s]:.3f} ({d['wins'][s]}/{d['losses'][s]})"
 
 
 # what evaluate_run returns: each has table() and path

@@ -24,12 +24,10 @@ end are masked.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import sys
-from typing import Any, Iterator, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -71,30 +69,6 @@ def log_mujoco_warning(message: str) -> None:
         logging.getLogger("metalearn.mujoco").info("MuJoCo: %s", message)
 
 
-@contextlib.contextmanager
-def quiet_native_output() -> Iterator[None]:
-    """Silence what native code writes to the process's stdout and stderr: MuJoCo 4 prints a
-    deprecation warning about HalfCheetah-v5's XML (``settotalmass``) for every environment made,
-    hundreds of lines for one vector environment. Python exceptions still propagate."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        saved = [os.dup(1), os.dup(2)]
-    except OSError:   # no file descriptors to redirect (an embedded interpreter)
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
-
-
 class GymVectorEnv:
     """A gymnasium vector environment seen as ``[tasks, episodes]`` (see
     :class:`~metalearn.tasks.environments.VectorEnv`), with the family's task reward."""
@@ -105,9 +79,8 @@ class GymVectorEnv:
         n = num_tasks * episodes
         kwargs = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
         try:
-            with quiet_native_output():
-                self.env = gym.make_vec(family.env_id, num_envs=n, vectorization_mode=family.vector,
-                                        vector_kwargs=kwargs, max_episode_steps=family.horizon)
+            self.env = gym.make_vec(family.env_id, num_envs=n, vectorization_mode=family.vector,
+                                    vector_kwargs=kwargs, max_episode_steps=family.horizon)
         except gym.error.Error as exc:
             raise ConfigError(f"cannot make the environment {family.env_id!r}: {exc}") from None
         space = self.env.single_action_space
@@ -177,8 +150,7 @@ class MujocoTasks(EnvTasks):
                               f"use task.vector=sync")
         self.vector = vector
         gym = gymnasium()
-        with quiet_native_output():
-            probe = gym.make(self.env_id)
+        probe = gym.make(self.env_id)
         self.obs_dim = int(np.prod(probe.observation_space.shape))
         self.action_dim = int(np.prod(probe.action_space.shape))
         if self.varies_physics:
@@ -206,8 +178,7 @@ class MujocoTasks(EnvTasks):
         a ConfigError saying what to install where offscreen rendering is not available."""
         gym = gymnasium()
         try:
-            with quiet_native_output():
-                env = gym.make(self.env_id, render_mode="rgb_array", width=size[0], height=size[1])
+            env = gym.make(self.env_id, render_mode="rgb_array", width=size[0], height=size[1])
             if self.varies_physics:
                 apply_physics(env.unwrapped.model, task.double().numpy())
             obs, _ = env.reset(seed=seed)
