@@ -114,3 +114,27 @@ def test_a_diverging_trial_is_pruned_and_the_study_goes_on(tmp_path):
     diverged = [t for t in study.trials if "stopped" in t.user_attrs]
     assert diverged and all(t.state == optuna.trial.TrialState.PRUNED for t in diverged)
     assert "became" in diverged[0].user_attrs["stopped"]
+
+
+def test_a_resumed_or_shared_study_does_not_replay_its_seeded_values(tmp_path):
+    """A seeded sampler started again from its seed would repeat the study's first trials (on
+    resume, or in a second worker on the same storage): each process continues past them."""
+    def values(out):
+        study = optuna.load_study(study_name="metalearn:sinusoid", storage=f"sqlite:///{out / 'study.db'}")
+        return [t.params["algo.inner_lr"] for t in study.trials]
+
+    out = tmp_path / "study"
+    argv = ["tune", "sinusoid", "--out", str(out), "--trials", "1", "--sampler", "random", "--pruner", "none",
+            "--space", "algo.inner_lr=log:0.0001:0.5", *SMALL]
+    argv[argv.index("train.steps=120")] = "train.steps=20"
+    assert main(argv) == 0
+    argv[argv.index("--trials") + 1] = "2"
+    assert main(argv) == 0   # resumed: one more trial
+    first, resumed = values(out)
+    assert resumed != pytest.approx(first)
+    # a fresh study with the same seed starts with the same value: the seed still fixes the stream
+    fresh = tmp_path / "fresh"
+    argv[argv.index("--out") + 1] = str(fresh)
+    argv[argv.index("--trials") + 1] = "1"
+    assert main(argv) == 0
+    assert values(fresh) == pytest.approx([first])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,6 +248,12 @@ def tune(preset: str, base: Config, out: Path | str, trials: int, space: Sequenc
     if study.user_attrs.get("config", fixed) != fixed:
         raise ConfigError(f"the study in {out} was started from another config (preset or --set values differ); "
                           f"use another --out, or the same preset and --set values to resume it")
+    # A seeded sampler replays the same values from the start: a resumed study would repeat its
+    # first trials, and two workers on one study would run the same trials side by side. So each
+    # process continues the stream past the trials already there, and on storage that several
+    # processes share, also apart from any worker started at the same moment.
+    offset = len(study.get_trials(deepcopy=False)) + (0 if storage in (None, "sqlite") else os.getpid())
+    study.sampler = _sampler(sampler, (seed + offset) % 2**32)
     study.set_user_attr("config", fixed)
     study.set_user_attr("space", [d.text() for d in dists])
     started = time.monotonic()
