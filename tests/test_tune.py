@@ -59,8 +59,12 @@ def test_study_prunes_resumes_and_writes_best_config(tmp_path, capsys):
     assert "trial | state | value" in (out / "trials.md").read_text()
     assert (out / "history.png").is_file()
     # the best config trains as a preset file
-    assert main(["train", str(out / "best.yaml"), "--out", str(tmp_path / "best_run"), "--steps", "20",
+    assert main(["train", "--config", str(out / "best.yaml"), "--out", str(tmp_path / "best_run"), "--steps", "20",
                  "--quiet"]) == 0
+    assert yaml.safe_load((tmp_path / "best_run" / "config.yaml").read_text())["algo"]["inner_lr"] == \
+        pytest.approx(best.params["algo.inner_lr"])
+    cli_error(capsys, ["train", "sinusoid", "--config", str(out / "best.yaml")], "give a preset (sinusoid) or --config")
+    cli_error(capsys, ["train", "--config", str(out / "nope.yaml")], "no such file; give a YAML config file")
     capsys.readouterr()
 
 
@@ -102,6 +106,8 @@ def test_tune_bad_input(tmp_path, capsys):
               "holds metalearn:sinusoid, not metalearn:sinusoid-fomaml")
     cli_error(capsys, ["tune", "sinusoid", "--out", str(tmp_path / "a"), "--trials", "2", "--set", "train.steps=50"],
               "started from another config")
+    cli_error(capsys, ["tune", "sinusoid", "--out", str(tmp_path / "a"), "--trials", "2", "--pruner", "none",
+                       "--space", "train.meta_batch=choice:4,8", *SMALL], "searches ", "not train.meta_batch=choice:4,8")
 
 
 def test_a_diverging_trial_is_pruned_and_the_study_goes_on(tmp_path):

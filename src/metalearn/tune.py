@@ -254,8 +254,12 @@ def tune(preset: str, base: Config, out: Path | str, trials: int, space: Sequenc
     # processes share, also apart from any worker started at the same moment.
     offset = len(study.get_trials(deepcopy=False)) + (0 if storage in (None, "sqlite") else os.getpid())
     study.sampler = _sampler(sampler, (seed + offset) % 2**32)
+    texts = [d.text() for d in dists]
+    if study.user_attrs.get("space", texts) != texts:
+        raise ConfigError(f"the study in {out} searches {' '.join(study.user_attrs['space'])}, not "
+                          f"{' '.join(texts)}; use another --out, or the same --space values to resume it")
     study.set_user_attr("config", fixed)
-    study.set_user_attr("space", [d.text() for d in dists])
+    study.set_user_attr("space", texts)
     started = time.monotonic()
 
     def objective(trial: Any) -> float:

@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="meta-train from a preset (or resume a run)",
                        description=f"Meta-train. Presets: {', '.join(list_presets())}.")
     p.add_argument("preset", nargs="?", help="preset name (e.g. sinusoid) or a YAML config file")
+    p.add_argument("--config", metavar="FILE", help="a YAML config file (a saved run's config.yaml, a tune study's "
+                                                    "best.yaml); the same as giving FILE as the preset")
     p.add_argument("--out", help="run folder, new or empty (default: runs/PRESET)")
     p.add_argument("--steps", type=int, help="total meta-steps (same as --set train.steps=N)")
     p.add_argument("--algo", help="algorithm (same as --set algo.name=NAME)")
@@ -72,6 +74,13 @@ def _launch(args: argparse.Namespace, threads: int) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.procs is not None and args.procs < 1:
         raise ConfigError(f"--procs must be a positive integer, got {args.procs}")
+    if args.config is not None:
+        if args.preset:
+            raise ConfigError(f"give a preset ({args.preset}) or --config {args.config}, not both")
+        if not Path(args.config).is_file():
+            raise ConfigError(f"--config {args.config}: no such file; give a YAML config file, such as a tune "
+                              f"study's best.yaml")
+        args.preset = args.config
     launch = args.procs is not None and args.procs > 1 and "WORLD_SIZE" not in os.environ
     if args.resume is not None:
         run_dir = Run.open(args.resume)
