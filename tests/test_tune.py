@@ -107,7 +107,8 @@ def test_tune_bad_input(tmp_path, capsys):
     cli_error(capsys, ["tune", "sinusoid", "--out", str(tmp_path / "a"), "--trials", "2", "--set", "train.steps=50"],
               "started from another config")
     cli_error(capsys, ["tune", "sinusoid", "--out", str(tmp_path / "a"), "--trials", "2", "--pruner", "none",
-                       "--space", "train.meta_batch=choice:4,8", *SMALL], "searches ", "not train.meta_batch=choice:4,8")
+                       "--space", "train.meta_batch=choice:4,8", *SMALL],
+              "searches ", "not train.meta_batch=choice:4,8")
 
 
 def test_a_diverging_trial_is_pruned_and_the_study_goes_on(tmp_path):
@@ -144,3 +145,17 @@ def test_a_resumed_or_shared_study_does_not_replay_its_seeded_values(tmp_path):
     argv[argv.index("--trials") + 1] = "1"
     assert main(argv) == 0
     assert values(fresh) == pytest.approx([first])
+
+
+def test_hyperband_rungs_are_validations(tmp_path):
+    """Hyperband's resource is the trial's meta-steps, bounded by its first validation and its
+    end: with validations every 20 of 120 steps its rungs are steps 20 and 60, so a pruned trial
+    stops at one of them (Optuna's default, rungs at 1, 3, 9, 27, 81 steps, stops trials at
+    steps 40 or 100, and never at 60)."""
+    out = tmp_path / "study"
+    assert main(["tune", "sinusoid", "--out", str(out), "--trials", "8", "--pruner", "hyperband",
+                 "--space", "algo.inner_lr=log:0.00001:0.5", "--space", "train.lr=log:0.000001:0.01", *SMALL]) == 0
+    study = optuna.load_study(study_name="metalearn:sinusoid", storage=f"sqlite:///{out / 'study.db'}")
+    pruned = [t.user_attrs["steps"] for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert set(pruned) <= {20, 60}, pruned
+    assert 60 in pruned, pruned     # the second rung is in use (the default's rungs make 60 impossible)

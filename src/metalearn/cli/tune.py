@@ -41,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{res.trials} trials ({res.pruned} pruned) in {res.seconds / 60:.1f} trial-minutes; best trial "
           f"{res.best_trial}: validation value {res.best_value:.6g} with "
           + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in res.best_params.items())
-          + f"\nwrote {res.best_config} (metalearn train {res.best_config}) and {res.table}")
+          + f"\nwrote {res.best_config} (metalearn train --config {res.best_config}) and {res.table}")
     return 0
