@@ -183,6 +183,27 @@ def test_compare_refuses_runs_of_different_settings(omniglot_run, tmp_path, caps
     assert "compare runs of one setting" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_compare_runs_of_different_image_sizes_on_the_same_episodes(omniglot_run, tmp_path, capsys):
+    from metalearn.compare import _test_family
+    cfg = ml.Run(omniglot_run).load_config()
+    small, large = _test_family(cfg), _test_family(cfg, 40)
+    a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert all(torch.equal(x, y) for x, y in zip(small.sample_indices(20, a), large.sample_indices(20, b)))
+    batch = large.sample(2, torch.Generator().manual_seed(3))
+    assert batch.support_x.shape[-2:] == (40, 40)
+    big = tmp_path / "px40"
+    assert main(["train", "omniglot-5w1s", "--algo", "protonet", "--out", str(big), "--steps", "3", "--quiet",
+                 "--set", "model.width=8", "--set", "task.image_size=40", "--set", "train.meta_batch=2",
+                 "--set", "train.val_every=3", "--set", "train.val_tasks=4", "--set", "train.threads=1"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", str(omniglot_run), str(big), "--episodes", "8", "--out", str(out), "--device", "cpu"]) == 0
+    table = (out / "compare.md").read_text()
+    assert "| maml 28px [run]" in table and "| protonet 40px [px40]" in table
+    assert main(["compare", str(omniglot_run), "--device", "tpu"]) == 2
+    assert "--device='tpu' is not a device" in capsys.readouterr().err
+
+
 def grouped_dataset(groups=(("A", 6), ("B", 3), ("C", 5)), per_class=3):
     per, names = [], []
     for g, n in groups:

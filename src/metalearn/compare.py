@@ -1,6 +1,9 @@
 """Compare several runs on exactly the same held-out episodes: accuracy (or loss) before and after
 adaptation with 95% CIs, adaptation time per task, and meta-training time; as a Markdown table
 and a PNG bar chart. Optionally adds the from-scratch baseline of Chen et al. (2019).
+
+Runs trained at different image sizes are compared on the same episodes too: the episodes are drawn
+once (classes and drawings), and each run sees them at its own image size.
 """
 from __future__ import annotations
 
@@ -34,18 +37,23 @@ class Row:
     versus: Paired | None = None   # paired difference to the reference method, on the same episodes
 
 
-def _test_family(cfg: Any) -> Any:
+def _test_family(cfg: Any, image_size: int | None = None) -> Any:
+    """The test episodes of ``cfg`` (the reference run's), rendered at ``image_size`` if given: the
+    episodes' classes and drawings do not depend on the size, so every run meets the same ones."""
     test_cfg = copy.deepcopy(cfg)
     test_cfg.task.ways = test_ways(cfg)
+    if image_size is not None:
+        test_cfg.task.image_size = image_size
     return build_tasks(test_cfg, "test", shots=cfg.task.shots, queries=cfg.eval.queries)
 
 
 def _signature(cfg: Any) -> tuple[Any, ...]:
-    return (cfg.task.family, cfg.task.protocol, cfg.task.image_size, test_ways(cfg), cfg.task.shots)
+    return (cfg.task.family, cfg.task.protocol, test_ways(cfg), cfg.task.shots)
 
 
 def _time_adapt(algo: Any, family: Any, steps: int, n: int = 10) -> float:
-    batch = family.sample(n, generator("timing", 0))
+    device = next(algo.parameters()).device
+    batch = family.sample(n, generator("timing", 0)).to(device)
     t0 = time.perf_counter()
     for i in range(n):
         algo.adapt(batch.support_x[i], batch.support_y[i], steps=steps)
@@ -53,8 +61,10 @@ def _time_adapt(algo: Any, family: Any, steps: int, n: int = 10) -> float:
 
 
 def compare_runs(paths: list[Path | str], episodes: int = 600, scratch: bool = False,
-                 scratch_steps: int = 100, out: Path | str = "compare") -> tuple[str, list[Path]]:
-    """Evaluate ``paths`` on the same test episodes; returns the Markdown table and written files."""
+                 scratch_steps: int = 100, out: Path | str = "compare",
+                 device: str = "cpu") -> tuple[str, list[Path]]:
+    """Evaluate ``paths`` on the same test episodes (adapting on ``device``); returns the Markdown
+    table and the files written."""
     if not paths:
         raise ConfigError("name at least one run folder to compare")
     runs = [Run.open(p) for p in paths]
@@ -63,36 +73,41 @@ def compare_runs(paths: list[Path | str], episodes: int = 600, scratch: bool = F
     for r, c in zip(runs, cfgs):
         if _signature(c) != sig:
             raise ConfigError(f"{r.path} is tested on {_signature(c)} but {runs[0].path} on {sig} "
-                              f"(family, protocol, image size, ways, shots); compare runs of one setting")
+                              f"(family, protocol, ways, shots); compare runs of one setting")
     base_cfg = cfgs[0]
     Run(out).check_writable()  # before minutes of evaluation, not after
     family = _test_family(base_cfg)
+    families = {base_cfg.task.image_size: family}
     metric = metric_fn(family.metric)
     rows: list[Row] = []
-    entries: list[tuple[str, Any, int, float | None]] = []
+    entries: list[tuple[str, Any, int, float | None, Any]] = []
     for r, c in zip(runs, cfgs):
-        algo = load_algorithm(r, c)
+        algo = load_algorithm(r, c).to(device)
         steps = max(c.eval.steps) if algo.gradient_based else 0
         seconds = float(load_checkpoint(r.last_checkpoint).get("seconds", 0.0)) if r.last_checkpoint.is_file() else None
-        entries.append((f"{algo.label()} [{r.path.name}]", algo, steps, seconds))
+        size = c.task.image_size
+        if size not in families:
+            families[size] = _test_family(base_cfg, size)
+        label = f"{algo.label()}" + (f" {size}px" if len(set(x.task.image_size for x in cfgs)) > 1 else "")
+        entries.append((f"{label} [{r.path.name}]", algo, steps, seconds, families[size]))
     if scratch:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = build_model(base_cfg, family)
-        baseline = get_algorithm("scratch")(model, inner_steps=scratch_steps, loss=family.loss).eval()
-        entries.append(("from scratch (Adam, 100 steps)", baseline, scratch_steps, None))
+        baseline = get_algorithm("scratch")(model, inner_steps=scratch_steps, loss=family.loss).eval().to(device)
+        entries.append(("from scratch (Adam, 100 steps)", baseline, scratch_steps, None, family))
     better = "higher" if family.metric.higher_is_better else "lower"
     reference: Tensor | None = None
-    for name, algo, steps, seconds in entries:
-        curve = curve_values(algo, family, episodes, generator("test", base_cfg.eval.seed), steps, metric, chunk=50)
+    for name, algo, steps, seconds, fam in entries:
+        curve = curve_values(algo, fam, episodes, generator("test", base_cfg.eval.seed), steps, metric, chunk=50)
         st = CurveStats.from_curve(curve, loss=metric is None)
         after = curve[:, -1]
         versus = None if reference is None else paired(after, reference, better)
         reference = after if reference is None else reference
-        rows.append(Row(name, steps, st.at(0), st.at(steps), _time_adapt(algo, family, steps), seconds, versus))
+        rows.append(Row(name, steps, st.at(0), st.at(steps), _time_adapt(algo, fam, steps), seconds, versus))
     unit = family.metric.name
     ref_name = rows[0].name.split(" [")[0]
-    head = (f"{episodes} test episodes of {sig[0]} {sig[3]}-way {sig[4]}-shot (test seed {base_cfg.eval.seed}); "
+    head = (f"{episodes} test episodes of {sig[0]} {sig[2]}-way {sig[3]}-shot (test seed {base_cfg.eval.seed}); "
             f"{unit}, mean ± 95% CI; every method on the same episodes, so each is also given as its paired "
             f"difference to the reference ({ref_name}, the first run) with the episodes it wins and loses\n\n"
             f"| method | before | after | after - {ref_name} | won / lost | inner steps | adaptation ms/task | "
@@ -119,7 +134,7 @@ def compare_runs(paths: list[Path | str], episodes: int = 600, scratch: bool = F
     ax.scatter(xs, [r.before[0] for r in rows], color="tab:gray", zorder=3, label="before")
     ax.set_xticks(list(xs), [r.name.split(" [")[0] for r in rows], rotation=20, ha="right")
     ax.set_ylabel(unit)
-    ax.set_title(f"{sig[0]} {sig[3]}-way {sig[4]}-shot, {episodes} episodes (95% CI)")
+    ax.set_title(f"{sig[0]} {sig[2]}-way {sig[3]}-shot, {episodes} episodes (95% CI)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     buf = io.BytesIO()
