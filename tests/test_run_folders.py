@@ -206,6 +206,15 @@ def test_a_run_that_diverged_at_its_first_step_says_to_delete_it(tmp_path, capsy
     train(out, steps=5)  # the advice works
 
 
+def test_resume_without_last_checkpoint_keeps_the_best_one(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(out, steps=10)
+    (out / "checkpoints" / "last.pt").unlink()
+    fails(capsys, ["train", "--resume", str(out)], "has no last.pt to resume from", "start a new run")
+    assert (out / "checkpoints" / "best.pt").is_file()
+    assert main(["evaluate", str(out), "--quiet", "--tasks", "5", "--no-baseline"]) == 0
+
+
 # -- files that are not what they should be ---------------------------------------------------------
 
 def test_binary_garbage_in_the_config(run, capsys):

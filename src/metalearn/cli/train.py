@@ -92,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         run_dir.lock().check_free()
         cfg = run_dir.load_config()
         if not run_dir.last_checkpoint.is_file():
+            if run_dir.best_checkpoint.is_file():  # last.pt deleted by hand: keep the best model
+                raise RunError(f"{run_dir.path} has no {run_dir.last_checkpoint.name} to resume from (only its best "
+                               f"checkpoint, which evaluate and adapt still use); to train on, start a new run "
+                               f"with another --out")
             raise RunError(f"{run_dir.path} has no checkpoint to resume from (the run stopped before its "
                            f"first one); delete it (rm -r {run_dir.path}) and train again")
         cfg = validate(apply_overrides(cfg, _overrides(args)))
