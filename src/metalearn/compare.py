@@ -77,7 +77,8 @@ def compare_runs(paths: list[Path | str], episodes: int = 600, scratch: bool = F
     base_cfg = cfgs[0]
     Run(out).check_writable()  # before minutes of evaluation, not after
     family = _test_family(base_cfg)
-    families = {base_cfg.task.image_size: family}
+    sizes = {c.task.image_size for c in cfgs}
+    families = {size: family if size == base_cfg.task.image_size else _test_family(base_cfg, size) for size in sizes}
     metric = metric_fn(family.metric)
     rows: list[Row] = []
     entries: list[tuple[str, Any, int, float | None, Any]] = []
@@ -86,9 +87,7 @@ def compare_runs(paths: list[Path | str], episodes: int = 600, scratch: bool = F
         steps = max(c.eval.steps) if algo.gradient_based else 0
         seconds = float(load_checkpoint(r.last_checkpoint).get("seconds", 0.0)) if r.last_checkpoint.is_file() else None
         size = c.task.image_size
-        if size not in families:
-            families[size] = _test_family(base_cfg, size)
-        label = f"{algo.label()}" + (f" {size}px" if len(set(x.task.image_size for x in cfgs)) > 1 else "")
+        label = algo.label() + (f" {size}px" if len(sizes) > 1 else "")
         entries.append((f"{label} [{r.path.name}]", algo, steps, seconds, families[size]))
     if scratch:
         with torch.random.fork_rng(devices=[]):
