@@ -3,9 +3,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from shared_data import HAS_OMNIGLOT, SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("METALEARN_DATA_DIR", REPO.parent / "shared" / "data"))
 # Point every dataset at the local copy: nothing downloads in tests.
 os.environ["METALEARN_DATA_DIR"] = str(SHARED_DATA)
 
@@ -13,7 +12,7 @@ os.environ["METALEARN_DATA_DIR"] = str(SHARED_DATA)
 @pytest.fixture
 def data_dir() -> Path:
     """The shared local copy of Omniglot and MNIST (tests that need it skip without it)."""
-    if not (SHARED_DATA / "omniglot" / "images_background.zip").is_file():
+    if not HAS_OMNIGLOT:
         pytest.skip(f"no local Omniglot/MNIST copy at {SHARED_DATA}; set METALEARN_DATA_DIR")
     return SHARED_DATA
 

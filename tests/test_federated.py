@@ -1,20 +1,26 @@
 """Federated meta-learning: alphabet clients, the client split, each strategy's local update (the
 registered algorithm's own code), held-out client scoring, and a Flower simulation end to end."""
 import json
-import os
 
 import pytest
 import torch
+from shared_data import HAS_OMNIGLOT, SHARED_DATA, needs_omniglot
 
 from metalearn.cli.main import main
 from metalearn.config import apply_overrides, load_preset, validate
 from metalearn.errors import ConfigError
-from metalearn.federated import (FedEvaluation, client_algorithm, client_scores, compare_with, federated_clients,
-                                 local_update, shared_keys)
+from metalearn.federated import (
+    FedEvaluation,
+    client_algorithm,
+    client_scores,
+    compare_with,
+    federated_clients,
+    local_update,
+    shared_keys,
+)
 from metalearn.tasks.clients import alphabet_clients, split_clients
 
-DATA = os.environ.get("METALEARN_DATA_DIR")
-needs_omniglot = pytest.mark.skipif(not DATA, reason="needs METALEARN_DATA_DIR with Omniglot")
+DATA = str(SHARED_DATA) if HAS_OMNIGLOT else None
 
 
 def config(strategy="fedmeta", *extra):

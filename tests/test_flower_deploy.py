@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from shared_data import HAS_OMNIGLOT, SHARED_DATA, needs_omniglot
 
 try:
     import tomllib
@@ -20,8 +21,7 @@ from metalearn.cli.main import main
 from metalearn.config import apply_overrides, load_preset, validate
 from metalearn.flower_deploy import write_app
 
-DATA = os.environ.get("METALEARN_DATA_DIR")
-needs_omniglot = pytest.mark.skipif(not DATA, reason="needs METALEARN_DATA_DIR with Omniglot")
+DATA = str(SHARED_DATA) if HAS_OMNIGLOT else None
 TINY = ["--set", "model.width=8", "--set", "fed.local_steps=1", "--set", "fed.eval_every=1", "--set",
         "fed.eval_episodes=2", "--set", "fed.local_batch=1", "--set", "eval.steps=[1]"]
 
