@@ -99,10 +99,9 @@ def build_trainer(cfg: Config, out: Any, progress: bool = True, algo_name: str |
     if not spec.cls.trainable:
         raise ConfigError(f"{spec.name} has nothing to meta-train; add it to a comparison with "
                           f"'metalearn compare RUN ... --scratch'")
-    if cfg.train.cuda_graph and not spec.cls.graphable:   # said before any data is read
-        from .cuda_graph import graphable_algorithms
-        raise ConfigError(f"train.cuda_graph supports {', '.join(graphable_algorithms())}, not {spec.name} (its "
-                          f"meta-loss changes from step to step); set train.cuda_graph=false")
+    if cfg.train.cuda_graph:   # said before any data is read
+        from .cuda_graph import check_graphable
+        check_graphable(spec.name, spec.cls.graphable)
     tasks = build_tasks(cfg, "train")
     val_cfg = copy.deepcopy(cfg)  # validate as we test (ProtoNets train with more ways)
     if spec.cls.encoder_only and cfg.eval.ways is not None:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .algorithms import get_algorithm, list_algorithms
-from .errors import MetalearnError
+from .errors import ConfigError, MetalearnError
 
 
 def graphable_algorithms() -> list[str]:
@@ -23,14 +23,19 @@ def graphable_algorithms() -> list[str]:
     return [name for name in list_algorithms() if get_algorithm(name).graphable]
 
 
+def check_graphable(name: str, graphable: bool) -> None:
+    """A ConfigError naming the algorithms that can be graphed where ``name``'s cannot."""
+    if not graphable:
+        raise ConfigError(f"train.cuda_graph supports {', '.join(graphable_algorithms())}, not {name} (its meta-loss "
+                          f"changes from step to step); set train.cuda_graph=false")
+
+
 class GraphedMetaStep:
     """``step(batch) -> loss``: fills the parameters' ``.grad`` with the meta-gradient of
     ``algorithm.meta_loss(batch)`` by replaying a captured CUDA graph."""
 
     def __init__(self, algorithm: Any, warmup: int = 3) -> None:
-        if not algorithm.graphable:
-            raise MetalearnError(f"train.cuda_graph supports {', '.join(graphable_algorithms())}, not {algorithm.name} "
-                                 f"(its meta-loss changes from step to step); set train.cuda_graph=false")
+        check_graphable(algorithm.name, algorithm.graphable)
         device = next(algorithm.parameters()).device
         if device.type != "cuda":
             raise MetalearnError("train.cuda_graph needs train.device=cuda")
