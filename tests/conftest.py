@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from shared_data import HAS_OMNIGLOT, SHARED_DATA
+from shared_data import HAS_OMNIGLOT, MISSING, SHARED_DATA
 
 # Point every dataset at the local copy: nothing downloads in tests.
 os.environ["METALEARN_DATA_DIR"] = str(SHARED_DATA)
@@ -13,7 +13,7 @@ os.environ["METALEARN_DATA_DIR"] = str(SHARED_DATA)
 def data_dir() -> Path:
     """The shared local copy of Omniglot and MNIST (tests that need it skip without it)."""
     if not HAS_OMNIGLOT:
-        pytest.skip(f"no local Omniglot/MNIST copy at {SHARED_DATA}; set METALEARN_DATA_DIR")
+        pytest.skip(MISSING)
     return SHARED_DATA
 
 

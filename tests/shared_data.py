@@ -9,5 +9,5 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("METALEARN_DATA_DIR", REPO.parent / "shared" / "data"))
 HAS_OMNIGLOT = (SHARED_DATA / "omniglot" / "images_background.zip").is_file()
-needs_omniglot = pytest.mark.skipif(not HAS_OMNIGLOT, reason=f"no local Omniglot copy at {SHARED_DATA}; "
-                                                             f"set METALEARN_DATA_DIR")
+MISSING = f"no local Omniglot/MNIST copy at {SHARED_DATA}; set METALEARN_DATA_DIR"
+needs_omniglot = pytest.mark.skipif(not HAS_OMNIGLOT, reason=MISSING)
