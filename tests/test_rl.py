@@ -343,3 +343,26 @@ def test_mujoco_warnings_leave_no_log_file_in_the_working_directory(tmp_path, mo
     # HalfCheetah-v5's XML makes MuJoCo warn (a deprecated attribute); its default handler would
     # append that to MUJOCO_LOG.TXT here
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_ant_direction_reward_uses_rllabs_weights_not_ant_v5s():
+    gym = pytest.importorskip("gymnasium")
+    pytest.importorskip("mujoco")
+    from metalearn.tasks.mujoco import AntDir
+    fam = AntDir(episodes=1, horizon=30)
+    env = fam.make_env(torch.tensor([[-1.0]], dtype=torch.float64), 1)
+    env.reset([7])
+    ref = gym.make("Ant-v5", max_episode_steps=30)
+    ref.reset(seed=7000)   # the vector environment seeds sub-environment i of seed s with s * 1000 + i
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        a = torch.rand(1, 1, 8, generator=gen, dtype=torch.float64) * 2 - 1
+        _, r, done = env.step(a)
+        _, ref_r, terminated, truncated, info = ref.step(a[0, 0].numpy())
+        # backward: -v_x, a control cost of 0.005 |a|^2 (Ant-v5's own is 0.5 |a|^2), Ant-v5's contact
+        # cost, and 0.05 while healthy (Ant-v5's own bonus is 1)
+        want = -info["x_velocity"] - 0.005 * float(a.pow(2).sum()) + info["reward_contact"] + 0.05 * (not terminated)
+        assert float(r) == pytest.approx(want, abs=1e-9)
+        assert float(r) != pytest.approx(ref_r, abs=1e-3)
+        if terminated or truncated:
+            break

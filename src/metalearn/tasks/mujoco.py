@@ -5,8 +5,10 @@ environment's ``info``, with a control cost of 0.05 |a|^2 for the cheetah):
 
 * ``halfcheetah-vel``: target velocity v* ~ U[0, 2]; reward -|v - v*| - 0.05 |a|^2;
 * ``halfcheetah-dir``: forward or backward (two tasks); reward d v - 0.05 |a|^2;
-* ``ant-dir``: forward or backward along x; reward d v_x plus Ant-v5's control, contact and
-  survival terms;
+* ``ant-dir``: forward or backward along x; reward d v_x - 0.005 |a|^2 - contact cost + 0.05 while
+  alive: the ant terms of rllab's ``AntEnv``, which MAML's and ProMP's ant tasks use (Ant-v5's own
+  weights are 100 times the control cost and 20 times the survival bonus: with them a policy that
+  stands still and survives outscores any gait learned in a short budget);
 * ``ant-goal``: a goal uniform in the disk of radius 3; reward minus the distance of the torso to
   it plus the same terms.
 
@@ -253,15 +255,25 @@ class HalfCheetahDir(MujocoTasks):
         return "forward" if float(task[0]) > 0 else "backward"
 
 
+ANT_CTRL_COST = 0.005   # rllab's AntEnv: 0.5 * 1e-2 |a|^2 (Ant-v5: 0.5 |a|^2)
+ANT_SURVIVE = 0.05      # rllab's AntEnv, per step alive (Ant-v5: 1.0)
+
+
+def ant_terms(info: dict[str, Any], actions: Tensor) -> Tensor:
+    """The ant's reward besides its task term, with rllab's weights: minus 0.005 |a|^2, minus
+    Ant-v5's contact cost (5e-4 |clip(cfrc_ext, -1, 1)|^2, rllab's weight), plus 0.05 while healthy."""
+    alive = (_info(info, "reward_survive") > 0).double()
+    return -ANT_CTRL_COST * actions.pow(2).sum(-1) + _info(info, "reward_contact") + ANT_SURVIVE * alive
+
+
 class AntDir(HalfCheetahDir):
-    """The ant runs forward or backward along x."""
+    """The ant runs forward or backward along x (rllab's ant terms, see :func:`ant_terms`)."""
 
     env_id = "Ant-v5"
 
     def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
         assert task is not None
-        rest = _info(info, "reward_ctrl") + _info(info, "reward_contact") + _info(info, "reward_survive")
-        return task[:, 0] * _info(info, "x_velocity") + rest
+        return task[:, 0] * _info(info, "x_velocity") + ant_terms(info, actions)
 
 
 class AntGoal(MujocoTasks):
@@ -278,8 +290,7 @@ class AntGoal(MujocoTasks):
     def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
         assert task is not None
         xy = torch.stack([_info(info, "x_position"), _info(info, "y_position")], dim=1)
-        rest = _info(info, "reward_ctrl") + _info(info, "reward_contact") + _info(info, "reward_survive")
-        return -(xy - task).norm(dim=1) + rest
+        return -(xy - task).norm(dim=1) + ant_terms(info, actions)
 
     def describe_task(self, task: Tensor) -> str:
         return f"goal ({float(task[0]):+.1f}, {float(task[1]):+.1f})"
