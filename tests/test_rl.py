@@ -316,7 +316,7 @@ def test_asynchronous_workers_give_the_same_episodes_as_the_synchronous_vector()
     pytest.importorskip("mujoco")
     from metalearn.tasks.mujoco import HalfCheetahVel
     torch.manual_seed(0)
-    policy = GaussianPolicy(17, 6, (8,))
+    policy = GaussianPolicy(18, 6, (8,))   # with the torso x position
     forward, params = make_forward(policy), dict(policy.named_parameters())
     out = {}
     for mode in ("sync", "async"):
@@ -336,7 +336,7 @@ def test_mujoco_warnings_leave_no_log_file_in_the_working_directory(tmp_path, mo
     pytest.importorskip("mujoco")
     from metalearn.tasks.mujoco import HalfCheetahDir
     monkeypatch.chdir(tmp_path)
-    policy = GaussianPolicy(17, 6, (8,))
+    policy = GaussianPolicy(18, 6, (8,))   # with the torso x position
     fam = HalfCheetahDir(episodes=1, horizon=2)
     tree = fam.sample(1, torch.Generator().manual_seed(0))
     fam.collect(make_forward(policy), dict(policy.named_parameters()), tree.data["task"], [tree.generator(0)], False, 1)
@@ -366,3 +366,22 @@ def test_the_ant_direction_reward_uses_rllabs_weights_not_ant_v5s():
         assert float(r) != pytest.approx(ref_r, abs=1e-3)
         if terminated or truncated:
             break
+
+
+def test_the_goal_families_observe_the_torso_position_as_mamls_environments_do():
+    pytest.importorskip("mujoco")
+    from metalearn.tasks.mujoco import AntGoal, HalfCheetahDir, HopperParams
+    cheetah = HalfCheetahDir(episodes=1, horizon=40)
+    policy = GaussianPolicy(cheetah.obs_dim, cheetah.action_dim, (8,))
+    tree = cheetah.sample(1, torch.Generator().manual_seed(0))
+    data = cheetah.collect(make_forward(policy), dict(policy.named_parameters()), tree.data["task"],
+                           [tree.generator(0)], False, 1)[0]
+    # HalfCheetah-v5 gives 17 numbers without the x position; the first is x here: it moves by the
+    # rewarded velocity d (x' - x) / dt (reward = d v - 0.05 |a|^2, dt = 0.05) at every step
+    assert cheetah.obs_dim == 18
+    obs, d = data["obs"][0], float(tree.data["task"][0, 0])
+    v = d * (data["rewards"][0] + 0.05 * data["actions"][0].clamp(-1, 1).pow(2).sum(-1))
+    torch.testing.assert_close(obs[1:, 0] - obs[:-1, 0], 0.05 * v[:-1], atol=1e-5, rtol=1e-4)
+    assert (obs[1:, 0] - obs[:-1, 0]).abs().max() > 1e-3
+    assert AntGoal(episodes=1, horizon=2).obs_dim == 107    # Ant-v5's 105 and the torso's x and y
+    assert HopperParams(episodes=1, horizon=2).obs_dim == 11   # the physics families keep the default

@@ -82,7 +82,7 @@ class GymVectorEnv:
         kwargs = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
         try:
             self.env = gym.make_vec(family.env_id, num_envs=n, vectorization_mode=family.vector,
-                                    vector_kwargs=kwargs, max_episode_steps=family.horizon)
+                                    vector_kwargs=kwargs, max_episode_steps=family.horizon, **family.env_kwargs)
         except gym.error.Error as exc:
             raise ConfigError(f"cannot make the environment {family.env_id!r}: {exc}") from None
         space = self.env.single_action_space
@@ -138,6 +138,10 @@ class MujocoTasks(EnvTasks):
 
     env_id = ""
     varies_physics = False
+    # the goal families observe the torso's position, as MAML's environments do (rllab's and
+    # pytorch-maml-rl's cheetah and ant append the torso's centre of mass; gymnasium's v5 drops x and y
+    # by default): the ant needs it to find a goal, and the cheetah reaches a direction faster with it
+    observe_position = False
     ctrl_cost = 0.05
     pictures: tuple[str, ...] = ("steps", "clip")
 
@@ -152,7 +156,7 @@ class MujocoTasks(EnvTasks):
                               f"use task.vector=sync")
         self.vector = vector
         gym = gymnasium()
-        probe = gym.make(self.env_id)
+        probe = gym.make(self.env_id, **self.env_kwargs)
         self.obs_dim = int(np.prod(probe.observation_space.shape))
         self.action_dim = int(np.prod(probe.action_space.shape))
         if self.varies_physics:
@@ -160,6 +164,10 @@ class MujocoTasks(EnvTasks):
             self.physics_sizes = [getattr(m, k).shape[0] for k in PHYSICS]
             self.task_dim = sum(self.physics_sizes)
         probe.close()
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        return {"exclude_current_positions_from_observation": False} if self.observe_position else {}
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
@@ -180,7 +188,7 @@ class MujocoTasks(EnvTasks):
         a ConfigError saying what to install where offscreen rendering is not available."""
         gym = gymnasium()
         try:
-            env = gym.make(self.env_id, render_mode="rgb_array", width=size[0], height=size[1])
+            env = gym.make(self.env_id, render_mode="rgb_array", width=size[0], height=size[1], **self.env_kwargs)
             if self.varies_physics:
                 apply_physics(env.unwrapped.model, task.double().numpy())
             obs, _ = env.reset(seed=seed)
@@ -222,6 +230,7 @@ class HalfCheetahVel(MujocoTasks):
     """Target velocity uniform in [0, 2]."""
 
     env_id = "HalfCheetah-v5"
+    observe_position = True
     task_dim = 1
 
     def sample_tasks(self, n: int, generator: torch.Generator | None) -> Tensor:
@@ -239,6 +248,7 @@ class HalfCheetahDir(MujocoTasks):
     """Run forward (+1) or backward (-1): two tasks, each drawn with probability 1/2."""
 
     env_id = "HalfCheetah-v5"
+    observe_position = True
     task_dim = 1
     finite_tasks = (1.0, -1.0)
 
@@ -280,6 +290,7 @@ class AntGoal(MujocoTasks):
     """Reach a goal uniform in the disk of radius 3."""
 
     env_id = "Ant-v5"
+    observe_position = True
     task_dim = 2
 
     def sample_tasks(self, n: int, generator: torch.Generator | None) -> Tensor:
