@@ -269,21 +269,23 @@ ANT_CTRL_COST = 0.005   # rllab's AntEnv: 0.5 * 1e-2 |a|^2 (Ant-v5: 0.5 |a|^2)
 ANT_SURVIVE = 0.05      # rllab's AntEnv, per step alive (Ant-v5: 1.0)
 
 
-def ant_terms(info: dict[str, Any], actions: Tensor) -> Tensor:
-    """The ant's reward besides its task term, with rllab's weights: minus 0.005 |a|^2, minus
-    Ant-v5's contact cost (5e-4 |clip(cfrc_ext, -1, 1)|^2, rllab's weight), plus 0.05 while healthy."""
+def ant_terms(info: dict[str, Any], actions: Tensor, ctrl_cost: float) -> Tensor:
+    """The ant's reward besides its task term, with rllab's weights: minus ``ctrl_cost`` |a|^2 (the
+    ant families' 0.005), minus Ant-v5's contact cost (5e-4 |clip(cfrc_ext, -1, 1)|^2, rllab's weight),
+    plus 0.05 while healthy."""
     alive = (_info(info, "reward_survive") > 0).double()
-    return -ANT_CTRL_COST * actions.pow(2).sum(-1) + _info(info, "reward_contact") + ANT_SURVIVE * alive
+    return -ctrl_cost * actions.pow(2).sum(-1) + _info(info, "reward_contact") + ANT_SURVIVE * alive
 
 
 class AntDir(HalfCheetahDir):
     """The ant runs forward or backward along x (rllab's ant terms, see :func:`ant_terms`)."""
 
     env_id = "Ant-v5"
+    ctrl_cost = ANT_CTRL_COST
 
     def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
         assert task is not None
-        return task[:, 0] * _info(info, "x_velocity") + ant_terms(info, actions)
+        return task[:, 0] * _info(info, "x_velocity") + ant_terms(info, actions, self.ctrl_cost)
 
 
 class AntGoal(MujocoTasks):
@@ -291,6 +293,7 @@ class AntGoal(MujocoTasks):
 
     env_id = "Ant-v5"
     observe_position = True
+    ctrl_cost = ANT_CTRL_COST
     task_dim = 2
 
     def sample_tasks(self, n: int, generator: torch.Generator | None) -> Tensor:
@@ -301,7 +304,7 @@ class AntGoal(MujocoTasks):
     def task_reward(self, reward: Tensor, info: dict[str, Any], actions: Tensor, task: Tensor | None) -> Tensor:
         assert task is not None
         xy = torch.stack([_info(info, "x_position"), _info(info, "y_position")], dim=1)
-        return -(xy - task).norm(dim=1) + ant_terms(info, actions)
+        return -(xy - task).norm(dim=1) + ant_terms(info, actions, self.ctrl_cost)
 
     def describe_task(self, task: Tensor) -> str:
         return f"goal ({float(task[0]):+.1f}, {float(task[1]):+.1f})"
