@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from cli_helpers import cli_error
 
 from metalearn.cli.main import main
@@ -46,6 +47,21 @@ def test_nav2d_train_evaluate_report(nav_run, capsys):
     assert main(["report", str(nav_run), "--quiet"]) == 0
     for name in ("training.png", "paths.png", "steps.png"):
         assert (nav_run / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_the_metrics_log_the_trust_region_steps(nav_run):
+    """Each row says how far the TRPO step went: the KL it reached (within the bound), the surrogate's
+    improvement, and the line search's fraction of the full step (0 when every try was rejected)."""
+    max_kl = yaml.safe_load((nav_run / "config.yaml").read_text())["algo"]["max_kl"]
+    rows = [json.loads(line) for line in (nav_run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert 0 <= row["train_outer_kl"] <= max_kl
+        assert 0 <= row["train_outer_step_size"] <= 1
+        if row["train_outer_step_size"] > 0:
+            assert row["train_outer_improvement"] > 0 and row["train_outer_kl"] > 0
+        else:
+            assert row["train_outer_improvement"] == 0 and row["train_outer_kl"] == 0
 
 
 @pytest.mark.parametrize("preset", ["rl-halfcheetah-dir", "rl-halfcheetah-vel", "rl-ant-dir", "rl-hopper-params",

@@ -342,6 +342,9 @@ class Trainer:
                         # re-evaluates on the same tasks; torch's stub types the closure's loss as a float, but
                         # a closure returns the loss tensor (the documented use)
                         self.optimizer.step(self.algorithm.closure(batch))  # type: ignore[arg-type]
+                        # a trust-region step reports its KL, surrogate improvement and line-search step
+                        for key, v in getattr(self.optimizer, "last", {}).items():
+                            self.extra.setdefault(f"outer_{key}", []).append(v)
                     else:
                         self.optimizer.step()
                     if "env_steps" in self.algorithm.last_metrics:
