@@ -3,13 +3,16 @@
 1. **Sampler vs raw step rate**: environment steps per second of ``EnvTasks.collect`` (the policy's
    forward batched over every environment of every task, per-task action noise, advantages) against
    the same environments stepped in a plain loop with fixed actions (no policy), side by side, for
-   nav2d (tensor code) and for HalfCheetah-v5 in one gymnasium ``SyncVectorEnv`` of tasks x episodes
-   sub-environments. Target: the sampler keeps >= 70% of the raw vectorized rate.
+   nav2d (tensor code) and for HalfCheetah-v5 and Ant-v5 in one gymnasium ``SyncVectorEnv`` of tasks
+   x episodes sub-environments (the baseline), and sharded over worker processes
+   (``task.vector=async``, one per core). Target: the sampler keeps >= 70% of the raw vectorized rate.
 2. **Seconds per meta-iteration** of each preset (its meta-batch, episodes and horizon, MAML-TRPO),
    split into sampling (both collections) and the rest (inner steps, meta-gradient, the TRPO step:
-   conjugate gradient on Fisher-vector products and the line search).
+   conjugate gradient on Fisher-vector products and the line search), with each vector mode of
+   ``--vectors`` and its ratio to the first.
 
     python benchmarks/rl_speed.py [--iterations 2] [--threads 2] [--presets rl-nav2d,rl-halfcheetah-dir]
+                                  [--vectors sync,async]
 
 Run it alone: on 2 cores a second busy process changes every number.
 """
@@ -52,8 +55,9 @@ def sampler_rate(family, tasks: int, episodes: int) -> float:
     return sum(float(d["mask"].sum()) for d in data) / seconds
 
 
-def meta_iteration(preset: str, iterations: int, threads: int) -> tuple[float, float]:
-    cfg = validate(apply_overrides(load_preset(preset), [f"train.threads={threads}"]))
+def meta_iteration(preset: str, iterations: int, threads: int, vector: str) -> tuple[float, float]:
+    overrides = [f"train.threads={threads}"] + ([f"task.vector={vector}"] if vector != "sync" else [])
+    cfg = validate(apply_overrides(load_preset(preset), overrides))
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(cfg, tmp, progress=False)
@@ -76,34 +80,51 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--presets", default="rl-nav2d,rl-halfcheetah-dir,rl-halfcheetah-vel,rl-hopper-params")
+    ap.add_argument("--presets", default="rl-nav2d,rl-halfcheetah-dir,rl-halfcheetah-vel,rl-hopper-params,rl-ant-dir")
+    ap.add_argument("--vectors", default="sync,async", help="vector modes of the MuJoCo presets; the first is the baseline")
     args = ap.parse_args()
+    vectors = args.vectors.split(",")
     torch.set_num_threads(args.threads)
     print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} threads\n")
     from metalearn.tasks import Nav2dTasks
     families = [("nav2d", Nav2dTasks(horizon=100), 20, 20)]
     try:
-        from metalearn.tasks.mujoco import HalfCheetahDir
-        families.append(("HalfCheetah-v5", HalfCheetahDir(horizon=100), 20, 20))
+        from metalearn.tasks.env_workers import available_cores
+        from metalearn.tasks.mujoco import AntDir, HalfCheetahDir
+        for cls in (HalfCheetahDir, AntDir):
+            for vector in vectors:
+                label = "one SyncVectorEnv" if vector == "sync" else f"{vector}, {available_cores()} workers"
+                families.append((f"{cls.env_id}, {label}", cls(horizon=100, vector=vector), 20, 20))
     except Exception as exc:  # noqa: BLE001 - the extra is optional
-        print(f"(HalfCheetah skipped: {exc})")
-    print("| environments | tasks x episodes | raw steps/s | sampler steps/s | sampler / raw |")
-    print("|---|---:|---:|---:|---:|")
+        print(f"(MuJoCo skipped: {exc})")
+    print("| environments | tasks x episodes | raw steps/s | sampler steps/s | sampler / raw | sampler / first row's |")
+    print("|---|---:|---:|---:|---:|---:|")
+    first: dict[str, float] = {}
     for name, fam, t, e in families:
         sampler_rate(fam, t, e)   # warm up (makes the environments)
         raw = raw_rate(fam, t, e)
         smp = sampler_rate(fam, t, e)
-        print(f"| {name} | {t} x {e} | {raw:,.0f} | {smp:,.0f} | {smp / raw:.2f} |")
-    print("\n| preset | s / meta-iteration | sampling | rest (inner step, meta-gradient, TRPO) | sampling share |")
-    print("|---|---:|---:|---:|---:|")
+        env = name.split(",")[0]
+        first.setdefault(env, smp)
+        print(f"| {name} | {t} x {e} | {raw:,.0f} | {smp:,.0f} | {smp / raw:.2f} | {smp / first[env]:.2f}x |")
+        for vec in fam._envs.values():
+            vec.close()
+        fam._envs.clear()
+    print("\n| preset | vector | s / meta-iteration | sampling | rest (inner step, meta-gradient, TRPO) "
+          "| sampling share | speed-up |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for preset in args.presets.split(","):
-        try:
-            total, sample = meta_iteration(preset, args.iterations, args.threads)
-        except Exception as exc:  # noqa: BLE001
-            print(f"| {preset} | skipped: {exc} | | | |")
-            continue
-        print(f"| {preset} | {total:.2f} | {sample:.2f} | {total - sample:.2f} | {sample / total:.0%} |")
+        base = None
+        for vector in vectors if preset != "rl-nav2d" else ["sync"]:
+            try:
+                total, sample = meta_iteration(preset, args.iterations, args.threads, vector)
+            except Exception as exc:  # noqa: BLE001
+                print(f"| {preset} | {vector} | skipped: {exc} | | | | |")
+                continue
+            base = base or total
+            print(f"| {preset} | {vector} | {total:.2f} | {sample:.2f} | {total - sample:.2f} | {sample / total:.0%} "
+                  f"| {base / total:.2f}x |")
 
 
 if __name__ == "__main__":

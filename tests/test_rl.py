@@ -312,24 +312,31 @@ def test_adapt_policy_gives_a_callable_policy_that_moves_toward_the_goal():
     assert float(episodes[-1]["return"]) > float(episodes[0]["return"]), [float(e["return"]) for e in episodes]
 
 
-def test_asynchronous_workers_give_the_same_episodes_as_the_synchronous_vector():
+@pytest.mark.parametrize("family", ["HalfCheetahVel", "HopperParams"])
+def test_asynchronous_workers_give_the_same_episodes_as_the_synchronous_vector(family):
     pytest.importorskip("mujoco")
-    from metalearn.tasks.mujoco import HalfCheetahVel
+    from metalearn.tasks import mujoco
+    cls = getattr(mujoco, family)
     torch.manual_seed(0)
-    policy = GaussianPolicy(18, 6, (8,))   # with the torso x position
+    probe = cls(episodes=3, horizon=5)
+    policy = GaussianPolicy(probe.obs_dim, probe.action_dim, (8,))
     forward, params = make_forward(policy), dict(policy.named_parameters())
     out = {}
     for mode in ("sync", "async"):
-        fam = HalfCheetahVel(episodes=2, horizon=5, vector=mode)
-        tree = fam.sample(1, torch.Generator().manual_seed(3))
-        out[mode] = fam.collect(forward, params, tree.data["task"], [tree.generator(0)], False, 2)[0]
+        # 2 tasks x 3 episodes over 4 workers: shards of 1 and 2 sub-environments, cutting across tasks
+        fam = cls(episodes=3, horizon=5, vector=mode, workers=4)
+        tree = fam.sample(2, torch.Generator().manual_seed(3))
+        out[mode] = fam.collect(forward, params, tree.data["task"], [tree.generator(0), tree.generator(1)], False, 3)
         for env in fam._envs.values():
             env.close()
         fam._envs.clear()
-    for key in ("obs", "rewards", "actions"):
-        torch.testing.assert_close(out["sync"][key], out["async"][key])
-    # the velocity task's reward: -|v - v*| - 0.05 |a|^2, at most 0
-    assert (out["sync"]["rewards"] <= 0).all()
+    for t in range(2):
+        for key in ("obs", "rewards", "actions", "mask"):
+            torch.testing.assert_close(out["sync"][t][key], out["async"][t][key])
+    if family == "HalfCheetahVel":   # the velocity task's reward: -|v - v*| - 0.05 |a|^2, at most 0
+        assert (out["sync"][0]["rewards"] <= 0).all()
+    else:   # each task's physics reach its sub-environments in the workers: the two tasks differ
+        assert not torch.equal(out["async"][0]["obs"], out["async"][1]["obs"])
 
 
 def test_mujoco_warnings_leave_no_log_file_in_the_working_directory(tmp_path, monkeypatch):

@@ -108,7 +108,8 @@ def test_a_mujoco_report_has_a_clip_of_the_adapted_policy(tmp_path, capsys):
     (["train", "rl-nav2d", "--set", "task.gamma=1.5"], "task.gamma must be in (0, 1]"),
     (["train", "rl-halfcheetah-dir", "--set", "task.vector=threads"],
      "unknown task.vector 'threads'; choose one of: sync, async"),
-    (["train", "rl-hopper-params", "--set", "task.vector=async"], "use task.vector=sync"),
+    (["train", "rl-hopper-params", "--set", "task.vector=async", "--set", "task.workers=-1"],
+     "task.workers must be 0 (one per core) or a positive count, got -1"),
 ])
 def test_bad_rl_input_gets_one_line(capsys, tmp_path, argv, message):
     if "halfcheetah" in argv[1] or "hopper" in argv[1]:

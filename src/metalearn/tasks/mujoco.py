@@ -20,7 +20,8 @@ sub-environment before its episodes and the defaults restored from a copy, so th
 environment serves every task.
 
 Environments are gymnasium vector environments of ``tasks x episodes`` sub-environments
-(synchronous; ``task.vector=async`` for worker processes) with an explicit ``max_episode_steps``
+(synchronous; ``task.vector=async`` shards them over ``task.workers`` processes, one per core by
+default, see :mod:`~metalearn.tasks.env_workers`) with an explicit ``max_episode_steps``
 and same-step autoreset, so no action is dropped after a termination; steps after an episode's
 end are masked.
 """
@@ -36,6 +37,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from .env_workers import ShardedVectorEnv, dense_info
 from .environments import EnvTasks
 
 VECTOR_MODES = ("sync", "async")
@@ -73,29 +75,37 @@ def log_mujoco_warning(message: str) -> None:
 
 class GymVectorEnv:
     """A gymnasium vector environment seen as ``[tasks, episodes]`` (see
-    :class:`~metalearn.tasks.environments.VectorEnv`), with the family's task reward."""
+    :class:`~metalearn.tasks.environments.VectorEnv`), with the family's task reward: one
+    synchronous vector environment, or (``task.vector=async``) the sub-environments sharded over
+    worker processes (:class:`~metalearn.tasks.env_workers.ShardedVectorEnv`)."""
 
     def __init__(self, family: "MujocoTasks", num_tasks: int, episodes: int) -> None:
         gym = gymnasium()
         self.family, self.shape = family, (num_tasks, episodes)
         n = num_tasks * episodes
-        kwargs = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
-        try:
-            self.env = gym.make_vec(family.env_id, num_envs=n, vectorization_mode=family.vector,
-                                    vector_kwargs=kwargs, max_episode_steps=family.horizon, **family.env_kwargs)
-        except gym.error.Error as exc:
-            raise ConfigError(f"cannot make the environment {family.env_id!r}: {exc}") from None
-        space = self.env.single_action_space
-        self.low, self.high = (torch.as_tensor(space.low, dtype=torch.float64),
-                               torch.as_tensor(space.high, dtype=torch.float64))
+        self.env: Any
+        if family.vector == "async":
+            self.env = ShardedVectorEnv(family.env_id, n, family.horizon, family.env_kwargs, family.workers)
+        else:
+            kwargs = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+            try:
+                self.env = gym.make_vec(family.env_id, num_envs=n, vectorization_mode="sync",
+                                        vector_kwargs=kwargs, max_episode_steps=family.horizon, **family.env_kwargs)
+            except gym.error.Error as exc:
+                raise ConfigError(f"cannot make the environment {family.env_id!r}: {exc}") from None
+        self.low, self.high = (torch.as_tensor(family.action_low, dtype=torch.float64),
+                               torch.as_tensor(family.action_high, dtype=torch.float64))
         self.tasks: Tensor | None = None
 
     def set_tasks(self, tasks: Tensor) -> None:
         self.tasks = tasks
         if self.family.varies_physics:
             scales = tasks.repeat_interleave(self.shape[1], dim=0).double().numpy()
-            for env, s in zip(self.env.envs, scales):   # (physics families run synchronously)
-                apply_physics(env.unwrapped.model, s)
+            if isinstance(self.env, ShardedVectorEnv):
+                self.env.set_physics(scales)
+            else:
+                for env, s in zip(self.env.envs, scales):
+                    apply_physics(env.unwrapped.model, s)
 
     def reset(self, seeds: list[int]) -> Tensor:
         e = self.shape[1]
@@ -106,6 +116,8 @@ class GymVectorEnv:
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         a = torch.maximum(torch.minimum(actions.double(), self.high), self.low)
         obs, reward, terminated, truncated, info = self.env.step(a.reshape(-1, a.shape[-1]).numpy())
+        if not isinstance(self.env, ShardedVectorEnv):   # (the workers send it dense)
+            info = dense_info(info)
         task = self.tasks.repeat_interleave(self.shape[1], dim=0) if self.tasks is not None else None
         r = self.family.task_reward(torch.as_tensor(reward), info, a.reshape(-1, a.shape[-1]), task)
         done = torch.as_tensor(np.logical_or(terminated, truncated))
@@ -146,19 +158,20 @@ class MujocoTasks(EnvTasks):
     pictures: tuple[str, ...] = ("steps", "clip")
 
     def __init__(self, episodes: int = 20, queries: int | None = None, horizon: int = 200, gamma: float = 0.99,
-                 gae_lambda: float = 1.0, vector: str = "sync", estimator: str = "lvc", balanced: bool = False) -> None:
+                 gae_lambda: float = 1.0, vector: str = "sync", estimator: str = "lvc", balanced: bool = False,
+                 workers: int = 0) -> None:
         super().__init__(episodes, queries, horizon, gamma, gae_lambda, estimator)
         self.balanced = balanced   # a finite task set: validation and test cycle through every task
         if vector not in VECTOR_MODES:
             raise ConfigError(f"unknown task.vector {vector!r}; choose one of: {', '.join(VECTOR_MODES)}")
-        if vector == "async" and self.varies_physics:
-            raise ConfigError(f"{type(self).__name__} changes the physics of each sub-environment in this process; "
-                              f"use task.vector=sync")
-        self.vector = vector
+        if workers < 0:
+            raise ConfigError(f"task.workers must be 0 (one per core) or a positive count, got {workers}")
+        self.vector, self.workers = vector, workers
         gym = gymnasium()
         probe = gym.make(self.env_id, **self.env_kwargs)
         self.obs_dim = int(np.prod(probe.observation_space.shape))
         self.action_dim = int(np.prod(probe.action_space.shape))
+        self.action_low, self.action_high = probe.action_space.low, probe.action_space.high
         if self.varies_physics:
             m = probe.unwrapped.model
             self.physics_sizes = [getattr(m, k).shape[0] for k in PHYSICS]
@@ -173,7 +186,8 @@ class MujocoTasks(EnvTasks):
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
                     cross_domain: bool = False) -> "MujocoTasks":
         return cls(episodes=shots, queries=queries, horizon=t.horizon if horizon is None else horizon,
-                   gamma=t.gamma, gae_lambda=t.gae_lambda, vector=t.vector, balanced=split != "train")
+                   gamma=t.gamma, gae_lambda=t.gae_lambda, vector=t.vector, balanced=split != "train",
+                   workers=t.workers)
 
     def make_env(self, tasks: Tensor, episodes: int) -> GymVectorEnv:
         return cast(GymVectorEnv, self.reused_env(tasks, episodes, lambda t, e: GymVectorEnv(self, t, e)))
@@ -207,23 +221,13 @@ class MujocoTasks(EnvTasks):
         return [f for f in frames if f is not None]
 
 
-def _info(info: dict[str, Any], key: str) -> Tensor:
-    """``info[key]`` of every sub-environment for the step just taken: under same-step autoreset, a
-    sub-environment whose episode ended reports that step's info in ``final_info`` (``info`` then
-    holds its reset's)."""
-    final = info.get("final_info")
-    ended = info.get("_final_info")
-    if key in info:
-        out = np.asarray(info[key], dtype=np.float64).copy()
-    elif final is not None and key in final:
-        out = np.zeros(len(np.asarray(final[key])), dtype=np.float64)
-    else:
+def _info(info: dict[str, np.ndarray], key: str) -> Tensor:
+    """``info[key]`` of every sub-environment for the step just taken (``info`` made dense by
+    :func:`~metalearn.tasks.env_workers.dense_info`)."""
+    if key not in info:
         raise ConfigError(f"the environment's info has no {key!r} (it has {', '.join(sorted(info))}); this task "
                           f"family needs a gymnasium MuJoCo v5 environment")
-    if final is not None and ended is not None and key in final:
-        take = np.asarray(ended, dtype=bool) & np.asarray(final.get("_" + key, ended), dtype=bool)
-        out[take] = np.asarray(final[key], dtype=np.float64)[take]
-    return torch.as_tensor(out)
+    return torch.as_tensor(info[key])
 
 
 class HalfCheetahVel(MujocoTasks):
