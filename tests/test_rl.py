@@ -339,6 +339,50 @@ def test_asynchronous_workers_give_the_same_episodes_as_the_synchronous_vector(f
         assert not torch.equal(out["async"][0]["obs"], out["async"][1]["obs"])
 
 
+@pytest.mark.parametrize("vector", ["sync", "async"])
+def test_ended_episodes_are_not_stepped_and_the_live_steps_are_unchanged(monkeypatch, vector):
+    pytest.importorskip("mujoco")
+    from metalearn.tasks.mujoco import GymVectorEnv, HopperParams
+    torch.manual_seed(0)
+    probe = HopperParams(episodes=3, horizon=40)
+    policy = GaussianPolicy(probe.obs_dim, probe.action_dim, (8,), init_std=1.0)
+    forward, params = make_forward(policy), dict(policy.named_parameters())
+
+    def collect() -> list[dict[str, torch.Tensor]]:
+        fam = HopperParams(episodes=3, horizon=40, vector=vector, workers=2)
+        tree = fam.sample(2, torch.Generator().manual_seed(1))
+        data = fam.collect(forward, params, tree.data["task"], [tree.generator(0), tree.generator(1)], False, 3)
+        for env in fam._envs.values():
+            env.close()
+        return data
+
+    skipping = collect()
+    original = GymVectorEnv.step
+    monkeypatch.setattr(GymVectorEnv, "step", lambda self, actions, live=None: original(self, actions))
+    stepping_all = collect()   # every sub-environment stepped (and reset after its end), as gymnasium does
+    assert any(float(d["mask"].mean()) < 0.9 for d in skipping)   # the hopper falls: some episodes end early
+    for a, b in zip(skipping, stepping_all):
+        live = a["mask"]
+        torch.testing.assert_close(a["mask"], b["mask"], rtol=0, atol=0)
+        for key in ("obs", "actions"):
+            torch.testing.assert_close(a[key] * live.unsqueeze(-1), b[key] * live.unsqueeze(-1), rtol=0, atol=0)
+        for key in ("rewards", "adv"):
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_a_sub_environment_left_out_of_a_step_keeps_its_state():
+    pytest.importorskip("mujoco")
+    from metalearn.tasks.mujoco import HopperParams
+    fam = HopperParams(episodes=2, horizon=10)
+    env = fam.make_env(torch.zeros(1, fam.task_dim, dtype=torch.float64), 2)
+    first = env.reset([3])
+    obs, reward, done = env.step(torch.ones(1, 2, 3), torch.tensor([[True, False]]))
+    times = [sub.unwrapped.data.time for sub in env.env.envs]
+    assert times[0] > 0 and times[1] == 0   # only the live one moved
+    assert not torch.equal(obs[0, 0], first[0, 0]) and torch.equal(obs[0, 1], first[0, 1])
+    assert float(reward[0, 1]) == 0 and bool(done[0, 1]) and float(reward[0, 0]) != 0
+
+
 def test_mujoco_warnings_leave_no_log_file_in_the_working_directory(tmp_path, monkeypatch):
     pytest.importorskip("mujoco")
     from metalearn.tasks.mujoco import HalfCheetahDir

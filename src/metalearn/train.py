@@ -32,9 +32,10 @@ from .seeding import generator
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
-# what a resumed run may change; any other difference from the checkpoint's config is refused
-RESUMABLE_KEYS = ("train.steps", "train.time_limit", "train.threads", "log.wandb", "log.wandb_project", "log.mlflow",
-                  "log.mlflow_uri")
+# what a resumed run may change (its length, speed and logs, never its numbers: both vector modes give
+# the same episodes); any other difference from the checkpoint's config is refused
+RESUMABLE_KEYS = ("train.steps", "train.time_limit", "train.threads", "task.vector", "task.workers", "log.wandb",
+                  "log.wandb_project", "log.mlflow", "log.mlflow_uri")
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any],

@@ -16,6 +16,7 @@ from ..distributed import from_environment
 from ..errors import ConfigError, RunError
 from ..runs import Run
 from ..threads import busy_cores, thread_advice
+from ..train import RESUMABLE_KEYS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
     launch = args.procs is not None and args.procs > 1 and "WORLD_SIZE" not in os.environ
     if args.resume is not None:
         run_dir = Run.open(args.resume)
-        allowed = ("train.steps=", "train.time_limit=", "train.threads=", "log.")
+        allowed = tuple(f"{key}=" for key in RESUMABLE_KEYS)
         if args.preset or args.algo or args.seed is not None or args.data_dir or any(
                 not o.startswith(allowed) for o in args.overrides):
             raise ConfigError("--resume continues a run with its own config; only --steps (or "
-                              "--set train.steps=N / train.time_limit=M / train.threads=T) may change")
+                              "--set train.steps=N / train.time_limit=M / train.threads=T / task.vector=V / "
+                              "task.workers=W) may change")
         run_dir.lock().check_free()
         cfg = run_dir.load_config()
         if not run_dir.last_checkpoint.is_file():

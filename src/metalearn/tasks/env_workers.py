@@ -7,6 +7,10 @@ core by default), steps it while the others step theirs, and sends back the obse
 end flags and the step's scalar ``info`` entries made dense (under same-step autoreset an ended
 sub-environment's values come from ``final_info``). Sub-environment ``i`` is seeded and stepped
 exactly as in one synchronous vector environment, so both give the same episodes.
+
+Both paths can leave out the sub-environments whose episode has already ended (:func:`step_live`):
+the sampler masks their steps, so stepping them (an ant that fell over is reset and walks on
+unseen) is wasted physics.
 """
 from __future__ import annotations
 
@@ -54,6 +58,29 @@ def dense_info(info: dict[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
+Step = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]
+
+
+def step_live(env: Any, actions: np.ndarray, live: np.ndarray | None, last_obs: np.ndarray) -> Step:
+    """One step of a same-step-autoreset ``SyncVectorEnv`` (``info`` dense), or, given ``live``, of
+    only its sub-environments where ``live`` is true, each stepped on its own and not reset when its
+    episode ends; the others keep ``last_obs``, reward 0 and count as ended. Live sub-environments
+    see exactly the steps they would in the whole vector step."""
+    if live is None:
+        obs, reward, terminated, truncated, info = env.step(actions)
+        return obs, reward, terminated, truncated, dense_info(info)
+    n = len(live)
+    obs, reward = last_obs.copy(), np.zeros(n, dtype=np.float64)
+    terminated, truncated = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    values: dict[str, np.ndarray] = {}
+    for i in np.flatnonzero(live):
+        obs[i], reward[i], terminated[i], truncated[i], info = env.envs[i].step(actions[i])
+        for key, value in info.items():
+            if np.ndim(value) == 0 and isinstance(value, (int, float, np.number)):
+                values.setdefault(key, np.zeros(n, dtype=np.float64))[i] = value
+    return obs, reward, terminated, truncated, values
+
+
 def _worker(conn: Any, env_id: str, count: int, horizon: int, env_kwargs: dict[str, Any]) -> None:
     """One worker: a synchronous vector environment of ``count`` sub-environments, driven by
     messages ``(command, payload)`` until ``close``."""
@@ -68,6 +95,7 @@ def _worker(conn: Any, env_id: str, count: int, horizon: int, env_kwargs: dict[s
         conn.close()
         return
     conn.send(("ok", None))
+    obs = np.zeros(0)
     while True:
         command, payload = conn.recv()
         try:
@@ -75,8 +103,9 @@ def _worker(conn: Any, env_id: str, count: int, horizon: int, env_kwargs: dict[s
                 obs, _ = env.reset(seed=payload)
                 conn.send(("ok", obs))
             elif command == "step":
-                obs, reward, terminated, truncated, info = env.step(payload)
-                conn.send(("ok", (obs, reward, terminated, truncated, dense_info(info))))
+                out = step_live(env, payload[0], payload[1], obs)
+                obs = out[0]
+                conn.send(("ok", out))
             elif command == "physics":
                 for sub, scales in zip(env.envs, payload):
                     apply_physics(sub.unwrapped.model, scales)
@@ -136,9 +165,11 @@ class ShardedVectorEnv:
             conn.send(("reset", seed[part]))
         return np.concatenate(self._gather()), {}
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: np.ndarray, live: np.ndarray | None = None) -> Step:
+        """A vector step (``info`` dense); given ``live``, only those sub-environments (see
+        :func:`step_live`)."""
         for conn, part in zip(self.conns, self.slices):
-            conn.send(("step", actions[part]))
+            conn.send(("step", (actions[part], None if live is None else live[part])))
         parts = self._gather()
         infos = [p[4] for p in parts]
         info = {k: np.concatenate([i[k] for i in infos]) for k in infos[0] if all(k in i for i in infos)}

@@ -15,7 +15,8 @@ gymnasium vector environments.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Protocol
+import inspect
+from typing import Any, Callable, Optional, Protocol, cast
 
 import torch
 from torch import Tensor
@@ -35,7 +36,9 @@ class VectorEnv(Protocol):
 
     def reset(self, seeds: list[int]) -> Tensor: ...                   # [T, E, obs_dim], one seed per task
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...  # obs, reward [T, E], done [T, E]
+    # obs, reward [T, E], done [T, E]. An environment whose step also takes ``live`` ([T, E], false
+    # where the episode has ended and its steps are masked) is told, and may leave those unstepped.
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
 
 
 class PolicyGradientLoss:
@@ -217,11 +220,14 @@ class EnvTasks:
         obs = env.reset(seeds).to(dtype)
         policy = torch.func.vmap(forward) if per_task else (lambda p, o: forward(p, o))
         alive = torch.ones(n, episodes, dtype=dtype)
+        takes_live = "live" in inspect.signature(env.step).parameters
+        step: Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]] = (
+            (lambda a, live: cast(Any, env).step(a, live=live)) if takes_live else (lambda a, live: env.step(a)))
         rec: dict[str, list[Tensor]] = {"obs": [], "actions": [], "rewards": [], "mask": [], "out": []}
         for _ in range(self.horizon):
             out = policy(params, obs)
             actions = torch.stack([dist.sample(out[t], generators[t]) for t in range(n)])
-            nxt, reward, done = env.step(actions)
+            nxt, reward, done = step(actions, alive > 0)
             for key, value in (("obs", obs), ("actions", actions), ("rewards", reward.to(dtype) * alive),
                                ("mask", alive), ("out", out)):
                 rec[key].append(value)

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .env_workers import ShardedVectorEnv, dense_info
+from .env_workers import ShardedVectorEnv, step_live
 from .environments import EnvTasks
 
 VECTOR_MODES = ("sync", "async")
@@ -96,6 +96,7 @@ class GymVectorEnv:
         self.low, self.high = (torch.as_tensor(family.action_low, dtype=torch.float64),
                                torch.as_tensor(family.action_high, dtype=torch.float64))
         self.tasks: Tensor | None = None
+        self.obs = np.zeros(0)   # the last observations, kept for sub-environments left unstepped
 
     def set_tasks(self, tasks: Tensor) -> None:
         self.tasks = tasks
@@ -110,16 +111,20 @@ class GymVectorEnv:
     def reset(self, seeds: list[int]) -> Tensor:
         e = self.shape[1]
         per_env = [int(s) * 1000 + i for s in seeds for i in range(e)]
-        obs, _ = self.env.reset(seed=per_env)
-        return torch.as_tensor(obs).view(*self.shape, -1)
+        self.obs, _ = self.env.reset(seed=per_env)
+        return torch.as_tensor(self.obs).view(*self.shape, -1)
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        a = torch.maximum(torch.minimum(actions.double(), self.high), self.low)
-        obs, reward, terminated, truncated, info = self.env.step(a.reshape(-1, a.shape[-1]).numpy())
-        if not isinstance(self.env, ShardedVectorEnv):   # (the workers send it dense)
-            info = dense_info(info)
+    def step(self, actions: Tensor, live: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """A step of every sub-environment, or (``live``) only of those whose episode goes on."""
+        a = torch.maximum(torch.minimum(actions.double(), self.high), self.low).reshape(-1, actions.shape[-1])
+        keep = None if live is None else live.reshape(-1).numpy()
+        if isinstance(self.env, ShardedVectorEnv):
+            obs, reward, terminated, truncated, info = self.env.step(a.numpy(), keep)
+        else:
+            obs, reward, terminated, truncated, info = step_live(self.env, a.numpy(), keep, self.obs)
+        self.obs = obs
         task = self.tasks.repeat_interleave(self.shape[1], dim=0) if self.tasks is not None else None
-        r = self.family.task_reward(torch.as_tensor(reward), info, a.reshape(-1, a.shape[-1]), task)
+        r = self.family.task_reward(torch.as_tensor(reward), info, a, task)
         done = torch.as_tensor(np.logical_or(terminated, truncated))
         return (torch.as_tensor(obs).view(*self.shape, -1), r.view(self.shape), done.view(self.shape))
 
