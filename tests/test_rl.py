@@ -436,3 +436,20 @@ def test_the_goal_families_observe_the_torso_position_as_mamls_environments_do()
     assert (obs[1:, 0] - obs[:-1, 0]).abs().max() > 1e-3
     assert AntGoal(episodes=1, horizon=2).obs_dim == 107    # Ant-v5's 105 and the torso's x and y
     assert HopperParams(episodes=1, horizon=2).obs_dim == 11   # the physics families keep the default
+
+
+def test_environment_workers_survive_ctrl_c_and_end_with_their_parent():
+    pytest.importorskip("mujoco")
+    import os
+    import signal
+    from metalearn.tasks.env_workers import ShardedVectorEnv
+    env = ShardedVectorEnv("Hopper-v5", 4, 10, {}, workers=2)
+    try:
+        env.reset([0, 1, 2, 3])
+        for proc in env.procs:   # Ctrl-C in a terminal reaches every process of the group
+            os.kill(proc.pid, signal.SIGINT)
+        obs, reward, *_ = env.step(torch.zeros(4, 3).numpy())   # the trainer stops between steps: they go on
+        assert obs.shape == (4, 11) and all(proc.is_alive() for proc in env.procs)
+    finally:
+        env.close()
+    assert not any(proc.is_alive() for proc in env.procs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from typing import Any
 
 import numpy as np
@@ -83,7 +84,11 @@ def step_live(env: Any, actions: np.ndarray, live: np.ndarray | None, last_obs: 
 
 def _worker(conn: Any, env_id: str, count: int, horizon: int, env_kwargs: dict[str, Any]) -> None:
     """One worker: a synchronous vector environment of ``count`` sub-environments, driven by
-    messages ``(command, payload)`` until ``close``."""
+    messages ``(command, payload)`` until ``close`` (or until the parent is gone). Ctrl-C reaches
+    the whole process group: the parent stops between steps and closes its workers, so they ignore
+    it (and take SIGTERM's default) rather than run the trainer's handlers they inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         from .mujoco import apply_physics, gymnasium
         gym = gymnasium()
@@ -97,7 +102,10 @@ def _worker(conn: Any, env_id: str, count: int, horizon: int, env_kwargs: dict[s
     conn.send(("ok", None))
     obs = np.zeros(0)
     while True:
-        command, payload = conn.recv()
+        try:
+            command, payload = conn.recv()
+        except (EOFError, OSError):   # the parent ended without closing us
+            return
         try:
             if command == "reset":
                 obs, _ = env.reset(seed=payload)
