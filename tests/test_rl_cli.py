@@ -134,3 +134,21 @@ def test_minigrid_tasks_are_seeded_layouts_disjoint_between_splits():
     obs = env.reset([0, 1])
     assert obs.shape == (2, 2, 147)
     assert torch.equal(obs[0, 0], obs[0, 1])        # the episodes of a task share its layout
+
+
+def test_a_run_resumed_in_worker_processes_continues_with_the_same_numbers(tmp_path, capsys):
+    pytest.importorskip("mujoco")
+
+    def rows(run):
+        return [{k: v for k, v in json.loads(line).items() if "second" not in k and "per_s" not in k}
+                for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    tiny = [*TINY, "--set", "train.threads=1"]
+    assert main(["train", "rl-hopper-params", "--out", str(tmp_path / "straight"), "--steps", "4", *tiny]) == 0
+    assert main(["train", "rl-hopper-params", "--out", str(tmp_path / "split"), "--steps", "2", *tiny]) == 0
+    # how the episodes are stepped may change on resume; what they are may not
+    cli_error(capsys, ["train", "--resume", str(tmp_path / "split"), "--set", "task.horizon=5"],
+              "only --steps (or --set train.steps=N / train.time_limit=M / train.threads=T / task.vector=V")
+    assert main(["train", "--resume", str(tmp_path / "split"), "--steps", "4", "--quiet",
+                 "--set", "task.vector=async", "--set", "task.workers=2"]) == 0
+    assert rows(tmp_path / "split") == rows(tmp_path / "straight")
