@@ -453,3 +453,13 @@ def test_environment_workers_survive_ctrl_c_and_end_with_their_parent():
     finally:
         env.close()
     assert not any(proc.is_alive() for proc in env.procs)
+
+
+def test_environment_workers_default_to_the_cores_this_process_may_use(monkeypatch):
+    import os
+    from metalearn.tasks.env_workers import available_cores
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert available_cores() == cores
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))   # more torchrun processes than cores: one each
+    assert available_cores() == 1

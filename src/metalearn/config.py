@@ -65,7 +65,7 @@ class TaskConfig:
     gamma: float = 0.99                      # discount of the returns behind the advantages
     gae_lambda: float = 1.0                  # generalised advantage estimation's lambda (1: Monte-Carlo)
     vector: str = "sync"                     # gymnasium vector environments: sync, or async (worker processes)
-    workers: int = 0                         # async: worker processes (0: one per available core)
+    workers: int = 0                         # async: worker processes (0: one per core, shared with torchrun's)
 
 
 @dataclass

@@ -28,11 +28,13 @@ _SKIP = ("final_obs", "final_info")
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the platform reports it)."""
+    """Cores for this process's environment workers: those it may run on (its CPU affinity where
+    the platform reports it), shared among the processes ``torchrun`` started on this machine."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:   # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def dense_info(info: dict[str, Any]) -> dict[str, np.ndarray]:
