@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from .mujoco_sim import apply_physics, gymnasium
 
 # entries of a gymnasium vector info that are not one scalar per sub-environment
 _SKIP = ("final_obs", "final_info")
@@ -92,7 +93,6 @@ def _worker(conn: Any, env_id: str, count: int, horizon: int, env_kwargs: dict[s
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        from .mujoco import apply_physics, gymnasium
         gym = gymnasium()
         env = gym.make_vec(env_id, num_envs=count, vectorization_mode="sync",
                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
