@@ -463,3 +463,34 @@ def test_environment_workers_default_to_the_cores_this_process_may_use(monkeypat
     assert available_cores() == cores
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))   # more torchrun processes than cores: one each
     assert available_cores() == 1
+
+
+def test_environment_workers_end_when_their_parent_is_killed(tmp_path):
+    pytest.importorskip("mujoco")
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = ("import sys\nfrom metalearn.tasks.env_workers import ShardedVectorEnv\n"
+              "env = ShardedVectorEnv('Hopper-v5', 4, 10, {}, workers=2)\n"
+              "print(' '.join(str(p.pid) for p in env.procs), flush=True)\nsys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGKILL)   # no chance to close its workers
+    proc.wait()
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with open(f"/proc/{pid}/stat") as f:   # a zombie waiting for its new parent counts as gone
+            return f.read().split(")")[-1].split()[0] == "Z"
+
+    deadline = time.time() + 15
+    while not all(gone(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert all(gone(p) for p in pids)
+    proc.stdin.close()

@@ -102,9 +102,14 @@ def _worker(conn: Any, env_id: str, count: int, horizon: int, env_kwargs: dict[s
         conn.close()
         return
     conn.send(("ok", None))
-    obs = np.zeros(0)
+    obs, parent = np.zeros(0), os.getppid()
     while True:
         try:
+            # a parent killed outright may leave our pipe open (its other workers, forked after us,
+            # hold copies of the parent's ends): look for it every second
+            while not conn.poll(1.0):
+                if os.getppid() != parent:
+                    return
             command, payload = conn.recv()
         except (EOFError, OSError):   # the parent ended without closing us
             return
