@@ -494,3 +494,29 @@ def test_environment_workers_end_when_their_parent_is_killed(tmp_path):
         time.sleep(0.2)
     assert all(gone(p) for p in pids)
     proc.stdin.close()
+
+
+@pytest.mark.parametrize("vector", ["sync", "async"])
+def test_an_ant_step_with_some_or_all_episodes_ended_rewards_the_live_ones(vector):
+    pytest.importorskip("mujoco")
+    from metalearn.tasks.mujoco import AntDir
+    task = torch.tensor([[1.0]], dtype=torch.float64)
+    ref_env = AntDir(episodes=4, horizon=10).make_env(task, 4)
+    fam = AntDir(episodes=4, horizon=10, vector=vector, workers=2)   # shards of 2: the second all ended
+    env = fam.make_env(task, 4)
+    try:
+        ref_env.reset([0])
+        first = env.reset([0])
+        actions = torch.rand(1, 4, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        _, want, _ = ref_env.step(actions)   # every sub-environment stepped
+        obs, reward, done = env.step(actions, torch.tensor([[True, False, False, False]]))
+        assert float(reward[0, 0]) == pytest.approx(float(want[0, 0]), abs=1e-12)   # the ant's reward terms, from info
+        # the ended ones count as ended and keep their observation (the rollout masks their rewards)
+        assert done[0, 1:].all() and torch.equal(obs[0, 1:], first[0, 1:])
+        # every episode ended (an ant that fell in each): nothing stepped, no error
+        before = obs
+        obs, reward, done = env.step(actions, torch.zeros(1, 4, dtype=torch.bool))
+        assert done.all() and torch.equal(obs, before) and torch.isfinite(reward).all()
+    finally:
+        env.close()
+        ref_env.close()

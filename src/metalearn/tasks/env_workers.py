@@ -38,6 +38,13 @@ def available_cores() -> int:
     return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
+def check_workers(workers: int) -> int:
+    """``task.workers``, or a one-line error naming the values it may take."""
+    if workers < 0:
+        raise ConfigError(f"task.workers must be 0 (one per core) or a positive count, got {workers}")
+    return workers
+
+
 def dense_info(info: dict[str, Any]) -> dict[str, np.ndarray]:
     """Each scalar-per-sub-environment entry of a same-step-autoreset vector ``info`` as one float64
     array, the values of the step just taken (an ended sub-environment's from ``final_info``)."""
@@ -141,9 +148,7 @@ class ShardedVectorEnv:
 
     def __init__(self, env_id: str, num_envs: int, horizon: int, env_kwargs: dict[str, Any],
                  workers: int = 0) -> None:
-        if workers < 0:
-            raise ConfigError(f"task.workers must be 0 (one per core) or a positive count, got {workers}")
-        count = min(num_envs, workers or available_cores())
+        count = min(num_envs, check_workers(workers) or available_cores())
         bounds = np.linspace(0, num_envs, count + 1).round().astype(int)
         self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         # fork where the platform has it, as gymnasium's own workers do (spawn would re-import the
@@ -186,8 +191,9 @@ class ShardedVectorEnv:
         for conn, part in zip(self.conns, self.slices):
             conn.send(("step", (actions[part], None if live is None else live[part])))
         parts = self._gather()
-        infos = [p[4] for p in parts]
-        info = {k: np.concatenate([i[k] for i in infos]) for k in infos[0] if all(k in i for i in infos)}
+        # a shard whose sub-environments have all ended stepped none and has no info: zeros (masked)
+        keys = sorted({k for p in parts for k in p[4]})
+        info = {k: np.concatenate([p[4].get(k, np.zeros(len(p[1]))) for p in parts]) for k in keys}
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                 np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]), info)
 

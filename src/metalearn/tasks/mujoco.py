@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .env_workers import ShardedVectorEnv, step_live
+from .env_workers import ShardedVectorEnv, check_workers, step_live
 from .environments import EnvTasks
 from .mujoco_sim import PHYSICS, apply_physics, gymnasium
 
@@ -87,6 +87,9 @@ class GymVectorEnv:
         """A step of every sub-environment, or (``live``) only of those whose episode goes on."""
         a = torch.maximum(torch.minimum(actions.double(), self.high), self.low).reshape(-1, actions.shape[-1])
         keep = None if live is None else live.reshape(-1).numpy()
+        if keep is not None and not keep.any():   # every episode has ended: nothing to step or reward
+            done = torch.ones(self.shape, dtype=torch.bool)
+            return torch.as_tensor(self.obs).view(*self.shape, -1), torch.zeros(self.shape, dtype=torch.float64), done
         if isinstance(self.env, ShardedVectorEnv):
             obs, reward, terminated, truncated, info = self.env.step(a.numpy(), keep)
         else:
@@ -120,9 +123,7 @@ class MujocoTasks(EnvTasks):
         self.balanced = balanced   # a finite task set: validation and test cycle through every task
         if vector not in VECTOR_MODES:
             raise ConfigError(f"unknown task.vector {vector!r}; choose one of: {', '.join(VECTOR_MODES)}")
-        if workers < 0:
-            raise ConfigError(f"task.workers must be 0 (one per core) or a positive count, got {workers}")
-        self.vector, self.workers = vector, workers
+        self.vector, self.workers = vector, check_workers(workers)
         gym = gymnasium()
         probe = gym.make(self.env_id, **self.env_kwargs)
         self.obs_dim = int(np.prod(probe.observation_space.shape))
