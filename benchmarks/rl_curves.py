@@ -17,6 +17,10 @@ import statistics
 from pathlib import Path
 
 
+def seeds(n: int) -> str:
+    return f"{n} seed{'s' * (n != 1)}"
+
+
 def smoothed(rows: list[dict], key: str, window: int = 10) -> dict[int, float]:
     pts = [(r["step"], r[key]) for r in rows if key in r]
     out = {}
@@ -34,14 +38,14 @@ def main() -> None:
     args = ap.parse_args()
     curves = {key: [smoothed([json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()], key)
                     for run in args.runs] for key in ("train_return_before", "train_return")}
-    print(f"{len(args.runs)} seeds ({', '.join(r.name for r in args.runs)}); return of the meta-training tasks, "
+    print(f"{seeds(len(args.runs))} ({', '.join(r.name for r in args.runs)}); return of the meta-training tasks, "
           f"mean of the last 10 iterations, mean over seeds [min, max]\n")
     print("| iteration | before adaptation | after one step |\n|---:|---:|---:|")
     for it in (int(x) for x in args.at.split(",")):
         cells = []
         for key in ("train_return_before", "train_return"):
             vals = [c[it] for c in curves[key] if it in c]
-            cells.append(f"{statistics.mean(vals):.1f} [{min(vals):.1f}, {max(vals):.1f}] ({len(vals)} seeds)"
+            cells.append(f"{statistics.mean(vals):.1f} [{min(vals):.1f}, {max(vals):.1f}] ({seeds(len(vals))})"
                          if vals else "-")
         print(f"| {it} | {cells[0]} | {cells[1]} |")
     if args.png:
@@ -55,7 +59,8 @@ def main() -> None:
             mean = [statistics.mean(c[s] for c in curves[key]) for s in steps]
             lo = [min(c[s] for c in curves[key]) for s in steps]
             hi = [max(c[s] for c in curves[key]) for s in steps]
-            ax.plot(steps, mean, color=color, label=f"{label} (mean of {len(args.runs)} seeds)")
+            several = len(args.runs) > 1
+            ax.plot(steps, mean, color=color, label=f"{label} (mean of {seeds(len(args.runs))})" if several else label)
             ax.fill_between(steps, lo, hi, color=color, alpha=0.2)
         ax.set_xlabel("meta-iteration")
         ax.set_ylabel("return (mean of the last 10 iterations)")

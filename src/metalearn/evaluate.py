@@ -77,6 +77,11 @@ class CurveStats:
         return out
 
 
+def _score_name(metric: str) -> bool:
+    """Whether a metric of an evaluation saved before ``higher_is_better`` was stored is a score."""
+    return any(word in metric for word in ("accuracy", "return", "success"))
+
+
 @dataclass
 class EvalResult:
     """Statistics after every inner step 0..max; ``steps`` are the ones the table shows."""
@@ -91,6 +96,7 @@ class EvalResult:
     dataset: str = ""
     path: Path | None = None      # where it was saved
     note: str = ""                # how the tasks were drawn, when that is not the family's default
+    higher_is_better: bool = False  # a score (accuracy, return, success rate), not a loss
     # paired differences on the same tasks, e.g. {"maml - pretrained baseline": paired_curves(...)}
     paired: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     # each method's gain from adaptation on the same tasks: after s steps minus before (paired_curves)
@@ -99,13 +105,15 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return {"shots": self.shots, "tasks": self.tasks, "seed": self.seed, "metric": self.metric,
                 "steps": self.steps, "dataset": self.dataset, "paired": self.paired, "gain": self.gain,
-                "note": self.note, "methods": {k: vars(v) for k, v in self.methods.items()}}
+                "note": self.note, "higher_is_better": self.higher_is_better,
+                "methods": {k: vars(v) for k, v in self.methods.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
         return cls(d["shots"], d["tasks"], d["seed"], d["metric"], d["steps"],
                    {k: CurveStats(**v) for k, v in d["methods"].items()}, d.get("dataset", ""),
-                   paired=d.get("paired", {}), gain=d.get("gain", {}), note=d.get("note", ""))
+                   paired=d.get("paired", {}), gain=d.get("gain", {}), note=d.get("note", ""),
+                   higher_is_better=d.get("higher_is_better", _score_name(d["metric"])))
 
     def add(self, name: str, curve: Tensor, loss: bool, higher_is_better: bool) -> None:
         """Record a method's per-task curve ``[tasks, steps + 1]``: its statistics and its paired gain
@@ -302,6 +310,7 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
     fn: Any = metric.key if metric.key is not None else metric_fn(metric)
     grouped = test_cfg.task.episodes != "random"
     result = EvalResult(k, n, cfg.eval.seed, metric.name, step_list, dataset=family_name,
+                        higher_is_better=metric.higher_is_better,
                         note=family.describe() if grouped and hasattr(family, "describe") else "")
     ours = curve_values(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
     result.add(algo.label(), ours, metric.is_loss, metric.higher_is_better)

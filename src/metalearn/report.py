@@ -147,6 +147,8 @@ def plot_steps(run: Run, plt: Any, result: Any) -> Path:
     over the others (the count is in the legend, the median dotted beside it), so that one
     diverged task does not draw a method's curve off the chart."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    # losses span decades: a log scale; scores (accuracies, returns, success rates) stay linear
+    log = not result.higher_is_better and all(v > 0 for st in result.methods.values() for v in st.mean)
     for name, st in result.methods.items():
         if st.any_diverged:
             m, c = torch.tensor(st.mean_kept), torch.tensor(st.ci_kept)
@@ -156,14 +158,14 @@ def plot_steps(run: Run, plt: Any, result: Any) -> Path:
             m, c = torch.tensor(st.mean), torch.tensor(st.ci)
             label = name
         line, = ax.plot(st.steps, m, marker="o", label=label)
-        positive = bool((m > 0).all())
-        ax.fill_between(st.steps, (m - c).clamp(min=float(m.min()) / 10) if positive else m - c, m + c, alpha=0.25,
+        # on a log scale a band reaching zero or below is cut at a tenth of the curve's lowest point
+        ax.fill_between(st.steps, (m - c).clamp(min=float(m.min()) / 10) if log else m - c, m + c, alpha=0.25,
                         color=line.get_color())
         if st.any_diverged and st.median:
             ax.plot(st.steps, st.median, ":", color=line.get_color(), label=f"{name}: median")
-    # losses span decades: a log scale; accuracies and returns (negative) stay linear
-    if "accuracy" not in result.metric and all(v > 0 for st in result.methods.values() for v in st.mean):
+    if log:
         ax.set_yscale("log")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))   # steps are whole numbers
     ax.set_xlabel("inner gradient steps on the support set")
     ax.set_ylabel(f"query {result.metric}")
     ax.set_title(f"K={result.shots}, {result.tasks} held-out tasks (95% CI)")
