@@ -76,8 +76,9 @@ def sampler_rate(family, tasks: int, episodes: int) -> float:
     return sum(float(d["mask"].sum()) for d in data) / seconds
 
 
-def meta_iteration(preset: str, iterations: int, threads: int, vector: str) -> tuple[float, float]:
-    overrides = [f"train.threads={threads}", f"task.vector={vector}"]
+def meta_iteration(preset: str, iterations: int, threads: int, vector: str,
+                   extra: list[str]) -> tuple[float, float]:
+    overrides = [*extra, f"train.threads={threads}", f"task.vector={vector}"]
     cfg = validate(apply_overrides(load_preset(preset), overrides))
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,6 +105,8 @@ def main() -> None:
     ap.add_argument("--presets", default="rl-nav2d,rl-halfcheetah-dir,rl-halfcheetah-vel,rl-hopper-params,rl-ant-dir")
     ap.add_argument("--vectors", default="every,sync,async",
                     help="how the MuJoCo environments are stepped (every, sync, async); the first is the baseline")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for every preset's meta-iteration, e.g. task.horizon=200")
     args = ap.parse_args()
     vectors = args.vectors.split(",")
     torch.set_num_threads(args.threads)
@@ -137,7 +140,8 @@ def main() -> None:
         for vec in fam._envs.values():
             vec.close()
         fam._envs.clear()
-    print("\n| preset | vector | s / meta-iteration | sampling | rest (inner step, meta-gradient, TRPO) "
+    print(f"\nmeta-iterations with {' '.join('--set ' + o for o in args.set)}" if args.set else "")
+    print("| preset | vector | s / meta-iteration | sampling | rest (inner step, meta-gradient, TRPO) "
           "| sampling share | speed-up |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for preset in args.presets.split(","):
@@ -145,7 +149,7 @@ def main() -> None:
         for vector in vectors if preset != "rl-nav2d" else ["sync"]:   # (nav2d is tensor code)
             try:
                 with stepping(vector) as mode:
-                    total, sample = meta_iteration(preset, args.iterations, args.threads, mode)
+                    total, sample = meta_iteration(preset, args.iterations, args.threads, mode, args.set)
             except Exception as exc:  # noqa: BLE001
                 print(f"| {preset} | {vector} | skipped: {exc} | | | | |")
                 continue
