@@ -115,11 +115,11 @@ class EvalResult:
                    paired=d.get("paired", {}), gain=d.get("gain", {}), note=d.get("note", ""),
                    higher_is_better=d.get("higher_is_better", _score_name(d["metric"])))
 
-    def add(self, name: str, curve: Tensor, loss: bool, higher_is_better: bool) -> None:
+    def add(self, name: str, curve: Tensor, loss: bool) -> None:
         """Record a method's per-task curve ``[tasks, steps + 1]``: its statistics and its paired gain
         from adaptation (after each number of steps minus before, on the same tasks)."""
         self.methods[name] = CurveStats.from_curve(curve, loss=loss)
-        self.gain[name] = paired_curves(curve, curve[:, :1].expand_as(curve), higher_is_better)
+        self.gain[name] = paired_curves(curve, curve[:, :1].expand_as(curve), self.higher_is_better)
 
     def table(self) -> str:
         """A Markdown table: one row per method, one column per reported number of inner steps."""
@@ -313,7 +313,7 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
                         higher_is_better=metric.higher_is_better,
                         note=family.describe() if grouped and hasattr(family, "describe") else "")
     ours = curve_values(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
-    result.add(algo.label(), ours, metric.is_loss, metric.higher_is_better)
+    result.add(algo.label(), ours, metric.is_loss)
     base_name = run_baseline(cfg, family)
     others: list[Algorithm] = []
     if baseline and base_name:
@@ -323,8 +323,8 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
         others.append(build_algorithm(cfg, family).to(device).eval().retitled("random-init baseline"))
     for base in others:
         theirs = curve_values(base, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
-        result.add(base.title, theirs, metric.is_loss, metric.higher_is_better)
-        result.paired[f"{algo.label()} - {base.title}"] = paired_curves(ours, theirs, metric.higher_is_better)
+        result.add(base.title, theirs, metric.is_loss)
+        result.paired[f"{algo.label()} - {base.title}"] = paired_curves(ours, theirs, result.higher_is_better)
     label = family_name if family_name != cfg.task.family or grouped else None
     if grouped:
         label = f"{label}_{test_cfg.task.episodes}"
