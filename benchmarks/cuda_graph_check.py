@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from metalearn.build import build_trainer
+from metalearn.training.build import build_trainer
 from metalearn.config import apply_overrides, load_preset
 
 

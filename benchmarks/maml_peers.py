@@ -116,10 +116,10 @@ def step_metalearn(model: nn.Module, second: bool, engine: str = "auto"):
 
 
 def step_metalearn_graph(model: nn.Module, second: bool):
-    """CUDA only: the trainer's ``train.cuda_graph`` path (``metalearn.cuda_graph.GraphedMetaStep``):
+    """CUDA only: the trainer's ``train.cuda_graph`` path (``metalearn.training.cuda_graph.GraphedMetaStep``):
     the meta-step captured once as a CUDA graph (again for a new dtype or shape) and replayed."""
     import metalearn as ml
-    from metalearn.cuda_graph import GraphedMetaStep
+    from metalearn.training.cuda_graph import GraphedMetaStep
     graphed = GraphedMetaStep(ml.MAML(model, inner_lr=INNER_LR, inner_steps=1, loss="cross_entropy",
                                       mode="second_order" if second else "first_order", engine="loop"))
 

@@ -29,11 +29,11 @@ from typing import Iterator
 
 import torch
 
-from metalearn.build import build_trainer
+from metalearn.training.build import build_trainer
 from metalearn.config import apply_overrides, load_preset, validate
 from metalearn.functional import make_forward
 from metalearn.models import GaussianPolicy
-from metalearn.seeding import generator
+from metalearn._util.seeding import generator
 
 
 @contextlib.contextmanager
@@ -43,7 +43,7 @@ def stepping(vector: str) -> Iterator[str]:
     if vector != "every":
         yield vector
         return
-    from metalearn.tasks.mujoco import GymVectorEnv
+    from metalearn.tasks.rl.mujoco import GymVectorEnv
     original = GymVectorEnv.step
     GymVectorEnv.step = lambda self, actions, live=None: original(self, actions)   # type: ignore[method-assign]
     try:
@@ -115,8 +115,8 @@ def main() -> None:
     from metalearn.tasks import Nav2dTasks
     families: list = [("nav2d", Nav2dTasks, "sync", 20, 20)]
     try:
-        from metalearn.tasks.env_workers import available_cores
-        from metalearn.tasks.mujoco import AntDir, HalfCheetahDir
+        from metalearn.tasks.rl.env_workers import available_cores
+        from metalearn.tasks.rl.mujoco import AntDir, HalfCheetahDir
         for cls in (HalfCheetahDir, AntDir):
             for vector in vectors:
                 label = {"every": "one SyncVectorEnv, every sub-environment stepped",

@@ -67,7 +67,7 @@ def bare(steps: int, batched: bool) -> float:
 
 def library(steps: int) -> float:
     cfg = ml.load_preset("sinusoid")
-    from metalearn.build import build_algorithm, build_tasks
+    from metalearn.training.build import build_algorithm, build_tasks
     tasks = build_tasks(cfg)
     algo = build_algorithm(cfg, tasks)
     with tempfile.TemporaryDirectory() as out:

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metalearn as ml  # noqa: E402
-from metalearn.build import build_model, build_tasks  # noqa: E402
-from metalearn.seeding import generator  # noqa: E402
+from metalearn.training.build import build_model, build_tasks  # noqa: E402
+from metalearn._util.seeding import generator  # noqa: E402
 
 
 def setup(data_dir: str | None):

@@ -216,7 +216,7 @@ def test_mamlpp_schedules():
 
 
 def test_protonet_classifies_by_nearest_prototype():
-    from metalearn.algorithms.protonet import prototype_logits
+    from metalearn.algorithms.metric.protonet import prototype_logits
     emb_s = torch.tensor([[0.0, 0.0], [0.2, 0.0], [5.0, 5.0]])
     ys = torch.tensor([0, 0, 1])
     logits = prototype_logits(emb_s, ys, torch.tensor([[0.1, 0.1], [4.0, 4.0]]))

@@ -10,7 +10,7 @@ import torch
 from cli_helpers import cli_error as error_line
 from PIL import Image
 
-from metalearn.build import build_model
+from metalearn.training.build import build_model
 from metalearn.cli.main import main
 from metalearn.config import Config, apply_overrides, load_preset, validate
 from metalearn.data.images import ImageDataset
@@ -243,7 +243,7 @@ def test_evaluate_names_the_small_test_class(capsys, image_run, tmp_path):
 
     import yaml
 
-    from metalearn.tasks.image_families import folder_split
+    from metalearn.tasks.few_shot.image_families import folder_split
     data = tmp_path / "data"
     shutil.copytree(image_run.data, data)
     victim = folder_split("test", data, 28, 1).class_names[0]

@@ -92,7 +92,7 @@ def test_remifentanil_rows_are_measured_samples_with_their_history(remi):
 
 
 def test_remifentanil_family_split_and_pk_baseline(remi):
-    from metalearn.tasks.remifentanil import RemifentanilTasks
+    from metalearn.tasks.tables.remifentanil import RemifentanilTasks
     cfg = apply_overrides(Config(), ["task.family=remifentanil"])
     fams = {s: RemifentanilTasks.from_config(cfg.task, s, 3, 10) for s in ("train", "validation", "test")}
     sizes = {s: len(f.all_groups) for s, f in fams.items()}
@@ -135,7 +135,7 @@ def test_glucose_windows_are_aligned():
 
 
 def test_glucose_family_protocol():
-    from metalearn.tasks.glucose import GlucoseTasks
+    from metalearn.tasks.tables.glucose import GlucoseTasks
     cfg = apply_overrides(Config(), ["task.family=glucose"])
     fams = {s: GlucoseTasks.from_config(cfg.task, s, 48, 100) for s in ("train", "validation", "test")}
     assert {s: len(f.all_groups) for s, f in fams.items()} == {"train": 15, "validation": 4, "test": 10}

@@ -12,7 +12,7 @@ from metalearn.data import omniglot as omniglot_module
 from metalearn.data.mnist import read_idx
 from metalearn.data.omniglot import PARTS, verify_structure
 from metalearn.errors import MetalearnError
-from metalearn.tasks.image_families import mnist_split, omniglot_split
+from metalearn.tasks.few_shot.image_families import mnist_split, omniglot_split
 
 
 def test_omniglot_loads_all_characters(data_dir):

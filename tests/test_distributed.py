@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import metalearn as ml
-from metalearn.distributed import DistContext
+from metalearn.training.distributed import DistContext
 from metalearn.runs import load_checkpoint
 
 

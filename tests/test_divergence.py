@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 import metalearn as ml
-from metalearn.build import build_algorithm, build_tasks
+from metalearn.training.build import build_algorithm, build_tasks
 from metalearn.config import Config, apply_overrides, validate
 from metalearn.errors import ConfigError
-from metalearn.evaluate import DIVERGENCE_FACTOR, CurveStats, EvalResult, diverged_tasks
+from metalearn.evaluation.adaptation import DIVERGENCE_FACTOR, CurveStats, EvalResult, diverged_tasks
 from metalearn.functional import adapt, adaptation_curve, make_forward, sgd
 
 
@@ -61,7 +61,7 @@ def test_accuracy_curves_and_healthy_losses_report_no_divergence():
 
 def test_steps_png_draws_the_mean_without_diverged_tasks(tmp_path):
     pytest.importorskip("matplotlib")
-    from metalearn.report import _pyplot, plot_steps
+    from metalearn.report.figures import _pyplot, plot_steps
     from metalearn.runs import Run
     st = CurveStats.from_curve(curve_with_one_diverged(), loss=True)
     out = plot_steps(Run(tmp_path), _pyplot(), EvalResult(10, 50, 0, "mse", [0, 1, 3], {"maml": st}))

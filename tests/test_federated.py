@@ -9,7 +9,7 @@ from shared_data import HAS_OMNIGLOT, SHARED_DATA, needs_omniglot
 from metalearn.cli.main import main
 from metalearn.config import apply_overrides, load_preset, validate
 from metalearn.errors import ConfigError
-from metalearn.federated import (
+from metalearn.federated.fedmeta import (
     FedEvaluation,
     client_algorithm,
     client_scores,
@@ -18,7 +18,7 @@ from metalearn.federated import (
     local_update,
     shared_keys,
 )
-from metalearn.tasks.clients import alphabet_clients, split_clients
+from metalearn.tasks.federated.clients import alphabet_clients, split_clients
 
 DATA = str(SHARED_DATA) if HAS_OMNIGLOT else None
 
@@ -72,7 +72,7 @@ def test_each_strategy_runs_its_local_update_with_the_registered_algorithm(strat
 
 
 def test_rounds_to_reach_an_accuracy():
-    from metalearn.federated import rounds_to_reach
+    from metalearn.federated.fedmeta import rounds_to_reach
     rows = [{"step": 0, "val_acc": 20.0, "bytes": 0}, {"step": 10, "val_acc": 50.0, "bytes": 100},
             {"step": 20, "val_acc": 70.0, "bytes": 200}]
     assert rounds_to_reach(rows, 45.0) == (10, 100) and rounds_to_reach(rows, 70.0) == (20, 200)
@@ -251,7 +251,7 @@ def test_table_clients_with_too_few_rows_are_one_line(capsys, tmp_path, table_cs
 
 @pytest.mark.parametrize("central, updates, tasks", [("updates", 2 * 2 * 2, 2), ("steps", 2 * 2, 2 * 2)])
 def test_the_central_reference_sees_as_many_episodes_either_way(table_csv, central, updates, tasks):
-    from metalearn.federated import train_central
+    from metalearn.federated.fedmeta import train_central
     # 2 rounds of 2 sampled clients x 2 local updates of 2 tasks: 16 tasks in all, either way
     cfg = table_config(table_csv, "central", "fed.rounds=2", f"fed.central={central}")
     clients = federated_clients(cfg)["train"]

@@ -185,7 +185,7 @@ def test_compare_refuses_runs_of_different_settings(omniglot_run, tmp_path, caps
 
 @pytest.mark.slow
 def test_compare_runs_of_different_image_sizes_on_the_same_episodes(omniglot_run, tmp_path, capsys):
-    from metalearn.compare import _test_family
+    from metalearn.evaluation.compare import _test_family
     cfg = ml.Run(omniglot_run).load_config()
     small, large = _test_family(cfg), _test_family(cfg, 40)
     a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
@@ -280,7 +280,7 @@ def centroid(img):
 
 
 def test_random_affine_stays_within_koch_ranges():
-    from metalearn.tasks.few_shot import random_affine
+    from metalearn.tasks.few_shot.episodes import random_affine
     img = blob().repeat(200, 1, 1, 1)
     torch.testing.assert_close(random_affine(img, 0.0), img, atol=1e-5, rtol=0)   # strength 0: the identity
     gen = torch.Generator().manual_seed(0)
@@ -313,7 +313,7 @@ def test_only_training_episodes_are_augmented():
 
 
 def test_the_config_augments_the_training_split_only(data_dir):
-    from metalearn.build import build_tasks
+    from metalearn.training.build import build_tasks
     from metalearn.config import apply_overrides, load_preset
     cfg = apply_overrides(load_preset("omniglot-5w1s"), ["task.augment=1.0", f"task.data_dir={data_dir}"])
     assert build_tasks(cfg, "train").augment == 1.0

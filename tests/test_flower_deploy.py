@@ -19,7 +19,7 @@ except ImportError:   # Python 3.10
 
 from metalearn.cli.main import main
 from metalearn.config import apply_overrides, load_preset, validate
-from metalearn.flower_deploy import write_app
+from metalearn.federated.deploy import write_app
 
 DATA = str(SHARED_DATA) if HAS_OMNIGLOT else None
 TINY = ["--set", "model.width=8", "--set", "fed.local_steps=1", "--set", "fed.eval_every=1", "--set",
@@ -96,8 +96,8 @@ def test_a_run_deployed_on_a_superlink_and_three_supernodes(federation, tmp_path
     assert [r["step"] for r in rows] == [0, 1, 2]
     # int(0.7 x 3) = 2 of the 3 SuperNodes per round, the arrays down and back, counted per message
     cfg = validate(apply_overrides(load_preset("fed-omniglot-5w1s"), ["model.width=8"]))
-    from metalearn.federated import client_algorithm, shared_keys
-    from metalearn.flower_apps import split_of
+    from metalearn.federated.fedmeta import client_algorithm, shared_keys
+    from metalearn.federated.flower_apps import split_of
     algo = client_algorithm(cfg, split_of(cfg)["train"][0])
     from flwr.app import ArrayRecord
     per_model = ArrayRecord(torch_state_dict={k: v for k, v in algo.state_dict().items()
@@ -118,8 +118,8 @@ def test_the_generated_app_names_metalearns_components_and_carries_the_config(tm
     cfg = validate(apply_overrides(load_preset("fed-omniglot-5w1s"), ["fed.rounds=7", "model.width=8"]))
     path = write_app(cfg, tmp_path / "out", tmp_path / "app", 3)
     conf = tomllib.loads(path.read_text())
-    assert conf["tool"]["flwr"]["app"]["components"] == {"serverapp": "metalearn.flower_components:server_app",
-                                                         "clientapp": "metalearn.flower_components:client_app"}
+    assert conf["tool"]["flwr"]["app"]["components"] == {"serverapp": "metalearn.federated.flower_components:server_app",
+                                                         "clientapp": "metalearn.federated.flower_components:client_app"}
     run_config = conf["tool"]["flwr"]["app"]["config"]
     assert json.loads(run_config["metalearn-config"]) == cfg.to_dict()
     assert run_config["out"] == str(tmp_path / "out") and run_config["min-nodes"] == 3

@@ -190,7 +190,7 @@ class _FlatQuadratic(QuadraticProblems):
 
 @pytest.mark.parametrize("scale, beyond", [(1e-3, lambda lr: lr > 3.0), (1e4, lambda lr: lr < 1e-4)])
 def test_learning_rate_search_goes_past_the_grid(scale, beyond):
-    from metalearn.evaluate_optimizers import LR_GRID, tune_lr
+    from metalearn.evaluation.optimizers import LR_GRID, tune_lr
     lr = tune_lr(_FlatQuadratic(scale), "SGD", steps=10, problems=4, seed=0)
     assert lr not in LR_GRID and beyond(lr)
     assert tune_lr(QuadraticProblems(dim=4, horizon=10), "SGD", steps=10, problems=4, seed=0) in LR_GRID

@@ -6,7 +6,7 @@ import yaml
 
 import metalearn as ml
 from metalearn.algorithms import algorithm_options, get_spec
-from metalearn.build import build_algorithm, build_tasks, build_trainer
+from metalearn.training.build import build_algorithm, build_tasks, build_trainer
 from metalearn.cli.main import main
 from metalearn.config import apply_overrides, load_preset, validate
 from metalearn.errors import ConfigError
@@ -66,7 +66,7 @@ def test_every_registered_algorithm_builds_from_its_default_settings_under_its_o
     from metalearn.data.images import ImageDataset
     from metalearn.models.lstm_optimizer import LSTMOptimizerNet
     from metalearn.tasks import FewShotTasks
-    from metalearn.tasks.optimizees import QuadraticProblems
+    from metalearn.tasks.optimizees.problems import QuadraticProblems
     images = ImageDataset.from_class_lists([torch.zeros(4, 1, 16, 16, dtype=torch.uint8)] * 3, ["a", "b", "c"])
     families = {"regression": (ml.SinusoidTasks(), lambda: ml.mlp(1, [4], 1)),
                 "classification": (FewShotTasks(images, 2, 1, 1), lambda: ml.models.conv4(1, 2, 4, 16)),

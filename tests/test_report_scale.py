@@ -3,13 +3,13 @@ linear one, whatever their sign, and an evaluation keeps which kind its metric i
 import pytest
 import torch
 
-from metalearn.evaluate import CurveStats, EvalResult
+from metalearn.evaluation.adaptation import CurveStats, EvalResult
 from metalearn.runs import Run
 
 
 def drawn_scale(tmp_path, metric, higher_is_better, monkeypatch):
     pytest.importorskip("matplotlib")
-    from metalearn.report import _pyplot, plot_steps
+    from metalearn.report.figures import _pyplot, plot_steps
     plt = _pyplot()
     scales = []
     close = plt.close

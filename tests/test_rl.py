@@ -8,12 +8,12 @@ from torch import nn
 
 import metalearn as ml
 from metalearn.algorithms import MAMLTRPO, PolicyPretrain, ProMP
-from metalearn.algorithms.trpo import TRPOStep, conjugate_gradient
+from metalearn.algorithms.rl.trpo import TRPOStep, conjugate_gradient
 from metalearn.functional import make_forward
 from metalearn.models import GaussianPolicy
 from metalearn.tasks import Nav2dTasks
-from metalearn.tasks.advantages import discounted_returns, gae, linear_baseline, normalize
-from metalearn.tasks.environments import EnvTasks
+from metalearn.tasks.rl.advantages import discounted_returns, gae, linear_baseline, normalize
+from metalearn.tasks.rl.environments import EnvTasks
 
 
 def tiny_policy(dtype=torch.float64, seed=0):
@@ -266,8 +266,8 @@ def tiny_config(algo="maml_trpo", steps=2):
 
 
 def test_training_resumes_bit_identically_and_checkpoints_round_trip(tmp_path):
-    from metalearn.build import build_trainer
-    from metalearn.evaluate import load_algorithm
+    from metalearn.training.build import build_trainer
+    from metalearn.evaluation.adaptation import load_algorithm
     from metalearn.runs import Run
     cfg = tiny_config(steps=3)
     straight = build_trainer(cfg, tmp_path / "a", progress=False)
@@ -286,7 +286,7 @@ def test_training_resumes_bit_identically_and_checkpoints_round_trip(tmp_path):
 
 
 def test_the_pretrained_baseline_trains_without_an_inner_step(tmp_path):
-    from metalearn.build import build_trainer
+    from metalearn.training.build import build_trainer
     cfg = tiny_config("policy_pretrain")
     trainer = build_trainer(cfg, tmp_path / "p", progress=False)
     assert isinstance(trainer.algorithm, PolicyPretrain) and trainer.algorithm.train_steps == 0
@@ -315,7 +315,7 @@ def test_adapt_policy_gives_a_callable_policy_that_moves_toward_the_goal():
 @pytest.mark.parametrize("family", ["HalfCheetahVel", "HopperParams"])
 def test_asynchronous_workers_give_the_same_episodes_as_the_synchronous_vector(family):
     pytest.importorskip("mujoco")
-    from metalearn.tasks import mujoco
+    from metalearn.tasks.rl import mujoco
     cls = getattr(mujoco, family)
     torch.manual_seed(0)
     probe = cls(episodes=3, horizon=5)
@@ -342,7 +342,7 @@ def test_asynchronous_workers_give_the_same_episodes_as_the_synchronous_vector(f
 @pytest.mark.parametrize("vector", ["sync", "async"])
 def test_ended_episodes_are_not_stepped_and_the_live_steps_are_unchanged(monkeypatch, vector):
     pytest.importorskip("mujoco")
-    from metalearn.tasks.mujoco import GymVectorEnv, HopperParams
+    from metalearn.tasks.rl.mujoco import GymVectorEnv, HopperParams
     torch.manual_seed(0)
     probe = HopperParams(episodes=3, horizon=40)
     policy = GaussianPolicy(probe.obs_dim, probe.action_dim, (8,), init_std=1.0)
@@ -372,7 +372,7 @@ def test_ended_episodes_are_not_stepped_and_the_live_steps_are_unchanged(monkeyp
 
 def test_a_sub_environment_left_out_of_a_step_keeps_its_state():
     pytest.importorskip("mujoco")
-    from metalearn.tasks.mujoco import HopperParams
+    from metalearn.tasks.rl.mujoco import HopperParams
     fam = HopperParams(episodes=2, horizon=10)
     env = fam.make_env(torch.zeros(1, fam.task_dim, dtype=torch.float64), 2)
     first = env.reset([3])
@@ -385,7 +385,7 @@ def test_a_sub_environment_left_out_of_a_step_keeps_its_state():
 
 def test_mujoco_warnings_leave_no_log_file_in_the_working_directory(tmp_path, monkeypatch):
     pytest.importorskip("mujoco")
-    from metalearn.tasks.mujoco import HalfCheetahDir
+    from metalearn.tasks.rl.mujoco import HalfCheetahDir
     monkeypatch.chdir(tmp_path)
     policy = GaussianPolicy(18, 6, (8,))   # with the torso x position
     fam = HalfCheetahDir(episodes=1, horizon=2)
@@ -399,7 +399,7 @@ def test_mujoco_warnings_leave_no_log_file_in_the_working_directory(tmp_path, mo
 def test_the_ant_direction_reward_uses_rllabs_weights_not_ant_v5s():
     gym = pytest.importorskip("gymnasium")
     pytest.importorskip("mujoco")
-    from metalearn.tasks.mujoco import AntDir
+    from metalearn.tasks.rl.mujoco import AntDir
     fam = AntDir(episodes=1, horizon=30)
     env = fam.make_env(torch.tensor([[-1.0]], dtype=torch.float64), 1)
     env.reset([7])
@@ -421,7 +421,7 @@ def test_the_ant_direction_reward_uses_rllabs_weights_not_ant_v5s():
 
 def test_the_goal_families_observe_the_torso_position_as_mamls_environments_do():
     pytest.importorskip("mujoco")
-    from metalearn.tasks.mujoco import AntGoal, HalfCheetahDir, HopperParams
+    from metalearn.tasks.rl.mujoco import AntGoal, HalfCheetahDir, HopperParams
     cheetah = HalfCheetahDir(episodes=1, horizon=40)
     policy = GaussianPolicy(cheetah.obs_dim, cheetah.action_dim, (8,))
     tree = cheetah.sample(1, torch.Generator().manual_seed(0))
@@ -442,7 +442,7 @@ def test_environment_workers_survive_ctrl_c_and_end_with_their_parent():
     pytest.importorskip("mujoco")
     import os
     import signal
-    from metalearn.tasks.env_workers import ShardedVectorEnv
+    from metalearn.tasks.rl.env_workers import ShardedVectorEnv
     env = ShardedVectorEnv("Hopper-v5", 4, 10, {}, workers=2)
     try:
         env.reset([0, 1, 2, 3])
@@ -457,7 +457,7 @@ def test_environment_workers_survive_ctrl_c_and_end_with_their_parent():
 
 def test_environment_workers_default_to_the_cores_this_process_may_use(monkeypatch):
     import os
-    from metalearn.tasks.env_workers import available_cores
+    from metalearn.tasks.rl.env_workers import available_cores
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert available_cores() == cores
@@ -472,7 +472,7 @@ def test_environment_workers_end_when_their_parent_is_killed(tmp_path):
     import subprocess
     import sys
     import time
-    script = ("import sys\nfrom metalearn.tasks.env_workers import ShardedVectorEnv\n"
+    script = ("import sys\nfrom metalearn.tasks.rl.env_workers import ShardedVectorEnv\n"
               "env = ShardedVectorEnv('Hopper-v5', 4, 10, {}, workers=2)\n"
               "print(' '.join(str(p.pid) for p in env.procs), flush=True)\nsys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -499,7 +499,7 @@ def test_environment_workers_end_when_their_parent_is_killed(tmp_path):
 @pytest.mark.parametrize("vector", ["sync", "async"])
 def test_an_ant_step_with_some_or_all_episodes_ended_rewards_the_live_ones(vector):
     pytest.importorskip("mujoco")
-    from metalearn.tasks.mujoco import AntDir
+    from metalearn.tasks.rl.mujoco import AntDir
     task = torch.tensor([[1.0]], dtype=torch.float64)
     ref_env = AntDir(episodes=4, horizon=10).make_env(task, 4)
     fam = AntDir(episodes=4, horizon=10, vector=vector, workers=2)   # shards of 2: the second all ended

@@ -126,7 +126,7 @@ def test_a_missing_optional_dependency_names_the_extra(capsys, tmp_path, monkeyp
 
 def test_minigrid_tasks_are_seeded_layouts_disjoint_between_splits():
     pytest.importorskip("minigrid")
-    from metalearn.tasks.minigrid import MiniGridTasks
+    from metalearn.tasks.rl.minigrid import MiniGridTasks
     train, test = MiniGridTasks(episodes=2, horizon=5), MiniGridTasks(episodes=2, horizon=5, split="test")
     g = torch.Generator().manual_seed(0)
     assert (train.sample_tasks(50, g) % 3 == 0).all() and (test.sample_tasks(50, g) % 3 == 2).all()

@@ -15,8 +15,8 @@ import pytest
 import torch
 from cli_helpers import cli_error as fails
 
-import metalearn.runs
-import metalearn.train
+import metalearn.runs.folder
+import metalearn.training.trainer
 from metalearn.cli.main import main
 from metalearn.runs import RunLock, load_checkpoint
 
@@ -243,7 +243,7 @@ def _no_space(*args, **kwargs):
 
 def test_a_full_disk_keeps_the_last_good_checkpoint_and_says_so(run, capsys, monkeypatch):
     good = (run / "checkpoints/last.pt").read_bytes()
-    monkeypatch.setattr(metalearn.train, "save_checkpoint", _no_space)
+    monkeypatch.setattr(metalearn.training.trainer, "save_checkpoint", _no_space)
     err = fails(capsys, ["train", "--resume", str(run), "--steps", "40", "--quiet"], "No space left on device",
                 "still holds the last good checkpoint (step 20)", "--resume")
     assert str(run / "checkpoints") in err
@@ -253,7 +253,7 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_says_so(run, capsys, mon
 def test_a_read_only_file_system_is_one_line(tmp_path, capsys, monkeypatch):
     def read_only(*args, dir=None, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
-    monkeypatch.setattr(metalearn.runs.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(metalearn.runs.folder.tempfile, "mkstemp", read_only)
     fails(capsys, ["train", "sinusoid", "--out", str(tmp_path / "ro"), *TINY], "Read-only file system",
           str(tmp_path / "ro"))
 
@@ -261,7 +261,7 @@ def test_a_read_only_file_system_is_one_line(tmp_path, capsys, monkeypatch):
 def test_evaluate_checks_that_it_can_write_before_computing(run, capsys, monkeypatch):
     (run / "eval").write_text("not a folder")
     called = []
-    monkeypatch.setattr("metalearn.evaluate.build_tasks", lambda *a, **k: called.append(1))
+    monkeypatch.setattr("metalearn.evaluation.adaptation.build_tasks", lambda *a, **k: called.append(1))
     fails(capsys, ["evaluate", str(run), "--quiet"], f"cannot write to {run / 'eval'}")
     assert not called and not (run / "baseline").exists()
 
@@ -282,6 +282,6 @@ def test_the_progress_bar_shows_the_last_logged_loss_at_validation_rows(tmp_path
         def close(self):
             pass
 
-    monkeypatch.setattr(metalearn.train, "tqdm", Bar)
+    monkeypatch.setattr(metalearn.training.trainer, "tqdm", Bar)
     train(tmp_path / "bar", "sinusoid", 20, "--set", "train.val_every=3")
     assert len(shown) > 4 and "nan" not in shown[2:], shown  # rows at 3, 5, 6, 9, 10, ...

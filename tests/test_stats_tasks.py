@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import metalearn as ml
-from metalearn.stats import t_quantile_975
+from metalearn.evaluation.stats import t_quantile_975
 
 
 @pytest.mark.parametrize("df, expected", [(1, 12.7062), (4, 2.7764), (10, 2.228139), (30, 2.042272),
@@ -58,7 +58,7 @@ def test_bad_task_arguments():
 
 
 def test_paired_difference_counts_wins_in_the_better_direction():
-    from metalearn.stats import paired
+    from metalearn.evaluation.stats import paired
     a = torch.tensor([1.0, 2.0, 3.0, 4.0])
     b = torch.tensor([0.5, 2.5, 3.0, 3.0])
     up = paired(a, b, better="higher")

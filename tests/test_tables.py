@@ -13,7 +13,7 @@ from metalearn.config import Config, apply_overrides
 from metalearn.data.tables import TableEncoder, TableSpec, read_table, split_groups
 from metalearn.errors import DataError
 from metalearn.models.ridge import fit_ridge, predict_ridge
-from metalearn.tasks.tables import TableTasks
+from metalearn.tasks.tables.grouped import TableTasks
 
 pd = pytest.importorskip("pandas")
 

@@ -3,7 +3,7 @@ import subprocess
 import sys
 import time
 
-from metalearn.threads import busy_cores, thread_advice
+from metalearn._util.threads import busy_cores, thread_advice
 
 
 def test_advice_only_when_threads_and_busy_cores_exceed_the_machine():

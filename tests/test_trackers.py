@@ -32,7 +32,7 @@ def test_wandb_logs_config_metrics_and_pictures_offline(tmp_path):
     images = {p.name.split("_")[0] for p in (run / "wandb").glob(f"offline-run-*-{run_id}/files/media/images/*.png")}
     assert {"training", "steps", "tasks"} <= images        # the same W&B run, by its stored id
     # nothing imports wandb unless asked
-    code = "import sys, metalearn.build, metalearn.report; print('wandb' in sys.modules)"
+    code = "import sys, metalearn.training.build, metalearn.report.figures; print('wandb' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 

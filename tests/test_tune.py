@@ -7,7 +7,7 @@ from cli_helpers import cli_error
 
 from metalearn.cli.main import main
 from metalearn.config import Config, load_preset
-from metalearn.tune import default_space, parse_space
+from metalearn.tune.study import default_space, parse_space
 
 optuna = pytest.importorskip("optuna")
 
@@ -69,7 +69,7 @@ def test_study_prunes_resumes_and_writes_best_config(tmp_path, capsys):
 
 
 def test_a_killed_trial_is_retried_with_its_values(tmp_path, monkeypatch):
-    import metalearn.tune as tune_mod
+    import metalearn.tune.study as tune_mod
     monkeypatch.setattr(tune_mod, "HEARTBEAT_S", 1)
     monkeypatch.setattr(tune_mod, "GRACE_S", 1)
     out = tmp_path / "study"

@@ -22,18 +22,18 @@ from .batch import TaskBatch, TaskTree
 from .config import Config, list_presets, load_preset
 from .data.tables import TableSpec
 from .errors import ConfigError, MetalearnError, RunError
-from .evaluate import EvalResult, evaluate_run
-from .evaluate_groups import GroupEvaluation
+from .evaluation.adaptation import EvalResult, evaluate_run
+from .evaluation.groups import GroupEvaluation
+from .evaluation.predict import predict_table
+from .evaluation.stats import mean_ci
 from .functional import InnerRule, sgd
 from .models import mlp
-from .predict import predict_table
 from .protocols import Metric, TaskFamily, TaskLoss
-from .report import make_report
+from .report.figures import make_report
 from .runs import Run
-from .stats import mean_ci
 from .tasks import EnvTasks, Nav2dTasks, SinusoidTasks, get_task_family, list_task_families
-from .tasks.tables import TableTasks
-from .train import Trainer, TrainResult, meta_train
+from .tasks.tables.grouped import TableTasks
+from .training.trainer import Trainer, TrainResult, meta_train
 
 __version__ = "0.1.0"
 

@@ -20,3 +20,9 @@ class RunError(MetalearnError):
 class DataError(MetalearnError):
     """A user's data file that cannot be used as given: a missing column, a non-number in a
     numeric column, a missing or constant target, a group too small for its tasks."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,19 +1,19 @@
 """Meta-learning algorithms, each a thin composition over the functional core."""
-from ..tasks.few_shot import accuracy
-from .anil import ANIL
+from ..tasks.few_shot.episodes import accuracy
 from .base import Algorithm, InnerLoopSettings, Learner, ModeSettings
+from .baselines.pretrain import Pretrain
+from .baselines.transfer import Scratch, Transfer
+from .gradient.anil import ANIL
+from .gradient.maml import MAML
+from .gradient.maml_momentum import MAMLMomentum
+from .gradient.mamlpp import MAMLpp
+from .gradient.metasgd import MetaSGD
+from .gradient.reptile import Reptile
 from .l2l import L2L
-from .maml import MAML
-from .maml_momentum import MAMLMomentum
-from .maml_trpo import MAMLTRPO, AdaptedPolicy, PolicyPretrain
-from .mamlpp import MAMLpp
-from .metasgd import MetaSGD
-from .pretrain import Pretrain
-from .promp import ProMP
-from .protonet import ProtoNet
+from .metric.protonet import ProtoNet
 from .registry import AlgorithmSpec, algorithm_options, get_algorithm, get_spec, list_algorithms, register_algorithm
-from .reptile import Reptile
-from .transfer import Scratch, Transfer
+from .rl.maml_trpo import MAMLTRPO, AdaptedPolicy, PolicyPretrain
+from .rl.promp import ProMP
 
 __all__ = ["AdaptedPolicy", "MAMLTRPO", "PolicyPretrain", "ProMP", "ANIL", "Algorithm", "AlgorithmSpec",
            "InnerLoopSettings", "L2L", "Learner", "MAML", "MAMLMomentum", "MAMLpp", "MetaSGD", "ModeSettings",

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..functional import MODES, InnerRule, ParamDict, check_mode, detached
 from ..models.lstm_optimizer import LSTMOptimizerNet, lstm_rule
 from ..protocols import TaskFamily
-from ..tasks.optimizees import OptimizeeBatch, OptimizeeFamily
+from ..tasks.optimizees.problems import OptimizeeBatch, OptimizeeFamily
 from .base import Algorithm, check_choice
 
 

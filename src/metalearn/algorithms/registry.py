@@ -16,19 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from .anil import ANIL, ANILSettings
 from .base import Algorithm, InnerLoopSettings
+from .baselines.pretrain import Pretrain
+from .baselines.transfer import Scratch, ScratchSettings, Transfer, TransferSettings
+from .gradient.anil import ANIL, ANILSettings
+from .gradient.maml import MAML, MAMLSettings
+from .gradient.maml_momentum import MAMLMomentum, MAMLMomentumSettings
+from .gradient.mamlpp import MAMLpp, MAMLppSettings
+from .gradient.metasgd import MetaSGD
+from .gradient.reptile import Reptile, ReptileSettings
 from .l2l import L2L, L2LSettings
-from .maml import MAML, MAMLSettings
-from .maml_momentum import MAMLMomentum, MAMLMomentumSettings
-from .maml_trpo import MAMLTRPO, MAMLTRPOSettings, PolicyPretrain
-from .mamlpp import MAMLpp, MAMLppSettings
-from .metasgd import MetaSGD
-from .pretrain import Pretrain
-from .promp import ProMP, ProMPSettings
-from .protonet import ProtoNet, ProtoNetSettings
-from .reptile import Reptile, ReptileSettings
-from .transfer import Scratch, ScratchSettings, Transfer, TransferSettings
+from .metric.protonet import ProtoNet, ProtoNetSettings
+from .rl.maml_trpo import MAMLTRPO, MAMLTRPOSettings, PolicyPretrain
+from .rl.promp import ProMP, ProMPSettings
 
 
 @dataclass(frozen=True)

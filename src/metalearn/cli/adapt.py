@@ -11,13 +11,14 @@ from pathlib import Path
 
 import torch
 
+from .._util.files import atomic_write_text
 from ..data.image_folder import load_episode_folders
 from ..data.tables import read_table
 from ..errors import ConfigError
-from ..evaluate import load_algorithm
-from ..predict import predict_table
+from ..evaluation.adaptation import load_algorithm
+from ..evaluation.predict import predict_table
 from ..protocols import declared
-from ..runs import Run, atomic_write_text
+from ..runs import Run
 from ..tasks import get_task_family
 
 

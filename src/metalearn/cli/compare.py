@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..compare import compare_runs
 from ..config import check_device
 from ..errors import ConfigError
+from ..evaluation.compare import compare_runs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -9,9 +9,9 @@ import torch
 
 from ..config import apply_overrides, load_preset, validate
 from ..errors import ConfigError
-from ..federated import FedEvaluation, compare_with, rounds_to_reach, validation_rows
-from ..flower_apps import evaluate_again, federate, plot_rounds
-from ..flower_deploy import deploy
+from ..federated.deploy import deploy
+from ..federated.fedmeta import FedEvaluation, compare_with, rounds_to_reach, validation_rows
+from ..federated.flower_apps import evaluate_again, federate, plot_rounds
 from ..runs import Run
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..report import make_report
+from ..report.figures import make_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

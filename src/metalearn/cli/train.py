@@ -10,13 +10,13 @@ from typing import Any
 
 import torch
 
-from ..build import build_trainer
+from .._util.threads import busy_cores, thread_advice
 from ..config import apply_overrides, list_presets, load_preset, validate
-from ..distributed import from_environment
 from ..errors import ConfigError, RunError
 from ..runs import Run
-from ..threads import busy_cores, thread_advice
-from ..train import RESUMABLE_KEYS
+from ..training.build import build_trainer
+from ..training.distributed import from_environment
+from ..training.trainer import RESUMABLE_KEYS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..config import apply_overrides, load_preset, validate
-from ..tune import default_space, tune
+from ..tune.study import default_space, tune
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

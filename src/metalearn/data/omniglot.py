@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
+from .._util.files import atomic_write_bytes
 from ..errors import MetalearnError
-from ..files import atomic_write_bytes
 from .download import DATA_DIR_ENV, default_data_dir, download
 from .images import ImageDataset, decode_image
 

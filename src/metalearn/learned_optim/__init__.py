@@ -7,7 +7,7 @@ hand-designed optimizers (``evaluate_optimizers``) and the ``torch.optim.Optimiz
 from ..algorithms.l2l import L2L, optimize
 from ..functional.rules import nesterov, rmsprop
 from ..models.lstm_optimizer import LSTMOptimizerNet, lstm_rule, preprocess
-from ..tasks.optimizees import MLPProblems, OptimizeeBatch, QuadraticProblems
+from ..tasks.optimizees.problems import MLPProblems, OptimizeeBatch, QuadraticProblems
 from .torch_optimizer import LearnedOptimizer
 
 __all__ = ["L2L", "LSTMOptimizerNet", "LearnedOptimizer", "MLPProblems", "OptimizeeBatch",

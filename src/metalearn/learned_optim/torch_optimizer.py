@@ -31,7 +31,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
     def from_run(cls, run: str | Path, params: Iterable[Tensor] | Iterable[dict[str, Any]],
                  checkpoint: str = "best") -> "LearnedOptimizer":
         """The learned optimizer of a ``metalearn train l2l-*`` run folder."""
-        from ..evaluate import load_algorithm
+        from ..evaluation.adaptation import load_algorithm
         from ..runs import Run
         algo = load_algorithm(Run.open(run), which=checkpoint)
         if not isinstance(algo.model, LSTMOptimizerNet):

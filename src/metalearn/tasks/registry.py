@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from .few_shot import FewShotTasks
-from .glucose import GlucoseTasks
-from .image_families import folder_from_config, mnist_from_config, omniglot_from_config
-from .minigrid import FourRoomsTasks, MiniGridTasks
-from .mujoco import AntDir, AntGoal, HalfCheetahDir, HalfCheetahParams, HalfCheetahVel, HopperParams
-from .nav2d import Nav2dTasks
-from .optimizees import MLPProblems, QuadraticProblems
-from .remifentanil import RemifentanilTasks
-from .sinusoid import SinusoidTasks
-from .tables import TableTasks
+from .few_shot.episodes import FewShotTasks
+from .few_shot.image_families import folder_from_config, mnist_from_config, omniglot_from_config
+from .optimizees.problems import MLPProblems, QuadraticProblems
+from .regression.sinusoid import SinusoidTasks
+from .rl.minigrid import FourRoomsTasks, MiniGridTasks
+from .rl.mujoco import AntDir, AntGoal, HalfCheetahDir, HalfCheetahParams, HalfCheetahVel, HopperParams
+from .rl.nav2d import Nav2dTasks
+from .tables.glucose import GlucoseTasks
+from .tables.grouped import TableTasks
+from .tables.remifentanil import RemifentanilTasks
 
 
 @dataclass(frozen=True)

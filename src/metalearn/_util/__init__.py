@@ -1,0 +1,1 @@
+"""Utilities every layer may use: seeding, atomic file writes, thread counts."""

@@ -1,0 +1,3 @@
+"""Transfer baselines: one network pretrained jointly on all tasks, fine-tuned at test time, and from-
+scratch training.
+"""

@@ -1,0 +1,1 @@
+"""Metric-based meta-learning: Prototypical Networks (Snell et al. 2017)."""

@@ -1,0 +1,11 @@
+"""Configuration at the CLI edge: dataclass defaults (``schema``), a YAML preset or file on top
+(``presets``), then ``key=value`` overrides (``coercion``), then range checks (``validation``).
+Library classes take plain arguments."""
+from .coercion import apply_overrides, config_from_dict, flatten, parse_override
+from .presets import list_presets, load_preset
+from .schema import AlgoConfig, Config, EvalConfig, FedConfig, LogConfig, ModelConfig, TaskConfig, TrainConfig
+from .validation import EPISODES, check_device, float_fields, validate
+
+__all__ = ["EPISODES", "AlgoConfig", "Config", "EvalConfig", "FedConfig", "LogConfig", "ModelConfig", "TaskConfig",
+           "TrainConfig", "apply_overrides", "check_device", "config_from_dict", "flatten", "float_fields",
+           "list_presets", "load_preset", "parse_override", "validate"]

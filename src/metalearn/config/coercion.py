@@ -1,0 +1,141 @@
+"""Reading a config: nested dicts and ``key=value`` overrides checked key by key against the schema's
+annotations; unknown keys and wrong types are rejected with the valid choices named."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from ..algorithms.registry import algorithm_options
+from ..errors import ConfigError
+from .schema import AlgoConfig, Config
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as ``{"section.key": value}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    """``float`` -> "a number", ``Optional[float]`` -> "a number or null", ``List[int]`` -> "a list of int"."""
+    if tp is type(None):
+        return "null"
+    if tp is float:
+        return "a number"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(tp))
+    if typing.get_origin(tp) in (list, typing.List):
+        item = typing.get_args(tp)[0]
+        return f"a list of {'numbers' if item is float else _type_name(item)}"
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin in (list, typing.List):
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of {'numbers' if item is float else _type_name(item)} "
+                              f"such as [1, 2], got {value!r}")
+        return [_coerce(v, item, key) for v in value]
+    if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-3, 1E-3 and 1_000.5 as strings; take any float notation Python reads
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number such as 0.001 or 1e-3, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number such as 0.001 or 1e-3, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj) if f.name != "options"]
+    options = algorithm_options() if isinstance(obj, AlgoConfig) else {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key in options and key not in names:
+            obj.options[key] = _coerce(value, options[key].type, full)
+            options[key].owner(**{key: obj.options[key]})  # the declaring algorithm checks the value
+            continue
+        if key not in names:
+            raise ConfigError(f"unknown config key {full!r}; valid keys here: "
+                              f"{', '.join(prefix + n for n in [*names, *sorted(options)])}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                keys = ", ".join(f.name for f in dataclasses.fields(current))
+                raise ConfigError(f"{full}: expected a section of keys ({keys}), got {value!r}")
+            _apply(current, value, prefix=f"{full}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """A ``Config`` from a nested dict (a YAML file's contents), checked key by key."""
+    cfg = Config()
+    if not isinstance(data, dict):
+        raise ConfigError("a config must be a mapping of sections (task, model, algo, train, eval), "
+                          f"got {type(data).__name__}")
+    _apply(cfg, data)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.steps=100"`` -> ``(["train", "steps"], 100)``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. train.steps=1000), got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``key=value`` overrides in order; unknown keys and wrong types raise ``ConfigError``."""
+    for text in overrides:
+        path, value = parse_override(text)
+        nested: Any = value
+        for part in reversed(path):
+            nested = {part: nested}
+        _apply(cfg, nested)
+    return cfg

@@ -1,0 +1,322 @@
+"""Evaluation of grouped-table runs the way a practitioner reads it: per held-out group (a new
+patient), the error of every method after seeing ``k`` of that group's rows, for several ``k``.
+
+Methods, all scored on exactly the same support and query rows of the same test groups:
+
+* the family's own reference forecasts (``domain_baselines``: persistence for glucose, a
+  population pharmacokinetic model fitted to the patient for drug levels);
+* ridge regression (autoregressive when the inputs are lagged readings) pooled over the
+  meta-training groups, fitted on the group's support rows alone, and fitted on them with its
+  weights shrunk toward the pooled ones; the ridge penalties are chosen on the validation groups;
+* the same MLP as the meta-learned model: pooled (the family's ``baseline`` run, trained jointly
+  on all meta-training rows), trained on the support rows alone from a random initialisation
+  (Adam), and pooled then fine-tuned on the support rows; step counts chosen on the validation
+  groups;
+* the meta-learned model before adaptation, after each of ``eval.steps`` inner steps, and after
+  the number of steps (up to the largest of ``eval.steps``) that does best on the validation groups.
+
+For every support size: the mean over groups with its 95% CI and SD, the paired difference of each
+method to the best baseline (the one with the best mean) with its 95% CI, and the share of groups
+on which the method beats it; a breakdown by stratum (cohort); and the error against the support
+size. Support rows are redrawn ``repeats`` times per group where the protocol draws them at random
+(a group's score is the mean over draws), so groups, not draws, are the unit of the CI.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence, cast
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .._util.files import atomic_write_text
+from ..algorithms import Algorithm, get_spec
+from ..config import Config
+from ..data.tables import Group
+from ..errors import ConfigError
+from ..models import fit_ridge, predict_ridge
+from ..protocols import Metric, TaskFamily
+from ..runs import Run
+from ..training.build import build_model, build_tasks
+from .stats import mean_ci, paired
+
+
+class GroupedFamily(Protocol):
+    """What this evaluator reads from a grouped-table family (:class:`metalearn.protocols.TaskFamily`
+    plus its groups and their row protocol)."""
+
+    name: str
+    loss: str
+    metric: Metric
+    encoder: Any
+    spec: Any
+    support_until: float | None
+    own_baseline: str
+    all_groups: Sequence[Group]
+    train_groups: Sequence[Group]
+
+    def split_for_eval(self, g: Group, shots: int, gen: torch.Generator | None) -> tuple[Tensor, Tensor]: ...
+    def task(self, g: Group, support: Tensor, query: Tensor) -> Any: ...
+    def domain_baselines(self) -> dict[str, Callable[[Group, Tensor, Tensor], np.ndarray]]: ...
+    def describe(self) -> str: ...
+
+
+LAMBDAS = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+OWN_MLP_STEPS = 300          # Adam steps of the own-data MLP (the best count is chosen on validation)
+OWN_MLP_LR = 3e-3
+
+
+@dataclass
+class GroupEvaluation:
+    """Per-group scores of every method at every support size, and the tables built from them."""
+
+    family: str
+    metric: str
+    higher_is_better: bool
+    sizes: list[int]
+    groups: list[str]
+    strata: list[str]
+    repeats: int
+    seed: int
+    scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> str(k) -> per group
+    baselines: list[str] = field(default_factory=list)   # which methods are baselines
+    chosen: dict[str, dict[str, Any]] = field(default_factory=dict)  # str(k) -> what validation chose
+    note: str = ""
+    path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(vars(self))
+        d.pop("path")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GroupEvaluation":
+        return cls(**d)
+
+    def values(self, method: str, k: int) -> Tensor:
+        return torch.tensor(self.scores[method][str(k)], dtype=torch.float64)
+
+    def best_baseline(self, k: int) -> str:
+        means = {m: float(self.values(m, k).mean()) for m in self.baselines if str(k) in self.scores[m]}
+        pick = max if self.higher_is_better else min
+        return pick(means, key=lambda m: means[m])
+
+    def table(self) -> str:
+        better = "higher" if self.higher_is_better else "lower"
+        n = len(self.groups)
+        lines = [f"{self.family}: {self.metric} on {n} held-out groups ({better} is better), mean ± 95% CI over "
+                 f"groups and SD; support rows drawn {self.repeats} times per group where drawn at random "
+                 f"(seed {self.seed})", *([self.note] if self.note else [])]
+        for k in self.sizes:
+            best = self.best_baseline(k)
+            b = self.values(best, k)
+            lines += ["", f"Support k = {k} rows per group. Best baseline: {best}.", "",
+                      f"| method | {self.metric} | SD | difference to the best baseline | groups where it beats it |",
+                      "|---|---:|---:|---:|---:|"]
+            for m in self.scores:
+                if str(k) not in self.scores[m]:
+                    continue
+                v = self.values(m, k)
+                mean, ci = mean_ci(v)
+                sd = float(v.std(unbiased=True)) if len(v) > 1 else math.nan
+                if m == best:
+                    diff, share = "(reference)", ""
+                else:
+                    p = paired(v, b, better)
+                    diff, share = f"{p.mean:+.2f} ± {p.ci:.2f}", f"{p.wins}/{p.n}"
+                lines.append(f"| {m} | {mean:.2f} ± {ci:.2f} | {sd:.2f} | {diff} | {share} |")
+            chosen = self.chosen.get(str(k), {})
+            if chosen:
+                lines += ["", "Chosen on the validation groups: " + ", ".join(f"{a} {b:g}" for a, b in chosen.items())]
+        strata = sorted(set(self.strata) - {""})
+        if len(strata) > 1:
+            k = self.sizes[-1]
+            lines += ["", f"By stratum (k = {k}), mean over the groups of each:", "",
+                      "| method | " + " | ".join(f"{s} ({self.strata.count(s)})" for s in strata) + " |",
+                      "|---|" + "---:|" * len(strata)]
+            for m in self.scores:
+                if str(k) not in self.scores[m]:
+                    continue
+                v = self.values(m, k)
+                cells = [f"{float(v[[i for i, st in enumerate(self.strata) if st == s]].mean()):.2f}" for s in strata]
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        if len(self.sizes) > 1:
+            lines += ["", f"{self.metric} against the support size (mean over groups):", "",
+                      "| method | " + " | ".join(f"k = {k}" for k in self.sizes) + " |",
+                      "|---|" + "---:|" * len(self.sizes)]
+            for m in self.scores:
+                cells = [f"{float(self.values(m, k).mean()):.2f}" if str(k) in self.scores[m] else ""
+                         for k in self.sizes]
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def _seeded(seed: int, *parts: int) -> torch.Generator:
+    s = seed
+    for p in parts:
+        s = (s * 1_000_003 + p) % (2**62)
+    return torch.Generator().manual_seed(s)
+
+
+class _Scorer:
+    """Scores of predictions for one family, in the units its metric reports."""
+
+    def __init__(self, family: GroupedFamily) -> None:
+        self.family = family
+        if family.metric.fn is None:
+            raise ConfigError(f"{family.name}: the groups evaluator needs a metric function")
+        self.fn: Callable[[Tensor, Tensor], Tensor] = family.metric.fn
+        self.scale = family.metric.scale
+
+    def model(self, algo: Algorithm, batch: Any, steps: int) -> Tensor:
+        """``[steps + 1]``: the metric after 0..steps inner steps of ``algo`` on a one-task batch."""
+        return algo.adaptation_curve(batch, steps, metric=self.fn)[0].double() * self.scale
+
+    def linear(self, w: Tensor, g: Group, q: Tensor) -> float:
+        pred = predict_ridge(w, g.x[q])
+        return float(self.fn(pred.float()[:, None], g.y[q])) * self.scale
+
+    def absolute(self, pred: np.ndarray, g: Group, q: Tensor) -> float:
+        truth = self.family.encoder.to_target(g.y[q], g.frame.iloc[q.numpy()])
+        return float(np.sqrt(np.mean((np.asarray(pred, dtype=np.float64) - truth) ** 2)))
+
+
+def _tune_ridge(scorer: _Scorer, groups: Sequence[Group], draws: list[list[tuple[Tensor, Tensor]]],
+                prior: Tensor | None, higher: bool) -> float:
+    """The ridge penalty (of :data:`LAMBDAS`) with the best mean score on ``groups``' draws, for a
+    ridge fitted on the support rows (shrunk toward ``prior`` when given)."""
+    scores = {lam: float(np.mean([np.mean([scorer.linear(fit_ridge(g.x[s], g.y[s], lam, prior), g, q)
+                                           for s, q in d]) for g, d in zip(groups, draws)]))
+              for lam in LAMBDAS}
+    return float(_pick(scores, higher))
+
+
+def _pick(values: dict[Any, float], higher: bool) -> Any:
+    return (max if higher else min)(values, key=lambda key: values[key])
+
+
+def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | None,
+                    sizes: list[int] | None = None, repeats: int | None = None, steps: list[int] | None = None,
+                    progress: bool = True) -> GroupEvaluation:
+    """Score ``algo`` (and ``pooled``, the family's jointly trained baseline) with every method of
+    the module docstring on the held-out groups, and save ``eval/groups.json`` and ``.md``."""
+    test = cast(GroupedFamily, build_tasks(cfg, "test"))
+    val = cast(GroupedFamily, build_tasks(cfg, "validation"))
+    sizes = sorted(set(sizes or cfg.eval.support_sizes or [cfg.task.shots]))
+    if any(k <= 0 for k in sizes):
+        raise ConfigError(f"support sizes must be positive, got {sizes}")
+    reps = repeats if repeats is not None else cfg.eval.repeats
+    if reps <= 0:
+        raise ConfigError(f"eval.repeats must be positive, got {reps}")
+    step_list = sorted(set(steps if steps is not None else cfg.eval.steps) - {0})
+    max_steps = max(step_list, default=0)
+    regression = not test.encoder.classification
+    higher = test.metric.higher_is_better
+    own_spec = get_spec(test.own_baseline)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed + 1)
+        own_model = build_model(cfg, cast(TaskFamily, test))
+    own = cast(Any, own_spec.cls)(own_model, inner_lr=OWN_MLP_LR, inner_steps=OWN_MLP_STEPS, loss=test.loss).eval()
+    scorer, val_scorer = _Scorer(test), _Scorer(val)
+    train_x = torch.cat([g.x for g in test.train_groups])
+    train_y = torch.cat([g.y for g in test.train_groups])
+    result = GroupEvaluation(test.name, test.metric.name, higher, sizes, [g.name for g in test.all_groups],
+                             [g.stratum for g in test.all_groups], reps, cfg.eval.seed, note=test.describe())
+    domain = test.domain_baselines()
+    w_pool = None
+    if regression:  # the pooled ridge's penalty: the best on the validation groups' every row
+        fits = {lam: fit_ridge(train_x, train_y, lam) for lam in LAMBDAS}
+        val_err = {lam: float(np.mean([val_scorer.linear(w, g, torch.arange(len(g))) for g in val.all_groups]))
+                   for lam, w in fits.items()}
+        lam_pool = _pick(val_err, higher)
+        w_pool = fits[lam_pool]
+
+    def draws(family: GroupedFamily, groups: Sequence[Group], k: int, n: int,
+              salt: int) -> list[list[tuple[Tensor, Tensor]]]:
+        deterministic = family.support_until is None and family.spec.time is not None
+        return [[family.split_for_eval(g, k, _seeded(cfg.eval.seed + salt, gi, k, r))
+                 for r in range(1 if deterministic else n)] for gi, g in enumerate(groups)]
+
+    bar = tqdm(total=len(sizes) * len(test.all_groups), desc="groups", unit="group", leave=False,
+               disable=not progress)
+    for k in sizes:
+        key = str(k)
+        chosen: dict[str, Any] = {}
+        # choices on the validation groups: ridge penalties, step counts of the own and fine-tuned MLPs
+        vdraws = draws(val, val.all_groups, k, min(reps, 3), salt=7919)
+        vbatches = [[val.task(g, s, q) for s, q in d] for g, d in zip(val.all_groups, vdraws)]
+        own_curve = torch.stack([torch.stack([val_scorer.model(own, b, OWN_MLP_STEPS) for b in bs]).mean(0)
+                                 for bs in vbatches]).mean(0)
+        own_steps = int(own_curve.argmax() if higher else own_curve.argmin())
+        chosen["own MLP steps"] = own_steps
+        ft_steps = 0
+        if pooled is not None:
+            ft_curve = torch.stack([torch.stack([val_scorer.model(pooled, b, max(max_steps, 10)) for b in bs]).mean(0)
+                                    for bs in vbatches]).mean(0)
+            ft_steps = int(ft_curve.argmax() if higher else ft_curve.argmin())
+            chosen["fine-tuning steps"] = ft_steps
+        meta_steps = 0
+        if algo.gradient_based and max_steps > 0:
+            meta_curve = torch.stack([torch.stack([val_scorer.model(algo, b, max_steps) for b in bs]).mean(0)
+                                      for bs in vbatches]).mean(0)
+            meta_steps = int(meta_curve.argmax() if higher else meta_curve.argmin())
+            chosen[f"{algo.label()} steps"] = meta_steps
+        if regression and w_pool is not None:
+            lam_own = _tune_ridge(val_scorer, val.all_groups, vdraws, None, higher)
+            lam_ad = _tune_ridge(val_scorer, val.all_groups, vdraws, w_pool, higher)
+            chosen.update({"pooled ridge penalty": lam_pool, "own ridge penalty": lam_own,
+                           "adapted ridge penalty": lam_ad})
+        result.chosen[key] = chosen
+        per: dict[str, list[float]] = {}
+        for gi, g in enumerate(test.all_groups):
+            rows: dict[str, list[float]] = {}
+
+            def add(name: str, value: float, rows: dict[str, list[float]] = rows) -> None:
+                rows.setdefault(name, []).append(value)
+
+            for s, q in draws(test, [g], k, reps, salt=gi * 104729)[0]:
+                batch = test.task(g, s, q)
+                for name, fn in domain.items():
+                    add(name, scorer.absolute(fn(g, s, q), g, q))
+                if w_pool is not None:
+                    add("ridge, pooled", scorer.linear(w_pool, g, q))
+                    add("ridge, own data", scorer.linear(fit_ridge(g.x[s], g.y[s], chosen["own ridge penalty"]), g, q))
+                    add("ridge, pooled then adapted",
+                        scorer.linear(fit_ridge(g.x[s], g.y[s], chosen["adapted ridge penalty"], w_pool), g, q))
+                if pooled is not None:
+                    curve = scorer.model(pooled, batch, ft_steps)
+                    add("MLP, pooled", float(curve[0]))
+                    add("MLP, pooled then fine-tuned", float(curve[-1]))
+                add("MLP, own data", float(scorer.model(own, batch, own_steps)[-1]))
+                if not algo.gradient_based:   # adapts without steps (ProtoNets' prototypes)
+                    add(f"{algo.label()}, adapted", float(scorer.model(algo, batch, 0)[0]))
+                    continue
+                curve = scorer.model(algo, batch, max_steps)
+                add(f"{algo.label()}, before adaptation", float(curve[0]))
+                for st in step_list:
+                    add(f"{algo.label()}, after {st} step{'s' * (st > 1)}", float(curve[st]))
+                add(f"{algo.label()}, adapted (steps chosen on validation)", float(curve[meta_steps]))
+            for name, vals in rows.items():
+                per.setdefault(name, []).append(float(np.mean(vals)))
+            bar.update(1)
+        for name, vals in per.items():
+            result.scores.setdefault(name, {})[key] = vals
+            if not name.startswith(f"{algo.label()},") and name not in result.baselines:
+                result.baselines.append(name)
+    bar.close()
+    out = run.path / "eval" / "groups.json"
+    atomic_write_text(out, json.dumps(result.to_dict(), indent=1))
+    atomic_write_text(out.with_suffix(".md"), result.table() + "\n")
+    result.path = out
+    return result
+
+
+def load_groups_eval(run: Run) -> GroupEvaluation | None:
+    p = run.path / "eval" / "groups.json"
+    return GroupEvaluation.from_dict(json.loads(p.read_text())) if p.is_file() else None
+

@@ -1,0 +1,3 @@
+"""Reports: pictures a person can look at (training curves, tasks before and after adaptation, steps,
+groups) and a summary.
+"""

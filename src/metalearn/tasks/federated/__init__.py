@@ -1,0 +1,1 @@
+"""Federated clients: natural groups of tasks (Omniglot alphabets, a table's groups), one client each."""

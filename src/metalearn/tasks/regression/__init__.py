@@ -1,0 +1,1 @@
+"""Regression task families: the sinusoid of Finn et al. (2017)."""
