@@ -9,17 +9,16 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
+from .._util.files import atomic_write_text
 from ..config import Config, config_from_dict
 from ..errors import ConfigError, RunError, one_line
 from .lock import RunLock
-from .._util.files import _UMASK, atomic_write_bytes, atomic_write_text
+
 
 class Run:
     """Paths and readers/writers of one run folder."""
