@@ -7,16 +7,25 @@ The five steps of the workflow, each importable from here: task distributions
 """
 from . import functional, models
 from .algorithms import (
-           MAML,
-           MAMLTRPO,
-           AdaptedPolicy,
-           Algorithm,
-           Learner,
-           PolicyPretrain,
-           Pretrain,
-           ProMP,
-           get_algorithm,
-           list_algorithms,
+    ANIL,
+    L2L,
+    MAML,
+    MAMLTRPO,
+    AdaptedPolicy,
+    Algorithm,
+    Learner,
+    MAMLMomentum,
+    MAMLpp,
+    MetaSGD,
+    PolicyPretrain,
+    Pretrain,
+    ProMP,
+    ProtoNet,
+    Reptile,
+    Scratch,
+    Transfer,
+    get_algorithm,
+    list_algorithms,
 )
 from .batch import TaskBatch, TaskTree
 from .config import Config, list_presets, load_preset
@@ -31,15 +40,38 @@ from .models import mlp
 from .protocols import Metric, TaskFamily, TaskLoss
 from .report.figures import make_report
 from .runs import Run
-from .tasks import EnvTasks, Nav2dTasks, SinusoidTasks, get_task_family, list_task_families
-from .tasks.tables.grouped import TableTasks
+from .tasks import (
+    AntDir,
+    AntGoal,
+    EnvTasks,
+    FewShotTasks,
+    FourRoomsTasks,
+    GlucoseTasks,
+    HalfCheetahDir,
+    HalfCheetahParams,
+    HalfCheetahVel,
+    HopperParams,
+    MiniGridTasks,
+    MLPProblems,
+    Nav2dTasks,
+    QuadraticProblems,
+    RemifentanilTasks,
+    SinusoidTasks,
+    TableTasks,
+    get_task_family,
+    list_task_families,
+)
 from .training.trainer import Trainer, TrainResult, meta_train
 
 __version__ = "0.1.0"
 
-__all__ = ["AdaptedPolicy", "EnvTasks", "MAMLTRPO", "Nav2dTasks", "PolicyPretrain", "ProMP", "Algorithm", "Config",
-           "ConfigError", "EvalResult", "GroupEvaluation", "InnerRule", "Learner", "MAML", "Metric",
-           "MetalearnError", "Pretrain", "Run", "RunError", "SinusoidTasks", "TaskBatch", "TaskFamily", "TableSpec",
-           "TableTasks", "TaskLoss", "TaskTree", "TrainResult", "Trainer", "evaluate_run", "functional",
-           "get_algorithm", "get_task_family", "list_algorithms", "list_presets", "list_task_families",
-           "load_preset", "make_report", "mean_ci", "meta_train", "mlp", "models", "predict_table", "sgd"]
+# every registered algorithm and task family class is exported (tests/test_api.py checks it against the registries)
+__all__ = ["ANIL", "L2L", "MAML", "MAMLTRPO", "AdaptedPolicy", "Algorithm", "AntDir", "AntGoal", "Config",
+           "ConfigError", "EnvTasks", "EvalResult", "FewShotTasks", "FourRoomsTasks", "GlucoseTasks", "GroupEvaluation",
+           "HalfCheetahDir", "HalfCheetahParams", "HalfCheetahVel", "HopperParams", "InnerRule", "Learner",
+           "MAMLMomentum", "MAMLpp", "MLPProblems", "MetaSGD", "MetalearnError", "Metric", "MiniGridTasks",
+           "Nav2dTasks", "PolicyPretrain", "Pretrain", "ProMP", "ProtoNet", "QuadraticProblems", "RemifentanilTasks",
+           "Reptile", "Run", "RunError", "Scratch", "SinusoidTasks", "TableSpec", "TableTasks", "TaskBatch",
+           "TaskFamily", "TaskLoss", "TaskTree", "TrainResult", "Trainer", "Transfer", "evaluate_run", "functional",
+           "get_algorithm", "get_task_family", "list_algorithms", "list_presets", "list_task_families", "load_preset",
+           "make_report", "mean_ci", "meta_train", "mlp", "models", "predict_table", "sgd"]
