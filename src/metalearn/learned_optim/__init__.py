@@ -1,7 +1,7 @@
 """Learning to learn by gradient descent by gradient descent (Andrychowicz et al. 2016), in one
 place for users: the coordinatewise LSTM optimizer (``models.lstm_optimizer``), its optimizee task
-families (``tasks.optimizees``), its meta-training (``algorithms.l2l``), its evaluation against
-hand-designed optimizers (``evaluate_optimizers``) and the ``torch.optim.Optimizer`` wrapper
+families (``tasks.optimizees.problems``), its meta-training (``algorithms.l2l``), its evaluation against
+hand-designed optimizers (``evaluation.optimizers``) and the ``torch.optim.Optimizer`` wrapper
 (``LearnedOptimizer``). Each piece lives in the layer it belongs to; this package only gathers them.
 """
 from ..algorithms.l2l import L2L, optimize
