@@ -77,3 +77,16 @@ def test_every_registered_algorithm_builds_from_its_default_settings_under_its_o
         family, model = families[spec.cls.task_kinds[0]]
         algo = spec.cls.from_settings(model(), family, spec.settings())
         assert isinstance(algo, ml.Algorithm) and algo.name == name, name
+
+
+def test_the_one_registry_type_lists_sorted_keeps_order_and_names_the_valid_choices():
+    from metalearn._util.registry import Registry
+    from metalearn.errors import ConfigError
+    reg: Registry[int] = Registry("widget")
+    reg.add("b", 2)
+    reg.add("a", 1)
+    assert reg.names() == ["a", "b"] and reg.values() == [2, 1] and reg.get("a") == 1 and "b" in reg
+    with pytest.raises(ConfigError, match=r"unknown widget 'c'; choose one of: a, b"):
+        reg.get("c")
+    with pytest.raises(ConfigError, match="unknown widget"):
+        reg.get(["a"])  # type: ignore[arg-type]  # an unhashable name from a YAML list

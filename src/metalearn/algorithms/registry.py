@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from .._util.registry import Registry
 from .base import Algorithm, InnerLoopSettings
 from .baselines.pretrain import Pretrain
 from .baselines.transfer import Scratch, ScratchSettings, Transfer, TransferSettings
@@ -53,11 +53,11 @@ class Option:
     owner: type   # the settings dataclass that declares it (checks a value: ``owner(**{key: value})``)
 
 
-_ALGORITHMS: dict[str, AlgorithmSpec] = {}
+_ALGORITHMS: Registry[AlgorithmSpec] = Registry("algorithm")
 
 
 def register_algorithm(name: str, cls: type[Algorithm], settings: type = InnerLoopSettings) -> None:
-    _ALGORITHMS[name] = AlgorithmSpec(name, cls, settings)
+    _ALGORITHMS.add(name, AlgorithmSpec(name, cls, settings))
 
 
 register_algorithm("maml", MAML, MAMLSettings)
@@ -81,15 +81,12 @@ COMMON_KEYS = ("name", "inner_lr", "inner_steps", "mode", "engine", "safeguard")
 
 
 def list_algorithms() -> list[str]:
-    return sorted(_ALGORITHMS)
+    return _ALGORITHMS.names()
 
 
 def get_spec(name: str) -> AlgorithmSpec:
     """The registry entry of ``name``; an unknown name lists the valid ones."""
-    try:
-        return _ALGORITHMS[name]
-    except KeyError:
-        raise ConfigError(f"unknown algorithm {name!r}; choose one of: {', '.join(list_algorithms())}") from None
+    return _ALGORITHMS.get(name)
 
 
 def get_algorithm(name: str) -> type[Algorithm]:

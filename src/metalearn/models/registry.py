@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from .._util.registry import Registry
 from ..errors import ConfigError
 from .conv4 import conv4, min_image_size
 from .lstm_optimizer import LSTMOptimizerNet
@@ -26,23 +27,20 @@ class ModelEntry:
     check: Callable[[Any], None] | None = None
 
 
-_MODELS: dict[str, ModelEntry] = {}
+_MODELS: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(name: str, build: Builder, kinds: tuple[str, ...],
                    check: Callable[[Any], None] | None = None) -> None:
-    _MODELS[name] = ModelEntry(name, build, kinds, check)
+    _MODELS.add(name, ModelEntry(name, build, kinds, check))
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    return _MODELS.names()
 
 
 def get_model(name: str) -> ModelEntry:
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}") from None
+    return _MODELS.get(name)
 
 
 def check_conv4_image_size(size: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..errors import ConfigError
+from .._util.registry import Registry
 from .few_shot.episodes import FewShotTasks
 from .few_shot.image_families import folder_from_config, mnist_from_config, omniglot_from_config
 from .optimizees.problems import MLPProblems, QuadraticProblems
@@ -33,13 +33,13 @@ class FamilyEntry:
     from_config: Callable[..., Any]
 
 
-_FAMILIES: dict[str, FamilyEntry] = {}
+_FAMILIES: Registry[FamilyEntry] = Registry("task family")
 
 
 def register_task_family(name: str, cls: type, from_config: Callable[..., Any] | None = None) -> None:
     """Register ``cls`` (a :class:`~metalearn.protocols.TaskFamily`) as ``name``; ``from_config``
     defaults to ``cls.from_config``."""
-    _FAMILIES[name] = FamilyEntry(name, cls, from_config or cls.from_config)  # type: ignore[attr-defined]
+    _FAMILIES.add(name, FamilyEntry(name, cls, from_config or cls.from_config))  # type: ignore[attr-defined]
 
 
 register_task_family("sinusoid", SinusoidTasks)
@@ -68,12 +68,9 @@ register_task_family("minigrid-fourrooms", FourRoomsTasks)
 
 
 def list_task_families() -> list[str]:
-    return sorted(_FAMILIES)
+    return _FAMILIES.names()
 
 
 def get_task_family(name: str) -> FamilyEntry:
     """The registry entry of the task family ``name``; an unknown name lists the valid ones."""
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        raise ConfigError(f"unknown task family {name!r}; choose one of: {', '.join(list_task_families())}") from None
+    return _FAMILIES.get(name)
