@@ -2,21 +2,25 @@
 the bundled glucose readings with their checksum. Built from this checkout, unpacked into a folder
 that comes first on the path, and read by a fresh interpreter, as an installed copy would be."""
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from shared_data import REPO
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = tmp_path_factory.mktemp("source")   # built from a copy: nothing is written into the checkout
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(out), str(REPO)], capture_output=True, text=True,
+                            "-w", str(out), str(source)], capture_output=True, text=True,
                            env={**os.environ, "PIP_NO_INDEX": "1"})
     if build.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1:]}")
