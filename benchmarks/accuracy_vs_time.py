@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from metalearn.evaluation.adaptation import evaluate_run
+from metalearn.evaluation.registry import evaluate_run
 from metalearn.runs import Run
 
 

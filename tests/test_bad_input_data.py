@@ -16,6 +16,7 @@ from metalearn.config import Config, apply_overrides, load_preset, validate
 from metalearn.data.images import ImageDataset
 from metalearn.errors import ConfigError
 from metalearn.tasks import FewShotTasks
+from metalearn.tasks.registry import families_with_key, task_options
 
 SINE = ["--steps", "2", "--quiet", "--set", "train.val_tasks=4", "--set", "train.meta_batch=2",
         "--set", "model.hidden=[8]"]
@@ -100,16 +101,26 @@ def float_fields():
             elif tp is float or float in typing.get_args(tp):
                 found.append((f"{prefix}{f.name}", tp))
     walk(Config, "")
+    # the task families' own keys (their settings dataclasses), each with a family that has it
+    for key, option in task_options().items():
+        if option.type is float or float in typing.get_args(option.type):
+            found.append((f"task.{key}", option.type))
     return found
 
 
 FLOAT_FIELDS = float_fields()
 
 
+def owner_family(key):
+    """``["task.family=F"]`` for a family that declares the task key ``key`` ([] for other keys)."""
+    section, name = key.split(".")
+    return [f"task.family={families_with_key(name)[0]}"] if section == "task" else []
+
+
 def test_float_fields_are_found():
     keys = {k for k, _ in FLOAT_FIELDS}
     assert {"train.lr", "train.min_lr", "train.time_limit", "algo.inner_lr", "task.amplitude", "task.phase",
-            "task.x_range", "model.preprocess_p", "model.output_scale"} <= keys
+            "task.x_range", "task.gamma", "task.split", "model.preprocess_p", "model.output_scale"} <= keys
 
 
 def bad_value(tp, text):
@@ -120,7 +131,7 @@ def bad_value(tp, text):
 @pytest.mark.parametrize("text", [".nan", ".inf", "-.inf", "nan", "inf", "-inf", ".NaN", "1e999"])
 @pytest.mark.parametrize("key, tp", FLOAT_FIELDS, ids=[k for k, _ in FLOAT_FIELDS])
 def test_non_finite_floats_are_rejected_at_validation(key, tp, text):
-    cfg = apply_overrides(Config(), [f"{key}={bad_value(tp, text)}"])
+    cfg = apply_overrides(Config(), [*owner_family(key), f"{key}={bad_value(tp, text)}"])
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     message = str(err.value)
@@ -131,7 +142,7 @@ def test_non_finite_floats_are_rejected_at_validation(key, tp, text):
 @pytest.mark.parametrize("key, tp", FLOAT_FIELDS, ids=[k for k, _ in FLOAT_FIELDS])
 def test_non_finite_floats_set_in_python_are_rejected(key, tp):
     """A Config built in Python (no --set parsing) is checked as well."""
-    cfg = Config()
+    cfg = apply_overrides(Config(), owner_family(key))
     section, name = key.split(".")
     setattr(getattr(cfg, section), name, [0.5, float("nan")] if typing.get_origin(tp) is list else float("inf"))
     with pytest.raises(ConfigError, match=f"^{key} must .*finite"):
@@ -193,7 +204,7 @@ def test_conv4_minimum_image_size_is_the_real_one():
 def test_channels_other_than_1_or_3_are_rejected(channels):
     with pytest.raises(ConfigError, match=f"task.channels must be 1 \\(grey\\) or 3 \\(RGB\\), got {channels}; "
                                           "use --set task.channels=1"):
-        validate(apply_overrides(Config(), [f"task.channels={channels}"]))
+        validate(apply_overrides(Config(), ["task.family=image_folder", f"task.channels={channels}"]))
 
 
 def test_channels_2_at_the_cli(capsys, tmp_path):

@@ -1,12 +1,15 @@
 """The shape of the package, checked on its source: layers import only downward, the import graph
-has no cycles, and the modules that dispatch (build, evaluate, report, compare, the CLI) import no
-concrete algorithm or task family and compare no registered name as a string."""
+has no cycles, the modules that dispatch (build, evaluate, report, compare, the CLI) import no
+concrete algorithm or task family, and no module outside the registries compares a registered name
+(algorithm, task family, model, evaluator, adapter) as a string."""
 import ast
 from pathlib import Path
 
 import pytest
 
 import metalearn as ml
+from metalearn.evaluation.adapters import list_adapters
+from metalearn.evaluation.registry import list_evaluators
 from metalearn.models import list_models
 from metalearn.tasks import get_task_family
 
@@ -27,8 +30,14 @@ LAYERS = [
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 # module paths below metalearn (a package name covers its modules)
-DISPATCHERS = ("training.build", "evaluation.adaptation", "evaluation.groups", "evaluation.compare", "report.figures",
-               "tune", "cli")
+DISPATCHERS = ("training.build", "training.loading", "evaluation.registry", "evaluation.adapters",
+               "evaluation.adaptation", "evaluation.groups", "evaluation.compare", "report.figures", "tune", "cli")
+# where a registered name may be written as a string: the registries that register them
+REGISTRIES = ("algorithms/registry.py", "tasks/registry.py", "models/registry.py", "evaluation/registry.py",
+              "evaluation/adapters.py")
+# strings that are registered names by coincidence but values of another setting here
+OTHER_SETTINGS = {("tasks/few_shot/image_families.py", "maml"): "task.protocol",
+                  ("data/tables.py", "classification"): "task.target_type"}
 
 
 def module_name(path: Path) -> str:
@@ -131,7 +140,8 @@ def test_the_import_graph_has_no_cycles():
 
 
 def registered_names() -> set[str]:
-    return set(ml.list_algorithms()) | set(ml.list_task_families()) | set(list_models())
+    return (set(ml.list_algorithms()) | set(ml.list_task_families()) | set(list_models()) | set(list_evaluators())
+            | set(list_adapters()))
 
 
 def concrete_classes() -> set[str]:
@@ -155,17 +165,36 @@ def test_dispatchers_import_no_concrete_algorithm_or_family(path):
     assert not bad, f"{path.name} imports {bad}; go through the registries and the declarations"
 
 
-@pytest.mark.parametrize("path", DISPATCH_FILES, ids=lambda p: str(p.relative_to(SRC)))
-def test_dispatchers_compare_no_registered_name_as_a_string(path):
+def compared_names(path: Path) -> list[str]:
+    """Registered names that ``path`` compares with ``==``, ``!=``, ``in``, ... as string constants."""
     names = registered_names()
+    rel = str(path.relative_to(SRC))
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Compare):
             for side in [node.left, *node.comparators]:
                 consts = [side] if isinstance(side, ast.Constant) else (
                     side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [])
-                found += [c.value for c in consts if isinstance(c, ast.Constant) and c.value in names]
+                found += [c.value for c in consts if isinstance(c, ast.Constant) and c.value in names
+                          and (rel, c.value) not in OTHER_SETTINGS]
+    return found
+
+
+NON_REGISTRY_FILES = [p for p in FILES if str(p.relative_to(SRC)) not in REGISTRIES]
+
+
+@pytest.mark.parametrize("path", NON_REGISTRY_FILES, ids=lambda p: str(p.relative_to(SRC)))
+def test_no_module_compares_a_registered_name_as_a_string(path):
+    found = compared_names(path)
     assert not found, f"{path.name} compares registered names as strings: {found}; dispatch on declarations"
+
+
+def test_every_declared_evaluator_and_adapter_is_registered():
+    for name in ml.list_task_families():
+        cls = get_task_family(name).cls
+        assert getattr(cls, "evaluator", "adaptation") in list_evaluators(), name
+        accepts = getattr(cls, "adapt_input", None)
+        assert accepts is None or accepts in list_adapters(), name
 
 
 def test_the_checks_would_catch_an_upward_import_and_a_name_comparison(tmp_path):
@@ -176,6 +205,9 @@ def test_the_checks_would_catch_an_upward_import_and_a_name_comparison(tmp_path)
         assert any(layer_of(t) > layer_of("metalearn.functional") for t, _ in imports(bad))
     finally:
         bad.unlink()
-    tree = ast.parse('if cfg.algo.name == "maml":\n    pass\n')
-    node = next(n for n in ast.walk(tree) if isinstance(n, ast.Compare))
-    assert node.comparators[0].value in registered_names()
+    probe = SRC / "evaluation" / "_probe_names.py"
+    probe.write_text('if cfg.algo.name == "maml" or accepts in ("table_rows",) or ev != "groups":\n    pass\n')
+    try:
+        assert sorted(compared_names(probe)) == ["groups", "maml", "table_rows"]
+    finally:
+        probe.unlink()

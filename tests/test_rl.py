@@ -267,7 +267,7 @@ def tiny_config(algo="maml_trpo", steps=2):
 
 def test_training_resumes_bit_identically_and_checkpoints_round_trip(tmp_path):
     from metalearn.training.build import build_trainer
-    from metalearn.evaluation.adaptation import load_algorithm
+    from metalearn.training.loading import load_algorithm
     from metalearn.runs import Run
     cfg = tiny_config(steps=3)
     straight = build_trainer(cfg, tmp_path / "a", progress=False)

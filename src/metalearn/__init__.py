@@ -31,13 +31,14 @@ from .batch import TaskBatch, TaskTree
 from .config import Config, list_presets, load_preset
 from .data.tables import TableSpec
 from .errors import ConfigError, MetalearnError, RunError
-from .evaluation.adaptation import EvalResult, evaluate_run
+from .evaluation.adaptation import EvalResult
 from .evaluation.groups import GroupEvaluation
-from .evaluation.predict import predict_table
+from .evaluation.predict import predict_images, predict_table
+from .evaluation.registry import evaluate_run
 from .evaluation.stats import mean_ci
 from .functional import InnerRule, sgd
 from .models import mlp
-from .protocols import Metric, TaskFamily, TaskLoss
+from .protocols import Metric, Result, TaskFamily, TaskLoss
 from .report.figures import make_report
 from .runs import Run
 from .tasks import (
@@ -61,6 +62,7 @@ from .tasks import (
     get_task_family,
     list_task_families,
 )
+from .training.loading import load_algorithm
 from .training.trainer import Trainer, TrainResult, meta_train
 
 __version__ = "0.1.0"
@@ -71,7 +73,8 @@ __all__ = ["ANIL", "L2L", "MAML", "MAMLTRPO", "AdaptedPolicy", "Algorithm", "Ant
            "HalfCheetahDir", "HalfCheetahParams", "HalfCheetahVel", "HopperParams", "InnerRule", "Learner",
            "MAMLMomentum", "MAMLpp", "MLPProblems", "MetaSGD", "MetalearnError", "Metric", "MiniGridTasks",
            "Nav2dTasks", "PolicyPretrain", "Pretrain", "ProMP", "ProtoNet", "QuadraticProblems", "RemifentanilTasks",
-           "Reptile", "Run", "RunError", "Scratch", "SinusoidTasks", "TableSpec", "TableTasks", "TaskBatch",
+           "Reptile", "Result", "Run", "RunError", "Scratch", "SinusoidTasks", "TableSpec", "TableTasks", "TaskBatch",
            "TaskFamily", "TaskLoss", "TaskTree", "TrainResult", "Trainer", "Transfer", "evaluate_run", "functional",
            "get_algorithm", "get_task_family", "list_algorithms", "list_presets", "list_task_families", "load_preset",
-           "make_report", "mean_ci", "meta_train", "mlp", "models", "predict_table", "sgd"]
+           "load_algorithm", "make_report", "mean_ci", "meta_train", "mlp", "models", "predict_images", "predict_table",
+           "sgd"]

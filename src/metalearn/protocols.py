@@ -18,6 +18,7 @@ adapts parameters against it without knowing which.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, Literal, Optional, Protocol, Tuple, runtime_checkable
 
 import torch
@@ -59,12 +60,13 @@ class TaskFamily(Protocol):
     Declarations (class or instance attributes):
         kind: one of :data:`TASK_KINDS`; algorithms say which kinds they accept.
         metric: how a task is scored after adaptation (:class:`Metric`).
-        evaluator: which evaluation ``metalearn evaluate`` runs: ``"adaptation"`` (the metric before
-            and after inner steps, with CIs) or ``"optimizers"`` (a learned optimizer against tuned
-            hand-designed ones).
+        evaluator: the name of the registered evaluator that ``metalearn evaluate`` runs
+            (:mod:`metalearn.evaluation.registry`: ``adaptation``, the metric before and after inner
+            steps with CIs; ``groups``, per held-out group against pooled and per-group baselines;
+            ``optimizers``, a learned optimizer against tuned hand-designed ones).
         pictures: what ``metalearn report`` draws beside the training curve, by name.
-        adapt_input: what ``metalearn adapt`` accepts for it (``"image_folders"``; ``"table_rows"``:
-            CSV or Parquet files of a new group's rows), or None when
+        adapt_input: the name of the registered adapter for what ``metalearn adapt`` accepts
+            (:mod:`metalearn.evaluation.adapters`: ``image_folders``, ``table_rows``), or None when
             adaptation is through the Python API only.
         baseline: the algorithm that ``evaluate`` trains as this family's transfer baseline, or None.
         uses_task_loss: (optional, default False) its batches are ``TaskTree`` s that carry their
@@ -113,6 +115,19 @@ class TaskLoss(Protocol):
     def loss(self, forward: Forward, params: ParamDict, data: Any) -> Tensor: ...
 
     def metrics(self, forward: Forward, params: ParamDict, data: Any) -> Dict[str, Tensor]: ...
+
+
+@runtime_checkable
+class Result(Protocol):
+    """What every evaluation returns (adaptation curves, grouped tables, learned optimizers,
+    federated clients): a Markdown ``table()``, a JSON-able ``to_dict()``, and the ``path`` it was
+    saved at (None before it is saved)."""
+
+    path: Optional[Path]
+
+    def table(self) -> str: ...
+
+    def to_dict(self) -> Dict[str, Any]: ...
 
 
 def declared(family: Any, name: str, default: Any = None) -> Any:

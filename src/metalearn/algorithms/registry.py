@@ -11,11 +11,11 @@ that are not common to every algorithm (``inner_lr``, ``inner_steps``, ``mode``,
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 from typing import Any
 
 from .._util.registry import Registry
+from .._util.settings import Option, options_of
 from .base import Algorithm, InnerLoopSettings
 from .baselines.pretrain import Pretrain
 from .baselines.transfer import Scratch, ScratchSettings, Transfer, TransferSettings
@@ -42,15 +42,6 @@ class AlgorithmSpec:
     def settings_from(self, source: Any) -> Any:
         """The settings, each field read from ``source`` (a config's ``algo`` section) by name."""
         return self.settings(**{f.name: getattr(source, f.name) for f in dataclasses.fields(self.settings)})
-
-
-@dataclass(frozen=True)
-class Option:
-    """An algorithm-specific ``algo.*`` config key: its type and default."""
-
-    type: Any
-    default: Any
-    owner: type   # the settings dataclass that declares it (checks a value: ``owner(**{key: value})``)
 
 
 _ALGORITHMS: Registry[AlgorithmSpec] = Registry("algorithm")
@@ -96,10 +87,4 @@ def get_algorithm(name: str) -> type[Algorithm]:
 
 def algorithm_options() -> dict[str, Option]:
     """Every algorithm-specific setting of the registered algorithms, by key."""
-    out: dict[str, Option] = {}
-    for spec in _ALGORITHMS.values():
-        hints = typing.get_type_hints(spec.settings)
-        for f in dataclasses.fields(spec.settings):
-            if f.name not in COMMON_KEYS and f.name not in out:
-                out[f.name] = Option(hints[f.name], f.default, spec.settings)
-    return out
+    return options_of((spec.settings for spec in _ALGORITHMS.values()), exclude=COMMON_KEYS)

@@ -8,7 +8,7 @@ import torch
 
 from ..config import EPISODES, check_device
 from ..errors import ConfigError
-from ..evaluation.adaptation import evaluate_run
+from ..evaluation.registry import evaluate_run
 from ..runs import Run
 
 

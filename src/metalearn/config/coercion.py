@@ -9,9 +9,12 @@ from typing import Any
 
 import yaml
 
+from .._util.settings import Option
 from ..algorithms.registry import algorithm_options
 from ..errors import ConfigError
-from .schema import AlgoConfig, Config
+from ..tasks.registry import get_task_family, task_options
+from .migration import check_version
+from .schema import AlgoConfig, Config, TaskConfig
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -85,19 +88,42 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")
 
 
+def _options(obj: Any) -> dict[str, Option]:
+    """The keys a section takes beside its fields: the algorithms' or the task families' own."""
+    if isinstance(obj, AlgoConfig):
+        return algorithm_options()
+    if isinstance(obj, TaskConfig):
+        return task_options()
+    return {}
+
+
+def _unknown_key(obj: Any, full: str, prefix: str, names: list[str], options: dict[str, Option]) -> ConfigError:
+    if isinstance(obj, TaskConfig):
+        try:
+            own = get_task_family(obj.family).keys()
+        except ConfigError:
+            own = []
+        return ConfigError(f"unknown config key {full!r}; the {obj.family} task family's keys: "
+                           f"{', '.join(prefix + n for n in [*names, *own])}")
+    return ConfigError(f"unknown config key {full!r}; valid keys here: "
+                       f"{', '.join(prefix + n for n in [*names, *sorted(options)])}")
+
+
 def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in dataclasses.fields(obj) if f.name != "options"]
-    options = algorithm_options() if isinstance(obj, AlgoConfig) else {}
+    options = _options(obj)
+    if isinstance(obj, TaskConfig) and "family" in data:  # the family first: it says which keys follow
+        data = {"family": data["family"], **data}
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key in options and key not in names:
             obj.options[key] = _coerce(value, options[key].type, full)
-            options[key].owner(**{key: obj.options[key]})  # the declaring algorithm checks the value
+            if isinstance(obj, AlgoConfig):
+                options[key].owner(**{key: obj.options[key]})  # the declaring algorithm checks the value
             continue
         if key not in names:
-            raise ConfigError(f"unknown config key {full!r}; valid keys here: "
-                              f"{', '.join(prefix + n for n in [*names, *sorted(options)])}")
+            raise _unknown_key(obj, full, prefix, names, options)
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -114,6 +140,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     if not isinstance(data, dict):
         raise ConfigError("a config must be a mapping of sections (task, model, algo, train, eval), "
                           f"got {type(data).__name__}")
+    data = dict(data)
+    check_version(data.pop("version", None))
     _apply(cfg, data)
     return cfg
 

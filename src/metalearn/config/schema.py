@@ -7,55 +7,86 @@ import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._util.settings import Option, options_of
 from ..algorithms.registry import algorithm_options, get_spec
 from ..errors import ConfigError
+from ..tasks.registry import get_task_family, task_options
+
+# the version of the config layout that Config.to_dict writes (a run's config.yaml); older run
+# folders' configs are read through metalearn.config.migration.migrate_config
+CONFIG_VERSION = 2
 
 
 @dataclass
 class TaskConfig:
+    """The ``task`` section: the keys every family shares and means the same way, plus ``options``,
+    the keys that the chosen family declares in its settings dataclass (``task.ways`` for the image
+    families, ``task.horizon`` for the environment and optimizee families, ``task.data`` for a
+    table, ...; see each family's settings). A config file writes them all flat under ``task``; a
+    key not set reads as the family's default. Setting another ``family`` drops the keys set for
+    the previous one that the new one does not declare (a preset's, when a run switches family)."""
+
     family: str = "sinusoid"
     shots: int = 10
-    queries: typing.Optional[int] = None     # per class for image tasks; None: same as shots
-    # few-shot image families (omniglot, mnist, image_folder)
-    ways: int = 5
-    image_size: int = 28
-    protocol: str = "maml"                   # omniglot: maml or lake
-    episodes: str = "random"                 # few-shot images: random classes, or within_alphabet (one alphabet each)
-    rotations: bool = True                   # omniglot: rotated training characters as new classes
-    augment: float = 0.0                     # few-shot training images: random affine distortions (1: Koch et al.'s)
-    classes: typing.List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # mnist training digits
-    channels: int = 1                        # image_folder: 1 (grey) or 3 (RGB)
+    queries: typing.Optional[int] = None     # None: same as shots
     data_dir: typing.Optional[str] = None    # local copy of the data; default $METALEARN_DATA_DIR
-    # learned-optimizer problems (quadratic, mnist_mlp)
-    horizon: int = 100                       # optimisation steps per problem
-    unroll: int = 20                         # truncated back-propagation length
-    dim: int = 10                            # quadratic dimension
-    mlp_hidden: typing.List[int] = field(default_factory=lambda: [20])
-    mlp_activation: str = "sigmoid"
-    minibatch: int = 128
-    # sinusoid
-    amplitude: typing.List[float] = field(default_factory=lambda: [0.1, 5.0])
-    phase: typing.List[float] = field(default_factory=lambda: [0.0, 3.141592653589793])
-    x_range: typing.List[float] = field(default_factory=lambda: [-5.0, 5.0])
-    # grouped tables (table, glucose, remifentanil): one task per group of rows
-    data: typing.Optional[str] = None        # table: a CSV or Parquet file
-    group: typing.Optional[str] = None       # the column naming each row's group (patient, site, ...)
-    target: typing.Optional[str] = None      # the column to predict
-    features: typing.Optional[typing.List[str]] = None   # input columns; None: every other column
-    time: typing.Optional[str] = None        # support rows come before query rows in this column's order
-    categorical: typing.List[str] = field(default_factory=list)   # one-hot columns (text columns are by default)
-    stratify: typing.Optional[str] = None    # split groups in proportion within each value of this column
-    target_type: str = "auto"                # auto (text: classification), regression or classification
-    residual_of: typing.Optional[str] = None  # regression: predict target minus this column
-    split: typing.List[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])  # train / validation / test groups
-    split_seed: int = 0
-    support_until: typing.Optional[float] = None   # support rows have time < this, query rows >= it
-    # reinforcement learning (nav2d, ...): shots = episodes per task before adaptation, queries = after;
-    # horizon = steps per episode
-    gamma: float = 0.99                      # discount of the returns behind the advantages
-    gae_lambda: float = 1.0                  # generalised advantage estimation's lambda (1: Monte-Carlo)
-    vector: str = "sync"                     # gymnasium vector environments: sync, or async (worker processes)
-    workers: int = 0                         # async: worker processes (0: one per core, shared with torchrun's)
+    options: typing.Dict[str, typing.Any] = field(default_factory=dict)
+
+    def __getattr__(self, key: str) -> Any:  # only for names that are not fields: the family's keys
+        if key.startswith("__"):
+            raise AttributeError(key)
+        options = self.__dict__.get("options", {})
+        if key in options:
+            return options[key]
+        option = _task_option(self.__dict__.get("family", "sinusoid"), key)
+        if option is None:
+            raise AttributeError(f"TaskConfig has no key {key!r}")
+        return option.fresh_default()
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == "family" and "options" in self.__dict__ and value != self.__dict__.get("family"):
+            # another family (e.g. --set task.family=mnist on an Omniglot preset): the keys set for the
+            # previous one that the new one does not have are dropped; its own keys stay
+            keep = _family_keys(value)
+            self.options = {k: v for k, v in self.options.items() if k in keep}
+        if key in _TASK_FIELDS:
+            object.__setattr__(self, key, value)
+        else:  # a family's key, e.g. test_cfg.task.ways = 20
+            self.options[key] = value
+
+    def resolved(self) -> dict[str, Any]:
+        """The section as a config file writes it: the shared keys, the chosen family's settings
+        (defaults filled in) and any other key that was set."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        try:
+            keys = get_task_family(self.family).keys()
+        except ConfigError:
+            keys = []
+        for key in keys:
+            out[key] = getattr(self, key)
+        out.update(self.options)
+        return out
+
+
+_TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskConfig))
+
+
+def _family_keys(family: str) -> list[str]:
+    try:
+        return get_task_family(family).keys()
+    except ConfigError:
+        return []
+
+
+def _task_option(family: str, key: str) -> Option | None:
+    """``task.<key>`` as ``family`` declares it, else as another family does, else None."""
+    try:
+        entry = get_task_family(family)
+    except ConfigError:
+        entry = None
+    if entry is not None and entry.settings is not None and key in entry.keys():
+        return options_of([entry.settings])[key]
+    return task_options().get(key)
 
 
 @dataclass
@@ -179,6 +210,8 @@ class Config:
     fed: FedConfig = field(default_factory=FedConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out: dict[str, Any] = {"version": CONFIG_VERSION}
+        out.update(asdict(self))
+        out["task"] = self.task.resolved()
         out["algo"] = self.algo.resolved()
         return out

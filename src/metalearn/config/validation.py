@@ -10,7 +10,8 @@ from typing import Any
 from ..algorithms.registry import algorithm_options
 from ..errors import ConfigError
 from ..models.registry import get_model
-from .schema import Config
+from ..tasks.registry import SHARED_TASK_KEYS, families_with_key, get_task_family, task_options
+from .schema import Config, TaskConfig
 
 
 def _is_float_type(tp: Any) -> bool:
@@ -26,8 +27,9 @@ def float_fields(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     hints = typing.get_type_hints(type(obj))
     found: list[tuple[str, Any]] = []
     for f in dataclasses.fields(obj):
-        if f.name == "options":  # the algorithm-specific keys, typed by the algorithms' settings
-            found += [(f"{prefix}{key}", getattr(obj, key)) for key, opt in algorithm_options().items()
+        if f.name == "options":  # the algorithms' or families' own keys, typed by their settings
+            options = task_options() if isinstance(obj, TaskConfig) else algorithm_options()
+            found += [(f"{prefix}{key}", getattr(obj, key)) for key, opt in options.items()
                       if _is_float_type(opt.type)]
             continue
         value = getattr(obj, f.name)
@@ -65,7 +67,19 @@ def _check_floats(cfg: Config) -> None:
             raise ConfigError(f"{key} must be a finite number, got {value}; {fix}")
 
 
-EPISODES = ("random", "within_alphabet")
+def check_task_keys(task: TaskConfig) -> None:
+    """Every ``task.*`` key that was set is one of the family's own (a misplaced key names the
+    family, its keys and the families that have it), and the family's settings pass its checks."""
+    entry = get_task_family(task.family)
+    own = entry.keys()
+    for key in task.options:
+        if key not in own:
+            others = families_with_key(key)
+            valid = ", ".join(f"task.{k}" for k in [*SHARED_TASK_KEYS, *own])
+            raise ConfigError(f"task.{key} is not a key of the {task.family} task family (it belongs to "
+                              f"{', '.join(others) or 'no registered family'}); the {task.family} family's keys: "
+                              f"{valid}")
+    entry.settings_from(task)
 
 
 def validate(cfg: Config) -> Config:
@@ -81,13 +95,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"task.queries must be positive, got {cfg.task.queries}")
     if cfg.algo.inner_steps < 0:
         raise ConfigError(f"algo.inner_steps must be >= 0, got {cfg.algo.inner_steps}")
-    if cfg.task.ways <= 0 or cfg.task.image_size <= 0:
-        raise ConfigError("task.ways and task.image_size must be positive")
-    if cfg.task.episodes not in EPISODES:
-        raise ConfigError(f"unknown task.episodes {cfg.task.episodes!r}; choose one of: {', '.join(EPISODES)}")
-    if cfg.task.channels not in (1, 3):
-        raise ConfigError(f"task.channels must be 1 (grey) or 3 (RGB), got {cfg.task.channels}; "
-                          f"use --set task.channels=1 or --set task.channels=3")
+    check_task_keys(cfg.task)
     model = get_model(cfg.model.name)
     if model.check is not None:
         model.check(cfg.task)

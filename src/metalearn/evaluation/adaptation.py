@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union, cast
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -23,11 +23,12 @@ from ..algorithms import Algorithm
 from ..config import Config
 from ..errors import ConfigError
 from ..protocols import Metric, TaskFamily, declared
-from ..runs import Run, load_checkpoint, load_weights
+from ..runs import Run
 from ..tasks import get_task_family
-from ..training.build import build_algorithm, build_tasks, build_trainer, family_kind, test_ways
-from .groups import GroupEvaluation, evaluate_groups
-from .optimizers import OptimizerComparison, evaluate_optimizers
+from ..training.build import build_algorithm, build_tasks, family_kind, test_ways
+from ..training.loading import load_algorithm
+from .base import EvalRequest
+from .baselines import ensure_baseline, run_baseline
 from .stats import mean_ci, paired
 
 # a task has diverged after s inner steps when its query loss is not finite or is more than this
@@ -174,10 +175,6 @@ def _paired_cell(d: dict[str, list[Any]], s: int) -> str:
     return f"{d['mean'][s]:+.3f} ± {d['ci'][s]:.3f} ({d['wins'][s]}/{d['losses'][s]})"
 
 
-# what evaluate_run returns: each has table() and path
-Evaluation = Union[EvalResult, OptimizerComparison, GroupEvaluation]
-
-
 def curve_values(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: torch.Generator,
                  max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | str | None = None,
                  chunk: int = 100) -> Tensor:
@@ -200,43 +197,6 @@ def paired_curves(a: Tensor, b: Tensor, higher_is_better: bool) -> dict[str, lis
             "losses": [r.losses for r in rows], "ties": [r.ties for r in rows]}
 
 
-def load_algorithm(run: Run, cfg: Config | None = None, which: str = "best") -> Algorithm:
-    """The algorithm of a run with the weights of its ``best`` (or ``last``) checkpoint."""
-    cfg = cfg or run.load_config()
-    algo = build_algorithm(cfg, build_tasks(cfg))
-    path = run.find_checkpoint(which)
-    load_weights(algo, load_checkpoint(path)["model"], path)
-    return algo.eval()
-
-
-def baseline_config(cfg: Config, name: str) -> Config:
-    """The transfer baseline's config: same task family, model, steps and meta-batch (so the same
-    number of tasks seen), with the baseline algorithm ``name`` (joint training, no inner loop)."""
-    base = copy.deepcopy(cfg)
-    base.algo.name = name
-    return base
-
-
-def ensure_baseline(run: Run, cfg: Config, name: str, progress: bool = True) -> Algorithm:
-    """Train (or finish training) the baseline ``name`` in ``RUN/baseline``, then load it."""
-    base_cfg = baseline_config(cfg, name)
-    brun = Run(run.path / "baseline")
-    done = False
-    if brun.last_checkpoint.is_file():
-        done = int(load_checkpoint(brun.last_checkpoint)["step"]) >= base_cfg.train.steps
-    if not done:
-        trainer = build_trainer(base_cfg, brun.path, progress=progress)
-        trainer.run(resume=brun.last_checkpoint.is_file())
-    return load_algorithm(brun, base_cfg)
-
-
-def run_baseline(cfg: Config, family: TaskFamily) -> str | None:
-    """The baseline algorithm that ``evaluate`` trains beside a run of ``cfg`` (the family's
-    declared one), or None (none declared, or the run is that baseline)."""
-    name = declared(family, "baseline")
-    return name if name and name != cfg.algo.name else None
-
-
 def eval_path(run: Run, shots: int, dataset: str | None = None, checkpoint: str | None = None) -> Path:
     """``eval/eval[_DATASET]_kK[_CHECKPOINT].json``"""
     name = "eval" + (f"_{dataset}" if dataset else "") + f"_k{shots}" + (f"_{checkpoint}" if checkpoint else "")
@@ -251,37 +211,28 @@ def metric_fn(metric: Metric) -> Callable[[Tensor, Tensor], Tensor] | None:
     return fn if factor == 1 else (lambda out, target: fn(out, target) * factor)
 
 
-def evaluate_run(path: Path | str, shots: int | None = None, tasks: int | None = None,
-                 steps: list[int] | None = None, baseline: bool = True, progress: bool = True,
-                 dataset: str | None = None, queries: int | None = None,
-                 data_dir: str | None = None, checkpoint: str = "best", device: str = "cpu",
-                 episodes: str | None = None) -> Evaluation:
-    """Evaluate the run at ``path`` on fixed held-out tasks with the evaluation its task family
-    declares (``evaluator``), and save the result in ``eval/``.
+class AdaptationEvaluator:
+    """The ``adaptation`` evaluator: the family's metric before and after each number of inner
+    steps, with 95% CIs, beside the family's baseline (trained on first use), saved as
+    ``eval/eval_*.json`` and ``.md``. ``request.dataset`` tests on another family of the same kind
+    (e.g. ``mnist``: a model meta-trained on Omniglot, tested on all ten MNIST test digits);
+    ``request.device`` runs the adaptation there (the tasks are the same on every device);
+    ``request.episodes`` overrides ``task.episodes`` (e.g. ``within_alphabet``, saved as
+    ``eval/eval_FAMILY_within_alphabet_kK.json``)."""
 
-    ``"adaptation"``: the family's metric before and after each number of inner steps, with 95%
-    CIs, beside the family's baseline (trained on first use), saved as ``eval/eval_*.json`` and
-    ``.md``; ``dataset`` tests on another family of the same kind (e.g. ``mnist``: a model
-    meta-trained on Omniglot, tested on all ten MNIST test digits); ``device`` runs the adaptation
-    there (the tasks are the same on every device); ``episodes`` overrides ``task.episodes`` (e.g.
-    ``within_alphabet``, saved as ``eval/eval_FAMILY_within_alphabet_kK.json``). ``"optimizers"``:
-    the learned optimizer against tuned hand-designed ones (``tasks`` problems), saved as
-    ``eval/l2l.json``.
-    """
-    run = Run.open(path)
-    cfg = run.load_config()
-    run.check_writable("eval")  # before minutes of work, not after
-    evaluator = declared(get_task_family(cfg.task.family).cls, "evaluator", "adaptation")
-    if evaluator == "optimizers":
-        return evaluate_optimizers(run, cfg, load_algorithm(run, cfg, checkpoint), problems=tasks)
-    if evaluator == "groups":
-        algo = load_algorithm(run, cfg, checkpoint)
-        base_name = run_baseline(cfg, cast(TaskFamily, get_task_family(cfg.task.family).cls))
-        pooled = ensure_baseline(run, cfg, base_name, progress=progress) if baseline and base_name else None
-        return evaluate_groups(run, cfg, algo, pooled, sizes=[shots] if shots else None, steps=steps,
-                               progress=progress)
-    return _evaluate_adaptation(run, cfg, shots, tasks, steps, baseline, progress, dataset, queries, data_dir,
-                                checkpoint, device, episodes)
+    name = "adaptation"
+
+    def evaluate(self, run: Run, cfg: Config, request: EvalRequest) -> EvalResult:
+        r = request
+        return _evaluate_adaptation(run, cfg, r.shots, r.tasks, r.steps, r.baseline, r.progress, r.dataset,
+                                    r.queries, r.data_dir, r.checkpoint, r.device, r.episodes)
+
+    def load(self, run: Run, cfg: Config) -> EvalResult | None:
+        return load_eval(run, cfg.task.shots)
+
+    def curve_metric(self, cfg: Config) -> Metric:
+        metric: Metric = declared(get_task_family(cfg.task.family).cls, "metric")
+        return metric
 
 
 def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | None, steps: list[int] | None,

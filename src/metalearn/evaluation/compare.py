@@ -23,7 +23,8 @@ from ..algorithms import get_algorithm
 from ..errors import ConfigError
 from ..runs import Run, load_checkpoint
 from ..training.build import build_model, build_tasks, test_ways
-from .adaptation import CurveStats, curve_values, load_algorithm, metric_fn
+from ..training.loading import load_algorithm
+from .adaptation import CurveStats, curve_values, metric_fn
 from .stats import Paired, paired
 
 

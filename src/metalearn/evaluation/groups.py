@@ -42,7 +42,11 @@ from ..errors import ConfigError
 from ..models import fit_ridge, predict_ridge
 from ..protocols import Metric, TaskFamily
 from ..runs import Run
+from ..tasks import get_task_family
 from ..training.build import build_model, build_tasks
+from ..training.loading import load_algorithm
+from .base import EvalRequest
+from .baselines import ensure_baseline, run_baseline
 from .stats import mean_ci, paired
 
 
@@ -320,3 +324,26 @@ def load_groups_eval(run: Run) -> GroupEvaluation | None:
     p = run.path / "eval" / "groups.json"
     return GroupEvaluation.from_dict(json.loads(p.read_text())) if p.is_file() else None
 
+
+
+class GroupsEvaluator:
+    """The ``groups`` evaluator: every method of the module docstring on the held-out groups,
+    beside the family's pooled baseline (trained on first use), saved as ``eval/groups.json``."""
+
+    name = "groups"
+
+    def evaluate(self, run: Run, cfg: Config, request: EvalRequest) -> GroupEvaluation:
+        algo = load_algorithm(run, cfg, request.checkpoint)
+        base_name = run_baseline(cfg, get_task_family(cfg.task.family).cls)
+        pooled = (ensure_baseline(run, cfg, base_name, progress=request.progress)
+                  if request.baseline and base_name else None)
+        return evaluate_groups(run, cfg, algo, pooled, sizes=[request.shots] if request.shots else None,
+                               steps=request.steps, progress=request.progress)
+
+    def load(self, run: Run, cfg: Config) -> GroupEvaluation | None:
+        return load_groups_eval(run)
+
+    def curve_metric(self, cfg: Config) -> Metric:
+        # a grouped table's metric is in its target's units, which only the built family knows
+        metric: Metric = build_tasks(cfg, "test").metric
+        return metric

@@ -23,10 +23,12 @@ from ..config import Config
 from ..functional import InnerRule
 from ..functional.rules import adam, nesterov, rmsprop, sgd
 from ..models.lstm_optimizer import lstm_rule
-from ..protocols import declared
+from ..protocols import Metric, declared
 from ..runs import Run
 from ..tasks import get_task_family
 from ..training.build import build_tasks
+from ..training.loading import load_algorithm
+from .base import EvalRequest
 from .stats import mean_ci, paired
 
 # the hand-designed optimizers the learned one is compared with, by display name
@@ -171,3 +173,20 @@ def l2l_table(report: dict[str, Any]) -> str:
             cells.append("-" if d is None else f"{d['mean']:+.3f} ± {d['ci']:.3f} ({d['wins']}/{d['losses']})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+class OptimizersEvaluator:
+    """The ``optimizers`` evaluator: the learned optimizer against tuned hand-designed ones on
+    ``request.tasks`` held-out problems (default ``eval.tasks``), saved as ``eval/l2l.json``."""
+
+    name = "optimizers"
+
+    def evaluate(self, run: Run, cfg: Config, request: EvalRequest) -> OptimizerComparison:
+        return evaluate_optimizers(run, cfg, load_algorithm(run, cfg, request.checkpoint), problems=request.tasks)
+
+    def load(self, run: Run, cfg: Config) -> OptimizerComparison | None:
+        return load_comparison(run)
+
+    def curve_metric(self, cfg: Config) -> Metric:
+        metric: Metric = declared(get_task_family(cfg.task.family).cls, "metric")
+        return metric

@@ -45,7 +45,9 @@ from ..errors import ConfigError
 from ..evaluation.stats import mean_ci, paired
 from ..protocols import Metric, TaskFamily
 from ..runs import Run
-from ..tasks.federated.clients import Client, alphabet_clients, group_clients, split_clients
+from ..tasks import get_task_family
+from ..tasks.federated.clients import Client
+from ..tasks.registry import federated_families
 from ..tasks.tables.grouped import TableTasks
 from ..training.build import build_algorithm, build_tasks
 
@@ -70,24 +72,16 @@ def check_settings(cfg: Config) -> None:
 
 
 def federated_clients(cfg: Config) -> dict[str, list[Client]]:
-    """The training, validation and test clients of ``cfg``: Omniglot alphabets split by
-    ``fed.client_seed`` and ``fed.split``, or the groups of a grouped table's own split."""
+    """The training, validation and test clients of ``cfg``, as its task family's registry entry
+    splits them (``clients``): Omniglot alphabets split by ``fed.client_seed`` and ``fed.split``, or
+    the groups of a grouped table's own split."""
     t, f = cfg.task, cfg.fed
-    if t.family == "omniglot":
-        clients = alphabet_clients(t.ways, t.shots, t.queries or t.shots, t.image_size, t.data_dir)
-        split = split_clients(len(clients), f.client_seed, (f.split[0], f.split[1], f.split[2]))
-        return {part: [clients[i] for i in idx] for part, idx in split.items()}
-    train = build_tasks(cfg, "train")
-    if not isinstance(train, TableTasks):
+    entry = get_task_family(t.family)
+    if entry.clients is None:
         raise ConfigError(f"federated clients are Omniglot alphabets or the groups of a grouped table (task.family "
-                          f"omniglot, glucose, remifentanil or table); got task.family={t.family}")
-    parts = {"train": train, "validation": build_tasks(cfg, "validation"), "test": build_tasks(cfg, "test")}
-    out = {part: group_clients(cast(TableTasks, fam)) for part, fam in parts.items()}
-    if len(out["train"]) < 2:
-        raise ConfigError(f"{train.name} has {len(out['train'])} training group(s) with enough rows; federated "
-                          f"training needs at least 2 (lower task.shots / task.queries, or give task.split more "
-                          f"training groups)")
-    return out
+                          f"one of: {', '.join(federated_families())}); got task.family={t.family}")
+    return entry.clients(t, f.client_seed, (f.split[0], f.split[1], f.split[2]),
+                         lambda split: build_tasks(cfg, split))
 
 
 def client_config(cfg: Config, tasks: TaskFamily | None = None) -> Config:

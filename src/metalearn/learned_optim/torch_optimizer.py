@@ -31,8 +31,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
     def from_run(cls, run: str | Path, params: Iterable[Tensor] | Iterable[dict[str, Any]],
                  checkpoint: str = "best") -> "LearnedOptimizer":
         """The learned optimizer of a ``metalearn train l2l-*`` run folder."""
-        from ..evaluation.adaptation import load_algorithm
         from ..runs import Run
+        from ..training.loading import load_algorithm
         algo = load_algorithm(Run.open(run), which=checkpoint)
         if not isinstance(algo.model, LSTMOptimizerNet):
             raise TypeError(f"{run} is not a learned-optimizer run (its algorithm is {algo.name})")

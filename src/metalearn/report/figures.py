@@ -29,15 +29,15 @@ from .._util.seeding import generator
 from ..algorithms import AdaptedPolicy, Algorithm
 from ..config import Config
 from ..errors import MetalearnError
-from ..evaluation.adaptation import Evaluation, ensure_baseline, evaluate_run, load_algorithm, load_eval, run_baseline
-from ..evaluation.groups import load_groups_eval
-from ..evaluation.optimizers import load_comparison
+from ..evaluation.baselines import ensure_baseline, run_baseline
+from ..evaluation.registry import evaluate_run, evaluator_for
 from ..integrations.mlflow import log_artifacts
 from ..integrations.wandb import log_pictures
-from ..protocols import Metric, declared
+from ..protocols import Metric, Result, declared
 from ..runs import Run
 from ..tasks import get_task_family
 from ..training.build import build_tasks
+from ..training.loading import load_algorithm
 from .groups import plot_forecasts, plot_support_size
 
 
@@ -184,7 +184,7 @@ class ReportContext:
     run: Run
     cfg: Config
     plt: Any
-    result: Evaluation
+    result: Result
     progress: bool
 
     @cached_property
@@ -306,14 +306,10 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
     cfg = run.load_config()
     run.check_writable("report")
     family_cls = get_task_family(cfg.task.family).cls
-    evaluator = declared(family_cls, "evaluator")
-    saved = (load_comparison(run) if evaluator == "optimizers" else load_groups_eval(run) if evaluator == "groups"
-             else load_eval(run, cfg.task.shots))
-    result = saved or evaluate_run(run.path, progress=progress)
+    evaluator = evaluator_for(cfg)
+    result = evaluator.load(run, cfg) or evaluate_run(run.path, progress=progress)
     ctx = ReportContext(run, cfg, plt, result, progress)
-    # a grouped table's metric is in its target's units, which only the built family knows
-    metric = ctx.test_family.metric if evaluator == "groups" else declared(family_cls, "metric")
-    outs = [plot_training(run, plt, metric)]
+    outs = [plot_training(run, plt, evaluator.curve_metric(cfg))]
     outs += [PICTURES[name](ctx) for name in declared(family_cls, "pictures", ("steps",))]
     summary = [f"# Report: {run.path.name}", "",
                f"Algorithm {cfg.algo.name} ({cfg.algo.mode}), task family {cfg.task.family} "

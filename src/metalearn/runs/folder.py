@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from .._util.files import atomic_write_text
-from ..config import Config, config_from_dict
+from ..config import Config, config_from_dict, migrate_config
 from ..errors import ConfigError, RunError, one_line
 from .lock import RunLock
 
@@ -81,7 +81,7 @@ class Run:
         except (OSError, yaml.YAMLError) as exc:
             raise RunError(f"cannot read {self.config_path}: {one_line(exc)}") from None
         try:
-            return config_from_dict(data or {})
+            return config_from_dict(migrate_config(data or {}))
         except ConfigError as exc:
             raise RunError(f"{self.config_path} is not a valid metalearn config: {exc}") from None
 

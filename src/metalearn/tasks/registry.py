@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .._util.registry import Registry
+from .._util.settings import Option, keys_of, options_of
+from .federated.clients import ClientsFromConfig, alphabet_clients_from_config, group_clients_from_config
 from .few_shot.episodes import FewShotTasks
 from .few_shot.image_families import folder_from_config, mnist_from_config, omniglot_from_config
+from .few_shot.settings import FolderSettings, MnistSettings, OmniglotSettings
 from .optimizees.problems import MLPProblems, QuadraticProblems
 from .regression.sinusoid import SinusoidTasks
 from .rl.minigrid import FourRoomsTasks, MiniGridTasks
@@ -31,28 +34,45 @@ class FamilyEntry:
     name: str
     cls: type
     from_config: Callable[..., Any]
+    clients: ClientsFromConfig | None = None   # its federated clients, for ``metalearn federate``
+    settings: type | None = None               # the dataclass of its own ``task.*`` keys
+
+    def keys(self) -> list[str]:
+        """Its own ``task.*`` keys (beside the shared ones), in declaration order."""
+        return keys_of(self.settings)
+
+    def settings_from(self, task: Any) -> Any:
+        """Its settings dataclass, each field read from ``task`` (a config's ``task`` section):
+        building it runs the dataclass's checks. None when the family declares no keys."""
+        if self.settings is None:
+            return None
+        return self.settings(**{key: getattr(task, key) for key in self.keys()})
 
 
 _FAMILIES: Registry[FamilyEntry] = Registry("task family")
 
 
-def register_task_family(name: str, cls: type, from_config: Callable[..., Any] | None = None) -> None:
+def register_task_family(name: str, cls: type, from_config: Callable[..., Any] | None = None,
+                         clients: ClientsFromConfig | None = None, settings: type | None = None) -> None:
     """Register ``cls`` (a :class:`~metalearn.protocols.TaskFamily`) as ``name``; ``from_config``
-    defaults to ``cls.from_config``."""
-    _FAMILIES.add(name, FamilyEntry(name, cls, from_config or cls.from_config))  # type: ignore[attr-defined]
+    defaults to ``cls.from_config``; ``clients`` makes it federated (the clients it splits into);
+    ``settings`` (default: ``cls.settings``) is the dataclass of its own ``task.*`` keys."""
+    builder = from_config or cls.from_config  # type: ignore[attr-defined]
+    _FAMILIES.add(name, FamilyEntry(name, cls, builder, clients, settings or getattr(cls, "settings", None)))
 
 
 register_task_family("sinusoid", SinusoidTasks)
-register_task_family("omniglot", FewShotTasks, omniglot_from_config)
-register_task_family("mnist", FewShotTasks, mnist_from_config)
-register_task_family("image_folder", FewShotTasks, folder_from_config)
+register_task_family("omniglot", FewShotTasks, omniglot_from_config, clients=alphabet_clients_from_config,
+                     settings=OmniglotSettings)
+register_task_family("mnist", FewShotTasks, mnist_from_config, settings=MnistSettings)
+register_task_family("image_folder", FewShotTasks, folder_from_config, settings=FolderSettings)
 # learned-optimizer problem families (Andrychowicz et al. 2016)
 register_task_family("quadratic", QuadraticProblems)
 register_task_family("mnist_mlp", MLPProblems)
 # grouped tables: one task per patient, hospital or site
-register_task_family("table", TableTasks)
-register_task_family("glucose", GlucoseTasks)
-register_task_family("remifentanil", RemifentanilTasks)
+register_task_family("table", TableTasks, clients=group_clients_from_config)
+register_task_family("glucose", GlucoseTasks, clients=group_clients_from_config)
+register_task_family("remifentanil", RemifentanilTasks, clients=group_clients_from_config)
 # reinforcement learning: environments whose goal or physics vary
 register_task_family("nav2d", Nav2dTasks)
 # MuJoCo robots (extra metalearn[rl]; gymnasium is imported when a family is built)
@@ -69,6 +89,26 @@ register_task_family("minigrid-fourrooms", FourRoomsTasks)
 
 def list_task_families() -> list[str]:
     return _FAMILIES.names()
+
+
+# the task keys every family shares and means the same way; the others are declared per family
+SHARED_TASK_KEYS = ("family", "shots", "queries", "data_dir")
+
+
+def task_options() -> dict[str, Option]:
+    """Every family-specific ``task.*`` key of the registered families (the first declaration's
+    type and default), by key."""
+    return options_of((e.settings for e in _FAMILIES.values() if e.settings is not None), exclude=SHARED_TASK_KEYS)
+
+
+def families_with_key(key: str) -> list[str]:
+    """The registered families that declare ``task.<key>``."""
+    return [e.name for e in _FAMILIES.values() if key in e.keys()]
+
+
+def federated_families() -> list[str]:
+    """The families whose registry entry says how they split into federated clients."""
+    return [e.name for e in _FAMILIES.values() if e.clients is not None]
 
 
 def get_task_family(name: str) -> FamilyEntry:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import torch
 
@@ -97,3 +97,30 @@ def split_clients(n: int, seed: int, fractions: tuple[float, float, float] = (0.
     n_train = n - n_val - n_test
     return {"train": sorted(perm[:n_train]), "validation": sorted(perm[n_train:n_train + n_val]),
             "test": sorted(perm[n_train + n_val:])}
+
+
+# what a task family's registry entry names as its ``clients``: the training, validation and test
+# clients from the config's task section, fed.client_seed, fed.split and a builder of the family's
+# own splits (``build("train")``), for ``metalearn federate``
+ClientsFromConfig = Callable[[Any, int, Tuple[float, float, float], Callable[[str], Any]], Dict[str, List[Client]]]
+
+
+def alphabet_clients_from_config(task: Any, seed: int, fractions: tuple[float, float, float],
+                                 build: Callable[[str], Any]) -> dict[str, list[Client]]:
+    """Omniglot alphabets as clients, split into training, validation and test clients by ``seed``."""
+    clients = alphabet_clients(task.ways, task.shots, task.queries or task.shots, task.image_size, task.data_dir)
+    split = split_clients(len(clients), seed, fractions)
+    return {part: [clients[i] for i in idx] for part, idx in split.items()}
+
+
+def group_clients_from_config(task: Any, seed: int, fractions: tuple[float, float, float],
+                              build: Callable[[str], Any]) -> dict[str, list[Client]]:
+    """The groups of a grouped table as clients, in the family's own group split (``task.split``)."""
+    train = build("train")
+    parts = {"train": train, "validation": build("validation"), "test": build("test")}
+    out = {part: group_clients(fam) for part, fam in parts.items()}
+    if len(out["train"]) < 2:
+        raise ConfigError(f"{train.name} has {len(out['train'])} training group(s) with enough rows; federated "
+                          f"training needs at least 2 (lower task.shots / task.queries, or give task.split more "
+                          f"training groups)")
+    return out

@@ -20,7 +20,7 @@ Every split is deterministic and documented:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -91,46 +91,66 @@ def folder_split(split: str, root: str | Path | None, image_size: int, channels:
     return ds.subset(sorted(parts[split]))
 
 
+def _mnist_28(split: str, classes: Sequence[int], data_dir: str | Path | None, image_size: int) -> ImageDataset:
+    if image_size != 28:
+        raise ConfigError("MNIST images are 28x28; use task.image_size=28")
+    return mnist_split(split, classes, data_dir)
+
+
+def _episodes(name: str, ds: ImageDataset, split: str, ways: int, shots: int, queries: int,
+              within_alphabet: bool, augment: float) -> FewShotTasks:
+    return FewShotTasks(ds, ways, shots, queries, name=f"{name} {split}", within_groups=within_alphabet,
+                        augment=augment if split == "train" else 0.0)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+
+
+# each image family's split loader, from image_tasks' keyword arguments
+_SPLIT_LOADERS: dict[str, Callable[..., ImageDataset]] = {
+    "omniglot": lambda split, o: omniglot_split(split, o["protocol"], o["image_size"], o["data_dir"], o["rotations"]),
+    "mnist": lambda split, o: _mnist_28(split, o["classes"], o["data_dir"], o["image_size"]),
+    "image_folder": lambda split, o: folder_split(split, o["data_dir"], o["image_size"], o["channels"]),
+}
+
+
 def image_tasks(family: str, split: str, ways: int, shots: int, queries: int, *, image_size: int = 28,
                 data_dir: str | Path | None = None, protocol: str = "maml", rotations: bool = True,
                 classes: Sequence[int] = (0, 1, 2, 3, 4), channels: int = 1,
                 within_alphabet: bool = False, augment: float = 0.0) -> FewShotTasks:
     """Episodes of ``family`` (omniglot, mnist, image_folder) drawn from one ``split``; ``augment``
     distorts the training split's images (:func:`metalearn.tasks.few_shot.episodes.random_affine`)."""
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-    if family == "omniglot":
-        ds = omniglot_split(split, protocol, image_size, data_dir, rotations)
-    elif family == "mnist":
-        if image_size != 28:
-            raise ConfigError("MNIST images are 28x28; use task.image_size=28")
-        ds = mnist_split(split, classes, data_dir)
-    elif family == "image_folder":
-        ds = folder_split(split, data_dir, image_size, channels)
-    else:
-        raise ConfigError(f"unknown image task family {family!r}; choose omniglot, mnist or image_folder")
-    return FewShotTasks(ds, ways, shots, queries, name=f"{family} {split}", within_groups=within_alphabet,
-                        augment=augment if split == "train" else 0.0)
+    _check_split(split)
+    if family not in _SPLIT_LOADERS:
+        raise ConfigError(f"unknown image task family {family!r}; choose one of: {', '.join(_SPLIT_LOADERS)}")
+    options = {"image_size": image_size, "data_dir": data_dir, "protocol": protocol, "rotations": rotations,
+               "classes": classes, "channels": channels}
+    return _episodes(family, _SPLIT_LOADERS[family](split, options), split, ways, shots, queries, within_alphabet,
+                     augment)
 
 
 # builders from a config's ``task`` section, for the task registry
 def omniglot_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
                          cross_domain: bool = False) -> FewShotTasks:
-    return image_tasks("omniglot", split, t.ways, shots, queries, image_size=t.image_size, data_dir=t.data_dir,
-                       protocol=t.protocol, rotations=t.rotations, within_alphabet=t.episodes == "within_alphabet",
-                       augment=0.0 if cross_domain else t.augment)
+    _check_split(split)
+    ds = omniglot_split(split, t.protocol, t.image_size, t.data_dir, t.rotations)
+    return _episodes("omniglot", ds, split, t.ways, shots, queries, t.episodes == "within_alphabet",
+                     0.0 if cross_domain else t.augment)
 
 
 def mnist_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
                       cross_domain: bool = False) -> FewShotTasks:
     """MNIST episodes; ``cross_domain`` (a model trained on another family): all ten test digits."""
-    return image_tasks("mnist", split, t.ways, shots, queries, image_size=t.image_size, data_dir=t.data_dir,
-                       classes=[] if cross_domain else t.classes, within_alphabet=t.episodes == "within_alphabet",
-                       augment=0.0 if cross_domain else t.augment)
+    _check_split(split)
+    ds = _mnist_28(split, [] if cross_domain else t.classes, t.data_dir, t.image_size)
+    return _episodes("mnist", ds, split, t.ways, shots, queries, t.episodes == "within_alphabet",
+                     0.0 if cross_domain else t.augment)
 
 
 def folder_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
                        cross_domain: bool = False) -> FewShotTasks:
-    return image_tasks("image_folder", split, t.ways, shots, queries, image_size=t.image_size,
-                       data_dir=t.data_dir, channels=t.channels, within_alphabet=t.episodes == "within_alphabet",
-                       augment=t.augment)
+    _check_split(split)
+    ds = folder_split(split, t.data_dir, t.image_size, t.channels)
+    return _episodes("image_folder", ds, split, t.ways, shots, queries, t.episodes == "within_alphabet", t.augment)

@@ -10,10 +10,10 @@ so one coordinatewise LSTM call updates all of them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, List, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,31 @@ class OptimizeeBatch:
                               {k: move(v, device, dtype, non_blocking) for k, v in self.data.items()})
 
 
+@dataclass
+class OptimizeeSettings:
+    """The ``task.*`` keys of every optimizee family: ``horizon`` optimisation steps per problem,
+    meta-trained by truncated back-propagation through ``unroll`` steps at a time."""
+
+    horizon: int = 100
+    unroll: int = 20
+
+
+@dataclass
+class QuadraticSettings(OptimizeeSettings):
+    """dim: the dimension of the quadratic problems (Andrychowicz et al. use 10)."""
+
+    dim: int = 10
+
+
+@dataclass
+class MLPProblemSettings(OptimizeeSettings):
+    """The MNIST MLP optimizee: its hidden sizes, activation and minibatch size."""
+
+    mlp_hidden: List[int] = field(default_factory=lambda: [20])
+    mlp_activation: str = "sigmoid"
+    minibatch: int = 128
+
+
 class OptimizeeFamily:
     """What every optimizee family declares (metalearn.protocols.TaskFamily): its tasks are
     optimisation problems, scored by the loss a learned optimizer reaches on them."""
@@ -60,6 +85,7 @@ class OptimizeeFamily:
 
 
 class QuadraticProblems(OptimizeeFamily):
+    settings = QuadraticSettings
 
     def __init__(self, dim: int = 10, horizon: int = 100) -> None:
         if dim <= 0 or horizon <= 0:
@@ -99,6 +125,7 @@ def _mnist_flat(data_dir: str | None) -> tuple[Tensor, Tensor]:
 
 
 class MLPProblems(OptimizeeFamily):
+    settings = MLPProblemSettings
     # the paper's generalisation tests (section 3.2): the evaluation also runs these task settings
     variants = (("40 hidden units", {"mlp_hidden": [40]}), ("2 hidden layers", {"mlp_hidden": [20, 20]}),
                 ("ReLU", {"mlp_activation": "relu"}))

@@ -7,8 +7,8 @@ Each task is ``y = A sin(x - phase)`` with ``A ~ U[0.1, 5]``, ``phase ~ U[0, pi]
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any, List, cast
 
 import torch
 from torch import Tensor
@@ -29,6 +29,16 @@ class SinusoidTask:
         return self.amplitude.view(-1, 1, 1) * torch.sin(x - self.phase.view(-1, 1, 1))
 
 
+@dataclass
+class SinusoidSettings:
+    """The sinusoid family's ``task.*`` keys (beside ``shots`` and ``queries``: points per task):
+    the ranges ``[low, high]`` that each task's amplitude and phase and every input are drawn from."""
+
+    amplitude: List[float] = field(default_factory=lambda: [0.1, 5.0])
+    phase: List[float] = field(default_factory=lambda: [0.0, 3.141592653589793])
+    x_range: List[float] = field(default_factory=lambda: [-5.0, 5.0])
+
+
 class SinusoidTasks:
     """A distribution over sine-wave regression tasks; ``sample`` draws a stacked ``TaskBatch``."""
 
@@ -42,6 +52,7 @@ class SinusoidTasks:
     pictures = ("functions", "steps")
     adapt_input = None
     baseline = "pretrain"
+    settings = SinusoidSettings
 
     def __init__(self, shots: int = 10, queries: int | None = None,
                  amplitude: tuple[float, float] = (0.1, 5.0),

@@ -16,6 +16,7 @@ gymnasium vector environments.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, cast
 
 import torch
@@ -105,6 +106,21 @@ class PolicyGradientLoss:
         return {k: data[k] for k in self.family.metric_keys}
 
 
+@dataclass
+class EnvSettings:
+    """The ``task.*`` keys of every environment family (beside ``shots``: episodes per task before
+    adaptation, ``queries``: after): ``horizon`` steps per episode; ``gamma`` and ``gae_lambda``,
+    the discount and generalised advantage estimation's lambda (1: Monte-Carlo) of the advantages;
+    ``vector``, gymnasium's ``sync`` vector environments or ``async`` worker processes, ``workers``
+    of them (0: one per core, shared with torchrun's)."""
+
+    horizon: int = 100
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    vector: str = "sync"
+    workers: int = 0
+
+
 class EnvTasks:
     """Base of the environment task families: declarations, task sampling, batched collection.
 
@@ -126,6 +142,7 @@ class EnvTasks:
     pictures: tuple[str, ...] = ("steps",)
     adapt_input = None
     baseline = "policy_pretrain"     # a policy trained on all training tasks, adapted the same way
+    settings: type = EnvSettings
     scratch_baseline = True          # evaluate also adapts a randomly initialised policy
     uses_task_loss = True
     metric_keys: tuple[str, ...] = ("return",)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ...data.glucose import EXCLUDED, FEATURES, glucose_windows
 from ...data.tables import Group, TableSpec
-from .grouped import DomainBaseline, TableTasks
+from .grouped import DomainBaseline, GroupSplitSettings, TableTasks
 
 SPLIT = (16, 4, 10)      # patients: meta-train, validation, test
 SUPPORT_UNTIL = 1440     # minutes: support from day 1, query from days 2-3
@@ -27,6 +27,7 @@ SUPPORT_UNTIL = 1440     # minutes: support from day 1, query from days 2-3
 
 class GlucoseTasks(TableTasks):
     """Per-patient CGM forecasting, 30 minutes ahead; see the module docstring."""
+    settings = GroupSplitSettings
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,

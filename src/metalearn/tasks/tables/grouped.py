@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import functools
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +51,40 @@ def rmse(outputs: Tensor, targets: Tensor) -> Tensor:
     return (outputs - targets).pow(2).mean().sqrt()
 
 
+@dataclass
+class GroupSplitSettings:
+    """The ``task.*`` key of every grouped-table family (beside ``shots``: support rows per task,
+    ``queries``: query rows): ``split_seed`` shuffles the groups before they are split into
+    meta-training, validation and test groups."""
+
+    split_seed: int = 0
+
+
+@dataclass
+class TableSettings(GroupSplitSettings):
+    """The ``table`` family's keys, a user's own file: ``data`` (a CSV or Parquet file), ``group``
+    (the column naming each row's group: patient, site, ...), ``target`` (the column to predict),
+    ``features`` (input columns; None: every other column), ``time`` (support rows come before
+    query rows in this column's order), ``categorical`` (one-hot columns; text columns are by
+    default), ``stratify`` (split groups in proportion within each value of this column),
+    ``target_type`` (auto: text is classification; regression or classification),
+    ``residual_of`` (regression: predict the target minus this column), ``split`` (the train /
+    validation / test shares of the groups), ``support_until`` (support rows have time < this,
+    query rows >= it)."""
+
+    data: Optional[str] = None
+    group: Optional[str] = None
+    target: Optional[str] = None
+    features: Optional[List[str]] = None
+    time: Optional[str] = None
+    categorical: List[str] = field(default_factory=list)
+    stratify: Optional[str] = None
+    target_type: str = "auto"
+    residual_of: Optional[str] = None
+    split: List[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    support_until: Optional[float] = None
+
+
 class TableTasks:
     """Tasks from the groups of one split of a grouped table; see the module docstring.
 
@@ -65,6 +100,7 @@ class TableTasks:
     pictures = ("support_size", "forecasts")
     adapt_input = "table_rows"
     baseline = "pretrain"
+    settings: type = TableSettings
     own_baseline = "scratch"      # the same model trained on a group's support rows alone
 
     def __init__(self, groups: Sequence[Group], encoder: TableEncoder, spec: TableSpec, shots: int,

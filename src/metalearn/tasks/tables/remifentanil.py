@@ -20,7 +20,7 @@ from torch import Tensor
 from ...data.remifentanil import FEATURES, remifentanil_dosing, remifentanil_table
 from ...data.tables import Group, TableSpec, split_groups
 from ...models.pk import Population, concentrations, fit_patient, fit_population
-from .grouped import DomainBaseline, TableTasks
+from .grouped import DomainBaseline, GroupSplitSettings, TableTasks
 
 SPLIT = (45, 10, 10)                   # patients: meta-train, validation, test
 PRIOR_SCALES = (0.1, 0.25, 0.5, 1.0)   # multiples of the population SD tried on the validation patients
@@ -28,6 +28,7 @@ PRIOR_SCALES = (0.1, 0.25, 0.5, 1.0)   # multiples of the population SD tried on
 
 class RemifentanilTasks(TableTasks):
     """Per-patient remifentanil concentrations; see the module docstring."""
+    settings = GroupSplitSettings
 
     validation_names: list[str] = []
     _pk: dict[int, Population]

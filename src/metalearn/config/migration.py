@@ -1,0 +1,57 @@
+"""Reading the config of a run folder written by an earlier version of metalearn: one function,
+:func:`migrate_config`, turns any earlier layout into the current one (``version`` in the file;
+a file without it is version 1).
+
+Version 1 (before per-family settings) wrote every family's keys into one ``task`` section (37
+keys for any run: ``task.horizon`` in an Omniglot run, ``task.ways`` in a sinusoid run). Version
+2 writes the keys every family shares plus the run's own family's keys; the others were never read
+by that family, so migrating drops them.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..errors import ConfigError
+from ..tasks.registry import SHARED_TASK_KEYS, get_task_family
+from .schema import CONFIG_VERSION
+
+
+def check_version(version: Any) -> None:
+    """Refuse a config written in a layout this metalearn does not read directly (a user's config
+    file has no ``version``: it is read as the current layout, strictly)."""
+    if version is None or version == CONFIG_VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version < CONFIG_VERSION:
+        raise ConfigError(f"this config has layout version {version}; a run folder's config is migrated when the "
+                          f"run is opened (metalearn.config.migrate_config), a config file of your own should drop "
+                          f"the 'version' key")
+    raise ConfigError(f"this config has layout version {version!r}, newer than this metalearn reads "
+                      f"({CONFIG_VERSION}); upgrade metalearn")
+
+
+def migrate_config(data: dict[str, Any]) -> dict[str, Any]:
+    """The nested config ``data`` of a run folder, of any earlier layout, as the current layout
+    (a new dict; ``data`` is not changed). A current or newer one is returned as it is."""
+    if not isinstance(data, dict):
+        return data
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version >= CONFIG_VERSION:
+        return data
+    out = copy.deepcopy(data)
+    if version < 2:
+        _drop_other_families_keys(out)
+    out["version"] = CONFIG_VERSION
+    return out
+
+
+def _drop_other_families_keys(data: dict[str, Any]) -> None:
+    """Version 1 -> 2: keep the shared task keys and the run's family's own."""
+    task = data.get("task")
+    if not isinstance(task, dict):
+        return
+    try:
+        own = get_task_family(task.get("family", "sinusoid")).keys()
+    except ConfigError:
+        return   # an unknown family: reading the config will say so
+    data["task"] = {k: v for k, v in task.items() if k in SHARED_TASK_KEYS or k in own}
