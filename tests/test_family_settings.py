@@ -48,9 +48,9 @@ def test_every_family_declares_its_keys_and_the_shared_section_is_small():
     assert [f.name for f in dataclasses.fields(ml.Config().task)] == [*SHARED_TASK_KEYS, "options"]
     for name in ml.list_task_families():
         assert get_task_family(name).settings is not None, name
-    assert get_task_family("omniglot").keys()[:4] == ["ways", "image_size", "episodes", "augment"]
-    assert "horizon" in get_task_family("nav2d").keys() and "horizon" in get_task_family("quadratic").keys()
-    assert "ways" not in get_task_family("sinusoid").keys()
+    assert get_task_family("omniglot").task_keys()[:4] == ["ways", "image_size", "episodes", "augment"]
+    assert "horizon" in get_task_family("nav2d").task_keys() and "horizon" in get_task_family("quadratic").task_keys()
+    assert "ways" not in get_task_family("sinusoid").task_keys()
 
 
 def test_a_key_of_another_family_names_the_family_its_keys_and_the_owners(capsys, tmp_path):
@@ -124,7 +124,7 @@ def test_a_config_file_of_another_layout_is_refused():
 def test_every_family_specific_key_reads_as_its_default_until_set():
     cfg = Config()
     for key, option in task_options().items():
-        if key in get_task_family(cfg.task.family).keys():
+        if key in get_task_family(cfg.task.family).task_keys():
             assert getattr(cfg.task, key) == option.default
     cfg.task.amplitude.append(9.0)     # a default is never shared between configs
     assert Config().task.amplitude == [0.1, 5.0]

@@ -211,3 +211,14 @@ def test_the_checks_would_catch_an_upward_import_and_a_name_comparison(tmp_path)
         assert sorted(compared_names(probe)) == ["groups", "maml", "table_rows"]
     finally:
         probe.unlink()
+
+
+def test_the_trainer_names_no_algorithms_metrics():
+    """RL throughput, returns and the trust region's numbers come from the algorithm's declarations
+    (rate_metrics, progress_metrics) and the outer step's own report, not from names in the trainer."""
+    tree = ast.parse((SRC / "training" / "trainer.py").read_text())
+    names = {"env_steps", "env_steps_per_s", "train_return", "return", "kl", "improvement", "step_size"}
+    found = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names}
+    assert not found, f"training/trainer.py names {sorted(found)}"
+    from metalearn.algorithms import MAMLTRPO
+    assert MAMLTRPO.rate_metrics == ("env_steps",) and "train_return" in MAMLTRPO.progress_metrics

@@ -1,8 +1,9 @@
 """``TaskBatch``: the tasks of a meta-batch as stacked tensors with a leading task dimension."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -43,26 +44,26 @@ class TaskBatch:
     def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return self.support_x, self.support_y, self.query_x, self.query_y
 
-    def map(self, fn: Callable[[Tensor], Tensor]) -> "TaskBatch":
+    def map(self, fn: Callable[[Tensor], Tensor]) -> TaskBatch:
         """A batch of ``fn`` applied to each of the four tensors."""
         return TaskBatch(*(fn(t) for t in self.tensors()))
 
-    def task(self, i: int) -> "TaskBatch":
+    def task(self, i: int) -> TaskBatch:
         """The ``i``-th task as a batch of one."""
         return self[i:i + 1]
 
-    def __getitem__(self, index: slice) -> "TaskBatch":
+    def __getitem__(self, index: slice) -> TaskBatch:
         return self.map(lambda t: t[index])
 
     @staticmethod
-    def cat(batches: "list[TaskBatch]") -> "TaskBatch":
+    def cat(batches: list[TaskBatch]) -> TaskBatch:
         """One batch of the tasks of ``batches``, in order (their shapes past the task dimension agree)."""
         if len(batches) == 1:
             return batches[0]
         return TaskBatch(*(torch.cat(parts) for parts in zip(*(b.tensors() for b in batches))))
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-           non_blocking: bool = False) -> "TaskBatch":
+           non_blocking: bool = False) -> TaskBatch:
         """Move to a device; ``dtype`` converts floating-point tensors only (labels stay integers).
         ``non_blocking`` from a CPU batch to CUDA goes through pinned memory, so the host does
         not wait for the device's queued work."""
@@ -124,13 +125,13 @@ class TaskTree:
             return None
         return torch.Generator().manual_seed(int(self.seeds[i]))
 
-    def __getitem__(self, index: slice) -> "TaskTree":
+    def __getitem__(self, index: slice) -> TaskTree:
         cut = lambda t: None if t is None else t[index]  # noqa: E731
         return TaskTree({k: v[index] for k, v in self.data.items()}, self.task_loss, cut(self.weights),
                         cut(self.seeds))
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-           non_blocking: bool = False) -> "TaskTree":
+           non_blocking: bool = False) -> TaskTree:
         mv = lambda t: None if t is None else move(t, device, dtype, non_blocking)  # noqa: E731
         return TaskTree({k: move(v, device, dtype, non_blocking) for k, v in self.data.items()}, self.task_loss,
                         mv(self.weights), None if self.seeds is None else self.seeds)

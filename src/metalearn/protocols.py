@@ -17,18 +17,19 @@ adapts parameters against it without knowing which.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Literal, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-ParamDict = Dict[str, Tensor]
+ParamDict = dict[str, Tensor]
 Forward = Callable[[ParamDict, Any], Any]
 
 TaskKind = Literal["regression", "classification", "optimizer", "reinforcement"]
-TASK_KINDS: Tuple[str, ...] = ("regression", "classification", "optimizer", "reinforcement")
+TASK_KINDS: tuple[str, ...] = ("regression", "classification", "optimizer", "reinforcement")
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ class Metric:
 
     name: str
     higher_is_better: bool
-    fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None
-    key: Optional[str] = None
+    fn: Callable[[Tensor, Tensor], Tensor] | None = None
+    key: str | None = None
     short: str = "loss"
     scale: float = 1.0
 
@@ -76,11 +77,11 @@ class TaskFamily(Protocol):
     kind: str
     metric: Metric
     evaluator: str
-    pictures: Tuple[str, ...]
-    adapt_input: Optional[str]
-    baseline: Optional[str]
+    pictures: tuple[str, ...]
+    adapt_input: str | None
+    baseline: str | None
 
-    def sample(self, num_tasks: int, generator: Optional[torch.Generator] = None) -> Any:
+    def sample(self, num_tasks: int, generator: torch.Generator | None = None) -> Any:
         """``num_tasks`` tasks as one batch with a leading task dimension."""
         ...
 
@@ -89,7 +90,7 @@ class TaskFamily(Protocol):
 class SupervisedFamily(TaskFamily, Protocol):
     """A family of ``(x, y)`` tasks: what a model for it must take and give."""
 
-    input_shape: Tuple[int, ...]
+    input_shape: tuple[int, ...]
     output_dim: int
     loss: str   # "mse" or "cross_entropy"
 
@@ -107,14 +108,14 @@ class TaskLoss(Protocol):
     """
 
     def support(self, forward: Forward, params: ParamDict, task: Any,
-                generator: Optional[torch.Generator]) -> Any: ...
+                generator: torch.Generator | None) -> Any: ...
 
     def query(self, forward: Forward, params: ParamDict, task: Any,
-              generator: Optional[torch.Generator]) -> Any: ...
+              generator: torch.Generator | None) -> Any: ...
 
     def loss(self, forward: Forward, params: ParamDict, data: Any) -> Tensor: ...
 
-    def metrics(self, forward: Forward, params: ParamDict, data: Any) -> Dict[str, Tensor]: ...
+    def metrics(self, forward: Forward, params: ParamDict, data: Any) -> dict[str, Tensor]: ...
 
 
 @runtime_checkable
@@ -123,11 +124,11 @@ class Result(Protocol):
     federated clients): a Markdown ``table()``, a JSON-able ``to_dict()``, and the ``path`` it was
     saved at (None before it is saved)."""
 
-    path: Optional[Path]
+    path: Path | None
 
     def table(self) -> str: ...
 
-    def to_dict(self) -> Dict[str, Any]: ...
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 def declared(family: Any, name: str, default: Any = None) -> Any:

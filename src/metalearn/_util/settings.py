@@ -6,8 +6,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def thread_advice(threads: int, busy: float | None, cores: int | None = None) ->
     cores = cores or os.cpu_count() or 1
     if busy is None or threads <= 1 or busy < 0.5 or threads + busy <= cores + 0.25:
         return None
-    free = max(1, int(round(cores - busy)))
+    free = max(1, round(cores - busy))
     return (f"note: other processes keep about {busy:.1f} of the {cores} cores busy; {threads} threads that "
             f"wait for each other can run several times slower there. Use --set train.threads={free}, or "
             f"start with OMP_WAIT_POLICY=PASSIVE in the environment (README: Training on a shared machine)")

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +119,8 @@ class Algorithm(nn.Module):
     graphable = False          # its meta-loss is the same function at every step (CUDA-graph capture)
     accepts_task_losses = False  # trains on TaskTrees (any TaskLoss), not only supervised TaskBatches
     meta_loss_is_objective = True  # meta_loss's gradient is the meta-gradient (Reptile's is a surrogate)
+    rate_metrics: tuple[str, ...] = ()      # keys of last_metrics that are counts, logged per second
+    progress_metrics: tuple[str, ...] = ()  # log-row keys the progress bar shows beside the loss
 
     def __init__(self, model: nn.Module, loss: str = "mse", inner_steps: int = 1,
                  engine: str = "auto") -> None:
@@ -136,10 +139,13 @@ class Algorithm(nn.Module):
         # see functional.safeguarded_step; meta-training is unchanged
         self.safeguard = False
         # numbers of the last meta-step beside the loss (an RL step's returns), logged by the trainer
+        # as train_<key>, means since the last log row; the keys in ``rate_metrics`` are counts,
+        # logged as <key>_per_s of meta-step time instead; ``progress_metrics`` are the row keys
+        # the progress bar shows beside the loss
         self.last_metrics: dict[str, float] = {}
 
     @classmethod
-    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "Algorithm":
+    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> Algorithm:
         """Build from a model, the task family it will train on, and the settings dataclass of its
         registry entry. The default passes the settings as keyword arguments, with the family's loss."""
         return cls(model, loss=cast(SupervisedFamily, family).loss, **dataclasses.asdict(settings))
@@ -149,7 +155,7 @@ class Algorithm(nn.Module):
         """How tables name it when it is a baseline beside another run (``retitled`` sets it)."""
         return self.__dict__.get("_title") or f"{self.name} baseline"
 
-    def retitled(self, title: str) -> "Algorithm":
+    def retitled(self, title: str) -> Algorithm:
         """This algorithm, named ``title`` in tables (e.g. an untrained copy as a baseline)."""
         self.__dict__["_title"] = title
         return self

@@ -16,8 +16,9 @@ resumed run continues mid-run exactly.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -85,7 +86,7 @@ class L2L(Algorithm):
         self._run: dict[str, Any] | None = None
 
     @classmethod
-    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "L2L":
+    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> L2L:
         """An optimizee family's ``horizon`` and ``unroll`` set the runs and their truncation."""
         if not isinstance(model, LSTMOptimizerNet):
             raise ConfigError("the l2l algorithm meta-trains an LSTM optimizer; use --set model.name=lstm_optimizer")

@@ -36,7 +36,7 @@ def _type_name(tp: Any) -> str:
         return "a number"
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(arg) for arg in typing.get_args(tp))
-    if typing.get_origin(tp) in (list, typing.List):
+    if typing.get_origin(tp) is list:
         item = typing.get_args(tp)[0]
         return f"a list of {'numbers' if item is float else _type_name(item)}"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
@@ -46,46 +46,68 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if origin in (list, typing.List):
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list of {'numbers' if item is float else _type_name(item)} "
-                              f"such as [1, 2], got {value!r}")
-        return [_coerce(v, item, key) for v in value]
-    if tp is float:
-        if isinstance(value, str):
-            # YAML 1.1 reads 1e-3, 1E-3 and 1_000.5 as strings; take any float notation Python reads
-            try:
-                return float(value)
-            except ValueError:
-                raise ConfigError(f"{key}: expected a number such as 0.001 or 1e-3, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number such as 0.001 or 1e-3, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {tp}")
+        return _coerce_union(value, tp, key)
+    if origin is list:
+        return _coerce_list(value, tp, key)
+    scalar = _SCALARS.get(tp)
+    if scalar is None:
+        raise ConfigError(f"{key}: unsupported type {tp}")
+    return scalar(value, key)
+
+
+def _coerce_union(value: Any, tp: Any, key: str) -> Any:
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, key)
+        except ConfigError:
+            pass
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _coerce_list(value: Any, tp: Any, key: str) -> list[Any]:
+    (item,) = typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list of {'numbers' if item is float else _type_name(item)} "
+                          f"such as [1, 2], got {value!r}")
+    return [_coerce(v, item, key) for v in value]
+
+
+def _coerce_float(value: Any, key: str) -> float:
+    if isinstance(value, str):
+        # YAML 1.1 reads 1e-3, 1E-3 and 1_000.5 as strings; take any float notation Python reads
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number such as 0.001 or 1e-3, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: expected a number such as 0.001 or 1e-3, got {value!r}")
+    return float(value)
+
+
+def _coerce_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    return value
+
+
+def _coerce_bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _coerce_str(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+_SCALARS: dict[Any, Any] = {float: _coerce_float, int: _coerce_int, bool: _coerce_bool, str: _coerce_str}
 
 
 def _options(obj: Any) -> dict[str, Option]:
@@ -100,7 +122,7 @@ def _options(obj: Any) -> dict[str, Option]:
 def _unknown_key(obj: Any, full: str, prefix: str, names: list[str], options: dict[str, Option]) -> ConfigError:
     if isinstance(obj, TaskConfig):
         try:
-            own = get_task_family(obj.family).keys()
+            own = get_task_family(obj.family).task_keys()
         except ConfigError:
             own = []
         return ConfigError(f"unknown config key {full!r}; the {obj.family} task family's keys: "

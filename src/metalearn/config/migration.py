@@ -51,7 +51,7 @@ def _drop_other_families_keys(data: dict[str, Any]) -> None:
     if not isinstance(task, dict):
         return
     try:
-        own = get_task_family(task.get("family", "sinusoid")).keys()
+        own = get_task_family(task.get("family", "sinusoid")).task_keys()
     except ConfigError:
         return   # an unknown family: reading the config will say so
     data["task"] = {k: v for k, v in task.items() if k in SHARED_TASK_KEYS or k in own}

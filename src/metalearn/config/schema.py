@@ -28,9 +28,9 @@ class TaskConfig:
 
     family: str = "sinusoid"
     shots: int = 10
-    queries: typing.Optional[int] = None     # None: same as shots
-    data_dir: typing.Optional[str] = None    # local copy of the data; default $METALEARN_DATA_DIR
-    options: typing.Dict[str, typing.Any] = field(default_factory=dict)
+    queries: int | None = None     # None: same as shots
+    data_dir: str | None = None    # local copy of the data; default $METALEARN_DATA_DIR
+    options: dict[str, typing.Any] = field(default_factory=dict)
 
     def __getattr__(self, key: str) -> Any:  # only for names that are not fields: the family's keys
         if key.startswith("__"):
@@ -59,7 +59,7 @@ class TaskConfig:
         (defaults filled in) and any other key that was set."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
         try:
-            keys = get_task_family(self.family).keys()
+            keys = get_task_family(self.family).task_keys()
         except ConfigError:
             keys = []
         for key in keys:
@@ -73,7 +73,7 @@ _TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskConfig))
 
 def _family_keys(family: str) -> list[str]:
     try:
-        return get_task_family(family).keys()
+        return get_task_family(family).task_keys()
     except ConfigError:
         return []
 
@@ -84,7 +84,7 @@ def _task_option(family: str, key: str) -> Option | None:
         entry = get_task_family(family)
     except ConfigError:
         entry = None
-    if entry is not None and entry.settings is not None and key in entry.keys():
+    if entry is not None and entry.settings is not None and key in entry.task_keys():
         return options_of([entry.settings])[key]
     return task_options().get(key)
 
@@ -92,7 +92,7 @@ def _task_option(family: str, key: str) -> Option | None:
 @dataclass
 class ModelConfig:
     name: str = "mlp"
-    hidden: typing.List[int] = field(default_factory=lambda: [40, 40])   # mlp
+    hidden: list[int] = field(default_factory=lambda: [40, 40])   # mlp
     activation: str = "relu"                                             # mlp
     wide: bool = False                       # mlp: add a linear map of the raw inputs to the output
     width: int = 64                                                      # conv4 filters
@@ -114,7 +114,7 @@ class AlgoConfig:
     mode: str = "second_order"
     engine: str = "auto"
     safeguard: bool = False                  # test-time adaptation keeps only steps that lower the support loss
-    options: typing.Dict[str, typing.Any] = field(default_factory=dict)
+    options: dict[str, typing.Any] = field(default_factory=dict)
 
     def __getattr__(self, key: str) -> Any:  # only for names that are not fields: the options
         if key.startswith("__"):
@@ -157,19 +157,19 @@ class TrainConfig:
     optimizer: str = "adam"                     # outer optimizer: adam or sgd
     lr_schedule: str = "constant"               # constant, cosine (MAML++) or linear (Reptile)
     min_lr: float = 0.0                         # end of the cosine or linear schedule
-    time_limit: typing.Optional[float] = None   # minutes of meta-training, then stop (resumable)
-    keep: typing.List[int] = field(default_factory=list)  # also keep checkpoints/step-N.pt at these steps
+    time_limit: float | None = None   # minutes of meta-training, then stop (resumable)
+    keep: list[int] = field(default_factory=list)  # also keep checkpoints/step-N.pt at these steps
     cuda_graph: bool = False     # CUDA only: capture the meta-step once as a CUDA graph and replay it
 
 
 @dataclass
 class EvalConfig:
     tasks: int = 1000
-    steps: typing.List[int] = field(default_factory=lambda: [1, 2, 5, 10])
+    steps: list[int] = field(default_factory=lambda: [1, 2, 5, 10])
     seed: int = 12345
-    queries: typing.Optional[int] = None     # query examples (per class) at test; None: as in training
-    ways: typing.Optional[int] = None        # ways at test (protonet, transfer); None: as in training
-    support_sizes: typing.List[int] = field(default_factory=list)  # grouped tables: support rows; [] = task.shots
+    queries: int | None = None     # query examples (per class) at test; None: as in training
+    ways: int | None = None        # ways at test (protonet, transfer); None: as in training
+    support_sizes: list[int] = field(default_factory=list)  # grouped tables: support rows; [] = task.shots
     repeats: int = 10                        # grouped tables: support draws per held-out group and size
 
 
@@ -178,7 +178,7 @@ class LogConfig:
     wandb: bool = False                      # also log to Weights & Biases (WANDB_MODE=offline works)
     wandb_project: str = "metalearn"
     mlflow: bool = False                     # also log to MLflow
-    mlflow_uri: typing.Optional[str] = None  # tracking store; default $MLFLOW_TRACKING_URI or RUN/../mlflow.db
+    mlflow_uri: str | None = None  # tracking store; default $MLFLOW_TRACKING_URI or RUN/../mlflow.db
 
 
 @dataclass
@@ -192,7 +192,7 @@ class FedConfig:
     local_lr: float = 0.001                  # their step size (Adam; SGD for perfedavg)
     local_batch: int = 4                     # episodes per local meta-update (images per step for fedavg_ft: x32)
     client_seed: int = 0                     # which clients are held out
-    split: typing.List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])   # train / validation / test clients
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])   # train / validation / test clients
     eval_every: int = 10                     # rounds between validations on the validation clients
     eval_episodes: int = 20                  # episodes per held-out client
     central: str = "updates"                  # the central reference: as many meta-updates, or as many meta-steps

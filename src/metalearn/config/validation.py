@@ -71,7 +71,7 @@ def check_task_keys(task: TaskConfig) -> None:
     """Every ``task.*`` key that was set is one of the family's own (a misplaced key names the
     family, its keys and the families that have it), and the family's settings pass its checks."""
     entry = get_task_family(task.family)
-    own = entry.keys()
+    own = entry.task_keys()
     for key in task.options:
         if key not in own:
             others = families_with_key(key)

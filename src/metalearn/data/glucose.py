@@ -61,7 +61,7 @@ def _check_sum(data: bytes) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def load_glucose_readings() -> "pd.DataFrame":
+def load_glucose_readings() -> pd.DataFrame:
     """The packaged readings: ``patient, cohort, day, minute, cgm, cho, insulin`` (864 rows per patient)."""
     pd = require_pandas()
     import io
@@ -74,7 +74,7 @@ def load_glucose_readings() -> "pd.DataFrame":
 
 
 @functools.lru_cache(maxsize=1)
-def glucose_windows() -> "pd.DataFrame":
+def glucose_windows() -> pd.DataFrame:
     """One row per (patient, reading) with a full hour of history and a reading 30 minutes later."""
     pd = require_pandas()
     readings = load_glucose_readings()

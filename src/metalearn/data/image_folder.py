@@ -24,7 +24,7 @@ def image_sizes(paths: list[Path]) -> dict[tuple[int, int], list[Path]]:
         try:
             with Image.open(p) as im:
                 sizes.setdefault(im.size, []).append(p)
-        except Exception as exc:  # noqa: BLE001 (Pillow raises OSError, SyntaxError, ValueError...)
+        except Exception as exc:
             raise unreadable_image(p, exc) from None
     return sizes
 

@@ -5,9 +5,10 @@ Episodes are drawn from it by tensor indexing (no per-image loader in the hot pa
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ class ImageDataset:
 
     @classmethod
     def from_class_lists(cls, per_class: Sequence[Tensor], class_names: Sequence[str],
-                         root: str | None = None) -> "ImageDataset":
+                         root: str | None = None) -> ImageDataset:
         counts = torch.tensor([len(t) for t in per_class], dtype=torch.long)
         offsets = torch.cumsum(counts, 0) - counts
         return cls(torch.cat(list(per_class)), offsets, counts, list(class_names), root)
@@ -55,12 +56,12 @@ class ImageDataset:
         o, n = int(self.offsets[c]), int(self.counts[c])
         return self.images[o:o + n]
 
-    def subset(self, classes: Sequence[int]) -> "ImageDataset":
+    def subset(self, classes: Sequence[int]) -> ImageDataset:
         """The dataset restricted to ``classes`` (in that order)."""
         return ImageDataset.from_class_lists([self.class_images(c) for c in classes],
                                              [self.class_names[c] for c in classes], self.root)
 
-    def with_rotations(self, quarter_turns: Sequence[int] = (0, 1, 2, 3)) -> "ImageDataset":
+    def with_rotations(self, quarter_turns: Sequence[int] = (0, 1, 2, 3)) -> ImageDataset:
         """Every class rotated by each multiple of 90 degrees, each rotation a new class
         (the Omniglot augmentation of Santoro et al. 2016 and the MAML paper)."""
         per_class, names = [], []
@@ -78,14 +79,14 @@ def unreadable_image(source: str | Path, exc: BaseException) -> MetalearnError:
     return MetalearnError(f"cannot read image {source}: {reason}; replace or remove it")
 
 
-def read_image(data: bytes | str | Path, mode: str, source: str = "") -> "PIL.Image.Image":
+def read_image(data: bytes | str | Path, mode: str, source: str = "") -> PIL.Image.Image:
     """The fully decoded image of a file's bytes (or path) in Pillow ``mode`` (L or RGB); a
     ``MetalearnError`` naming ``source`` when the file cannot be read."""
     from PIL import Image
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
             return img.convert(mode)  # decodes every pixel: truncated files fail here
-    except Exception as exc:  # noqa: BLE001 (Pillow raises OSError, SyntaxError, ValueError, zlib.error...)
+    except Exception as exc:
         raise unreadable_image(source or str(data), exc) from None
 
 

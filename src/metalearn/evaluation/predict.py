@@ -26,9 +26,9 @@ class RowsFamily(Protocol):
     """A family whose tasks are a group's table rows: it turns a user's rows into model inputs and
     targets, and the model's outputs back into named prediction columns."""
 
-    def encode_rows(self, df: "pd.DataFrame", source: str, with_target: bool) -> tuple[Tensor, Tensor | None]: ...
+    def encode_rows(self, df: pd.DataFrame, source: str, with_target: bool) -> tuple[Tensor, Tensor | None]: ...
 
-    def decode(self, outputs: Tensor, df: "pd.DataFrame") -> dict[str, Any]: ...
+    def decode(self, outputs: Tensor, df: pd.DataFrame) -> dict[str, Any]: ...
 
 
 def _check_steps(steps: int | None) -> None:
@@ -36,8 +36,8 @@ def _check_steps(steps: int | None) -> None:
         raise ConfigError(f"--steps must be >= 0, got {steps}")
 
 
-def predict_table(run: Path | str, support: "pd.DataFrame", query: "pd.DataFrame", steps: int | None = None,
-                  support_name: str = "the support rows", query_name: str = "the query rows") -> "pd.DataFrame":
+def predict_table(run: Path | str, support: pd.DataFrame, query: pd.DataFrame, steps: int | None = None,
+                  support_name: str = "the support rows", query_name: str = "the query rows") -> pd.DataFrame:
     """The ``query`` rows with a ``predicted_<target>`` column (and ``p_<class>`` columns for a
     classifier), after adapting the run's best model to the ``support`` rows (with targets) in
     ``steps`` inner steps (default: the run's ``algo.inner_steps``)."""

@@ -3,8 +3,8 @@ of two methods scored on the same tasks."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

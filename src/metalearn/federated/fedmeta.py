@@ -245,7 +245,7 @@ class FedEvaluation:
                 "bytes_total": self.bytes_total, "summary": self.summary(), "paired": self.paired}
 
     @classmethod
-    def load(cls, run: Run) -> "FedEvaluation":
+    def load(cls, run: Run) -> FedEvaluation:
         path = run.path / "eval" / "federated.json"
         if not path.is_file():
             raise ConfigError(f"{run.path} has no federated evaluation ({path}); run 'metalearn federate' to the end")

@@ -16,7 +16,8 @@ updates (MAML, Finn et al. 2017), ``"first_order"`` treats the inner gradients a
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Sequence, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn

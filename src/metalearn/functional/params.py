@@ -1,12 +1,12 @@
 """Explicit parameter dictionaries: the currency of the functional core."""
 from __future__ import annotations
 
-from typing import Callable, Dict
+from collections.abc import Callable
 
 from torch import Tensor, nn
 from torch.func import functional_call
 
-ParamDict = Dict[str, Tensor]
+ParamDict = dict[str, Tensor]
 
 
 def named_params(module: nn.Module) -> ParamDict:

@@ -17,15 +17,16 @@ state of its own (the LSTM optimizer) is an :class:`InnerRule` written directly.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple, cast
+from typing import Any, cast
 
 import torch
 
 from .params import ParamDict
 
 InitFn = Callable[[ParamDict], Any]
-UpdateFn = Callable[[ParamDict, Any, ParamDict], Tuple[ParamDict, Any]]
+UpdateFn = Callable[[ParamDict, Any, ParamDict], tuple[ParamDict, Any]]
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class InnerRule:
     update: UpdateFn
     name: str = "rule"
     # the same rule with its learned tensors detached (None: the rule has none)
-    frozen: Optional[Callable[[], "InnerRule"]] = None
+    frozen: Callable[[], InnerRule] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Transform:
     init: InitFn
     update: UpdateFn
     name: str = "transform"
-    frozen: Optional[Callable[[], "Transform"]] = None   # with learned tensors detached
+    frozen: Callable[[], Transform] | None = None   # with learned tensors detached
 
 
 def chain(*transforms: Transform, name: str | None = None) -> InnerRule:

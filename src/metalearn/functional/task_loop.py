@@ -17,7 +17,8 @@ parameters on the *same* data (a TRPO step's line search) by passing it back as 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

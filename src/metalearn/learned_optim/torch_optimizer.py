@@ -9,8 +9,9 @@ Each parameter keeps its own LSTM hidden state (``opt.state[p]``), saved and res
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,7 +30,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
 
     @classmethod
     def from_run(cls, run: str | Path, params: Iterable[Tensor] | Iterable[dict[str, Any]],
-                 checkpoint: str = "best") -> "LearnedOptimizer":
+                 checkpoint: str = "best") -> LearnedOptimizer:
         """The learned optimizer of a ``metalearn train l2l-*`` run folder."""
         from ..runs import Run
         from ..training.loading import load_algorithm

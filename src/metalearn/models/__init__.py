@@ -6,5 +6,19 @@ from .policies import CategoricalPolicy, GaussianPolicy
 from .registry import ModelEntry, get_model, list_models, register_model
 from .ridge import fit_ridge, predict_ridge
 
-__all__ = ["Conv4", "ModelEntry", "get_model", "list_models", "register_model", "channels_last", "conv2d_nhwc",
-           "conv4", "fit_ridge", "mlp", "predict_ridge", "WideMLP", "GaussianPolicy", "CategoricalPolicy"]
+__all__ = [
+           "CategoricalPolicy",
+           "Conv4",
+           "GaussianPolicy",
+           "ModelEntry",
+           "WideMLP",
+           "channels_last",
+           "conv2d_nhwc",
+           "conv4",
+           "fit_ridge",
+           "get_model",
+           "list_models",
+           "mlp",
+           "predict_ridge",
+           "register_model",
+]

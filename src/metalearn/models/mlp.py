@@ -1,7 +1,8 @@
 """A multilayer perceptron, the regression network of the MAML paper (1-40-40-1 with ReLU)."""
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -13,7 +14,7 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "rel
         raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(acts)}")
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
-    for a, b in zip(dims[:-1], dims[1:]):
+    for a, b in itertools.pairwise(dims):
         layers += [nn.Linear(a, b), acts[activation]()]
     layers.append(nn.Linear(dims[-1], out_dim))
     return nn.Sequential(*layers)

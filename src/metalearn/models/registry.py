@@ -3,8 +3,9 @@ config's ``model`` section for a task family, and declares the kinds of task it 
 ``nn.Module`` works from the Python API; these are the ones a config can name."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 

@@ -17,10 +17,11 @@ run's task family declares (``pictures``), by name:
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import torch
 
@@ -321,7 +322,7 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
         log_pictures(run.path, cfg.log.wandb_project, outs)
     if cfg.log.mlflow:
         log_artifacts(run.path, cfg.log.mlflow_uri, [*outs, run.report_dir / "summary.md"])
-    return outs + [run.report_dir / "summary.md"]
+    return [*outs, run.report_dir / "summary.md"]
 
 
 def plot_l2l(run: Run, plt: Any, report: dict[str, Any]) -> Path:

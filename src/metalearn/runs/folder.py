@@ -57,7 +57,7 @@ class Run:
 
     # opening an existing run
     @classmethod
-    def open(cls, path: Path | str) -> "Run":
+    def open(cls, path: Path | str) -> Run:
         """An existing run folder; a clear ``RunError`` if it is missing or is not a run."""
         run = cls(path)
         if not run.path.is_dir():
@@ -161,7 +161,7 @@ class Run:
             raise RunError(f"cannot write to {folder}: {exc.strerror or exc}; make it writable or copy "
                            f"the run folder somewhere writable") from None
 
-    def lock(self) -> "RunLock":
+    def lock(self) -> RunLock:
         return RunLock(self.path)
 
     def find_checkpoint(self, which: str = "best") -> Path:

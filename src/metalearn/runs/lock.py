@@ -1,6 +1,7 @@
 """One writer per run folder: an exclusive ``flock`` on ``RUN/.lock``."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -53,7 +54,7 @@ class RunLock:
         finally:
             os.close(fd)
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         import fcntl
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
@@ -81,14 +82,12 @@ class RunLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
         os.close(self._fd)  # closing drops the flock
         self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: Any) -> None:

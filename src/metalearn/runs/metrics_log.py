@@ -79,7 +79,7 @@ class TensorBoardWriter:
         logdir.mkdir(parents=True, exist_ok=True)
         name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{time.monotonic_ns() % 10**6}"
         self.path = logdir / name
-        self._f = open(self.path, "ab")
+        self._f = open(self.path, "ab")  # noqa: SIM115 (kept open for the run; closed by close())
         self._write(_event(0, time.time(), file_version="brain.Event:2"))
 
     def _write(self, record: bytes) -> None:
@@ -101,7 +101,7 @@ class MetricsLog:
     def __init__(self, jsonl_path: Path | str, tb_dir: Path | str | None = None) -> None:
         self.jsonl_path = Path(jsonl_path)
         self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.jsonl_path, "a", buffering=1)
+        self._f = open(self.jsonl_path, "a", buffering=1)  # noqa: SIM115 (closed by close())
         self.tb = TensorBoardWriter(tb_dir) if tb_dir is not None else None
 
     def log(self, step: int, **values: Any) -> None:

@@ -8,8 +8,9 @@ Adding a family is its module plus one line here.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .._util.registry import Registry
 from .._util.settings import Option, keys_of, options_of
@@ -37,7 +38,7 @@ class FamilyEntry:
     clients: ClientsFromConfig | None = None   # its federated clients, for ``metalearn federate``
     settings: type | None = None               # the dataclass of its own ``task.*`` keys
 
-    def keys(self) -> list[str]:
+    def task_keys(self) -> list[str]:
         """Its own ``task.*`` keys (beside the shared ones), in declaration order."""
         return keys_of(self.settings)
 
@@ -46,7 +47,7 @@ class FamilyEntry:
         building it runs the dataclass's checks. None when the family declares no keys."""
         if self.settings is None:
             return None
-        return self.settings(**{key: getattr(task, key) for key in self.keys()})
+        return self.settings(**{key: getattr(task, key) for key in self.task_keys()})
 
 
 _FAMILIES: Registry[FamilyEntry] = Registry("task family")
@@ -103,7 +104,7 @@ def task_options() -> dict[str, Option]:
 
 def families_with_key(key: str) -> list[str]:
     """The registered families that declare ``task.<key>``."""
-    return [e.name for e in _FAMILIES.values() if key in e.keys()]
+    return [e.name for e in _FAMILIES.values() if key in e.task_keys()]
 
 
 def federated_families() -> list[str]:

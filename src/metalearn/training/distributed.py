@@ -15,7 +15,7 @@ reads the checkpoint when resuming. The backend is ``nccl`` on CUDA and ``gloo``
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -29,7 +29,7 @@ from ..errors import MetalearnError
 class DistContext:
     rank: int = 0
     world: int = 1
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def is_main(self) -> bool:

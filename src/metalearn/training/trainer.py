@@ -13,9 +13,10 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -54,11 +55,11 @@ class Callback(Protocol):
     it writes a checkpoint and returns (``TrainResult.stopped``), so the run can be resumed. What
     automated tuning needs to prune a trial, federated rounds to aggregate, RL to log returns."""
 
-    def on_step(self, trainer: "Trainer", step: int, loss: Tensor) -> bool | None: ...
+    def on_step(self, trainer: Trainer, step: int, loss: Tensor) -> bool | None: ...
 
-    def on_validation(self, trainer: "Trainer", step: int, row: dict[str, float]) -> bool | None: ...
+    def on_validation(self, trainer: Trainer, step: int, row: dict[str, float]) -> bool | None: ...
 
-    def on_end(self, trainer: "Trainer", result: "TrainResult") -> None: ...
+    def on_end(self, trainer: Trainer, result: TrainResult) -> None: ...
 
 
 @dataclass
@@ -86,7 +87,7 @@ class _StopFlag:
             raise KeyboardInterrupt
         self.set = True
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handler)
@@ -298,6 +299,34 @@ class Trainer:
                 lock.release()
 
     def _run(self, resume: bool) -> TrainResult:
+        self._start(resume)
+        log = MetricsLog(self.run_dir.metrics_path, self.run_dir.tb_dir) if self.dist.is_main else None
+        bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, unit="step",
+                   mininterval=0.5, dynamic_ncols=True, desc=f"{self.algorithm.name}")
+        ended = ""   # why the loop stopped before ``steps``: time_limit, stopped or interrupted
+        self._t0 = time.perf_counter()
+        try:
+            with _StopFlag() as stop, self._backend_flags():
+                while self.step < self.steps and not ended:
+                    value = self._meta_step()
+                    stop_asked = self._call("on_step", self.step, value)
+                    bar.update(1)
+                    out_of_time = self.time_limit is not None and self.step < self.steps and self.dist.any(
+                        self.seconds + time.perf_counter() - self._t0 >= self.time_limit)
+                    stop_asked = self._after_step(out_of_time, log, bar) or stop_asked
+                    ended = self._why_stop(out_of_time, stop_asked, stop.set)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        result = TrainResult(self.step, self.best_val, self.best_step, ended == "interrupted", self.seconds,
+                             ended == "time_limit", ended == "stopped")
+        self._call("on_end", result)
+        return result
+
+    def _start(self, resume: bool) -> None:
+        """Load the checkpoint to resume from (or refuse a folder that holds a run), then write
+        ``config.yaml`` and cut the metrics log back to the checkpoint's step."""
         if resume:
             self.load()
             if self.step > self.steps:
@@ -312,113 +341,115 @@ class Trainer:
                 self.run_dir.save_config(self.config)
             if resume:
                 self.run_dir.truncate_metrics(self.step)
-        log = MetricsLog(self.run_dir.metrics_path, self.run_dir.tb_dir) if self.dist.is_main else None
-        bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, unit="step",
-                   mininterval=0.5, dynamic_ncols=True, desc=f"{self.algorithm.name}")
-        interrupted = time_limited = stopped = False
-        t0 = time.perf_counter()
-        try:
-            with _StopFlag() as stop, self._backend_flags():
-                while self.step < self.steps:
-                    started = time.perf_counter()
-                    batch = self.tasks.sample(self.meta_batch, self.task_rng).to(self.device, non_blocking=True)
-                    self.algorithm.on_step(self.step, self.steps)
-                    self._set_lr()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if self.dist.active:
-                        local = self.dist.local_batch(batch)
-                        share = local.total_weight / batch.total_weight
-                        value = self.dist.sum(self.algorithm.meta_backward(local, scale=share) * share)
-                    elif self.graphed is not None:
-                        value = self.graphed(batch)  # meta-loss and gradients by graph replay
-                    else:
-                        value = self.algorithm.meta_backward(batch)
-                    self._pending.append(value)
-                    for key, v in self.algorithm.last_metrics.items():
-                        self.extra.setdefault(key, []).append(v)
-                    if self.sync_every_step:
-                        self._check_losses(self.step + 1)
-                    self.dist.all_reduce_grads(self.algorithm)
-                    if getattr(self.optimizer, "uses_closure", False):
-                        # re-evaluates on the same tasks; torch's stub types the closure's loss as a float, but
-                        # a closure returns the loss tensor (the documented use)
-                        self.optimizer.step(self.algorithm.closure(batch))  # type: ignore[arg-type]
-                        # a trust-region step reports its KL, surrogate improvement and line-search step
-                        for key, v in getattr(self.optimizer, "last", {}).items():
-                            self.extra.setdefault(f"outer_{key}", []).append(v)
-                    else:
-                        self.optimizer.step()
-                    if "env_steps" in self.algorithm.last_metrics:
-                        self.extra.setdefault("step_seconds", []).append(time.perf_counter() - started)
-                    self.step += 1
-                    stop_asked = self._call("on_step", self.step, value)
-                    bar.update(1)
-                    row: dict[str, Any] = {}
-                    out_of_time = self.time_limit is not None and self.step < self.steps and self.dist.any(
-                        self.seconds + time.perf_counter() - t0 >= self.time_limit)
-                    if (out_of_time or self.step == self.steps or self.step in self.keep
-                            or any(self.step % k == 0 for k in (self.log_every, self.val_every, self.ckpt_every))):
-                        self._check_losses(self.step)
-                    if self.step % self.log_every == 0 or self.step == self.steps or out_of_time:
-                        row["train_loss"] = self.last_loss = self.window[0] / self.window[1]
-                        self.window = (0.0, 0)
-                        row.update(self._extra_row())
-                    if self.step % self.val_every == 0 or self.step == self.steps or out_of_time:
-                        row.update(self.validate())
-                        stop_asked = self._call("on_validation", self.step, dict(row)) or stop_asked
-                        if self._better(row[self.select]):
-                            self.best_val, self.best_step = row[self.select], self.step
-                            if self.dist.is_main:
-                                self._write_checkpoint(self.run_dir.best_checkpoint,
-                                                       {"step": self.step, "model": self.algorithm.state_dict(),
-                                                        self.select: self.best_val,
-                                                        "algorithm": self.algorithm.name})
-                    if row:
-                        self.seconds += time.perf_counter() - t0
-                        t0 = time.perf_counter()
-                        row["seconds"] = round(self.seconds, 3)
-                        if log is not None:
-                            log.log(self.step, **row)
-                        shown = {k[6:] if k.startswith("train_") else k: f"{v:.4g}" for k, v in row.items()
-                                 if k in ("train_return", "env_steps_per_s")}
-                        bar.set_postfix(loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", **shown,
-                                        refresh=False)
-                    if self.step % self.ckpt_every == 0 or self.step == self.steps or out_of_time:
-                        self.seconds += time.perf_counter() - t0
-                        t0 = time.perf_counter()
-                        self.save()
-                    if self.step in self.keep and self.dist.is_main:
-                        self._write_checkpoint(self.run_dir.checkpoint_dir / f"step-{self.step}.pt", self.state())
-                    if out_of_time:
-                        time_limited = True
-                        break
-                    if self.dist.any(stop_asked) and self.step < self.steps:
-                        stopped = True
-                        self._check_losses(self.step)
-                        self.seconds += time.perf_counter() - t0
-                        self.save()
-                        break
-                    if self.dist.any(stop.set) and self.step < self.steps:
-                        interrupted = True
-                        self._check_losses(self.step)
-                        self.seconds += time.perf_counter() - t0
-                        self.save()
-                        break
-        finally:
-            bar.close()
-            if log is not None:
-                log.close()
-        result = TrainResult(self.step, self.best_val, self.best_step, interrupted, self.seconds, time_limited,
-                             stopped)
-        self._call("on_end", result)
-        return result
+
+    def _meta_step(self) -> Tensor:
+        """One meta-step on a fresh meta-batch: the meta-gradient (over processes, or by CUDA-graph
+        replay) and the outer step; returns the meta-loss (on the device, read later)."""
+        started = time.perf_counter()
+        batch = self.tasks.sample(self.meta_batch, self.task_rng).to(self.device, non_blocking=True)
+        self.algorithm.on_step(self.step, self.steps)
+        self._set_lr()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.dist.active:
+            local = self.dist.local_batch(batch)
+            share = local.total_weight / batch.total_weight
+            value = self.dist.sum(self.algorithm.meta_backward(local, scale=share) * share)
+        elif self.graphed is not None:
+            value = self.graphed(batch)  # meta-loss and gradients by graph replay
+        else:
+            value = self.algorithm.meta_backward(batch)
+        self._pending.append(value)
+        for key, v in self.algorithm.last_metrics.items():
+            self.extra.setdefault(key, []).append(v)
+        if self.sync_every_step:
+            self._check_losses(self.step + 1)
+        self.dist.all_reduce_grads(self.algorithm)
+        if getattr(self.optimizer, "uses_closure", False):
+            # re-evaluates on the same tasks; torch's stub types the closure's loss as a float, but
+            # a closure returns the loss tensor (the documented use)
+            self.optimizer.step(self.algorithm.closure(batch))  # type: ignore[arg-type]
+            # an outer step that reports numbers about itself (a trust region's KL, line-search step)
+            for key, v in getattr(self.optimizer, "last", {}).items():
+                self.extra.setdefault(f"outer_{key}", []).append(v)
+        else:
+            self.optimizer.step()
+        if self.algorithm.rate_metrics:
+            self.extra.setdefault("step_seconds", []).append(time.perf_counter() - started)
+        self.step += 1
+        return value
+
+    def _after_step(self, out_of_time: bool, log: MetricsLog | None, bar: Any) -> bool:
+        """Logging, validation (keeping the best checkpoint) and checkpointing at their intervals;
+        True when a validation callback asks to stop."""
+        step, last = self.step, self.step == self.steps or out_of_time
+        if (last or step in self.keep
+                or any(step % k == 0 for k in (self.log_every, self.val_every, self.ckpt_every))):
+            self._check_losses(step)
+        row: dict[str, Any] = {}
+        if step % self.log_every == 0 or last:
+            row["train_loss"] = self.last_loss = self.window[0] / self.window[1]
+            self.window = (0.0, 0)
+            row.update(self._extra_row())
+        stop_asked = False
+        if step % self.val_every == 0 or last:
+            row.update(self.validate())
+            stop_asked = self._call("on_validation", step, dict(row))
+            self._keep_if_best(row[self.select])
+        if row:
+            self._log_row(row, log, bar)
+        if step % self.ckpt_every == 0 or last:
+            self._tick()
+            self.save()
+        if step in self.keep and self.dist.is_main:
+            self._write_checkpoint(self.run_dir.checkpoint_dir / f"step-{step}.pt", self.state())
+        return stop_asked
+
+    def _keep_if_best(self, value: float) -> None:
+        if self._better(value):
+            self.best_val, self.best_step = value, self.step
+            if self.dist.is_main:
+                self._write_checkpoint(self.run_dir.best_checkpoint,
+                                       {"step": self.step, "model": self.algorithm.state_dict(),
+                                        self.select: self.best_val, "algorithm": self.algorithm.name})
+
+    def _log_row(self, row: dict[str, Any], log: MetricsLog | None, bar: Any) -> None:
+        self._tick()
+        row["seconds"] = round(self.seconds, 3)
+        if log is not None:
+            log.log(self.step, **row)
+        shown = {k[6:] if k.startswith("train_") else k: f"{v:.4g}" for k, v in row.items()
+                 if k in self.algorithm.progress_metrics}
+        bar.set_postfix(loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", **shown, refresh=False)
+
+    def _tick(self) -> None:
+        """Add the wall time since the last tick to ``seconds``."""
+        now = time.perf_counter()
+        self.seconds += now - self._t0
+        self._t0 = now
+
+    def _why_stop(self, out_of_time: bool, stop_asked: bool, signalled: bool) -> str:
+        """Why to stop before ``steps`` ("" to go on); a stop other than the time limit (whose step
+        was just checkpointed) checks the losses and saves first."""
+        if out_of_time:
+            return "time_limit"
+        for reason, asked in (("stopped", stop_asked), ("interrupted", signalled)):
+            if self.dist.any(asked) and self.step < self.steps:
+                self._check_losses(self.step)
+                self.seconds += time.perf_counter() - self._t0
+                self.save()
+                return reason
+        return ""
 
     def _extra_row(self) -> dict[str, float]:
-        """The mean of each of the algorithm's step metrics since the last row (``train_<key>``); a
-        count of environment steps becomes a rate per second of the meta-steps it came from."""
-        row = {f"train_{k}": sum(v) / len(v) for k, v in self.extra.items() if v and k != "env_steps"}
-        if self.extra.get("env_steps") and self.extra.get("step_seconds"):
-            row["env_steps_per_s"] = sum(self.extra["env_steps"]) / max(sum(self.extra["step_seconds"]), 1e-9)
+        """The mean of each of the algorithm's step metrics since the last row (``train_<key>``, with
+        ``train_step_seconds`` for an algorithm with ``rate_metrics``); such a count becomes a rate
+        per second of the meta-steps it came from (``<key>_per_s``)."""
+        rates = self.algorithm.rate_metrics
+        row = {f"train_{k}": sum(v) / len(v) for k, v in self.extra.items() if v and k not in rates}
+        seconds = max(sum(self.extra.get("step_seconds", [])), 1e-9)
+        for key in rates:
+            if self.extra.get(key) and self.extra.get("step_seconds"):
+                row[f"{key}_per_s"] = sum(self.extra[key]) / seconds
         self.extra.clear()
         return row
 

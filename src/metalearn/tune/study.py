@@ -23,9 +23,10 @@ import copy
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -218,22 +219,10 @@ class TuneResult:
     table: Path
 
 
-def tune(preset: str, base: Config, out: Path | str, trials: int, space: Sequence[str] = (),
-         storage: str | None = None, sampler: str = "tpe", pruner: str = "median", seed: int = 0,
-         time_limit: float | None = None, progress: bool = False) -> TuneResult:
-    """Run (or resume) the study of ``preset`` (whose config, overrides applied, is ``base``) in
-    ``out`` until it has ``trials`` finished trials or ``time_limit`` minutes have passed."""
-    optuna = _optuna()
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the study")
-    if trials <= 0:
-        raise ConfigError(f"--trials must be positive, got {trials}")
-    dists = [parse_space(s, base) for s in (list(space) or default_space(base))]
-    keys = [d.key for d in dists]
-    if len(set(keys)) != len(keys):
-        raise ConfigError(f"--space names a key twice: {keys}")
-    out.mkdir(parents=True, exist_ok=True)
+def _open_study(optuna: Any, preset: str, base: Config, out: Path, dists: Sequence[Dist], storage: str | None,
+                sampler: str, pruner: str, seed: int) -> tuple[Any, bool]:
+    """The study of ``preset`` in ``out`` (created, or loaded to resume it: from the same config and
+    space only), with its sampler seeded past the trials already there; and whether it maximises."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     family = get_task_family(base.task.family).cls
     metric = declared(family, "metric")
@@ -265,7 +254,12 @@ def tune(preset: str, base: Config, out: Path | str, trials: int, space: Sequenc
                           f"{' '.join(texts)}; use another --out, or the same --space values to resume it")
     study.set_user_attr("config", fixed)
     study.set_user_attr("space", texts)
-    started = time.monotonic()
+    return study, higher
+
+
+def _objective(optuna: Any, base: Config, out: Path, dists: Sequence[Dist], progress: bool) -> Any:
+    """The study's objective: one trial trains a run in ``out/trials/NNNN`` with the values it
+    suggests and returns its best validation value (pruned when it diverges or is cut short)."""
 
     def objective(trial: Any) -> float:
         cfg = copy.deepcopy(base)
@@ -294,6 +288,29 @@ def tune(preset: str, base: Config, out: Path | str, trials: int, space: Sequenc
         if not math.isfinite(result.best_val):
             raise optuna.TrialPruned()
         return float(result.best_val)
+
+    return objective
+
+
+def tune(preset: str, base: Config, out: Path | str, trials: int, space: Sequence[str] = (),
+         storage: str | None = None, sampler: str = "tpe", pruner: str = "median", seed: int = 0,
+         time_limit: float | None = None, progress: bool = False) -> TuneResult:
+    """Run (or resume) the study of ``preset`` (whose config, overrides applied, is ``base``) in
+    ``out`` until it has ``trials`` finished trials or ``time_limit`` minutes have passed."""
+    optuna = _optuna()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the study")
+    if trials <= 0:
+        raise ConfigError(f"--trials must be positive, got {trials}")
+    dists = [parse_space(s, base) for s in (list(space) or default_space(base))]
+    keys = [d.key for d in dists]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--space names a key twice: {keys}")
+    out.mkdir(parents=True, exist_ok=True)
+    study, higher = _open_study(optuna, preset, base, out, dists, storage, sampler, pruner, seed)
+    started = time.monotonic()
+    objective = _objective(optuna, base, out, dists, progress)
 
     def finished() -> int:
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

@@ -10,8 +10,9 @@ Few-shot Classification", ICLR: what meta-learning buys over plain training.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +77,7 @@ class Transfer(Algorithm):
     encoder_only = True
 
     @classmethod
-    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "Transfer":
+    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> Transfer:
         """The classifier covers every meta-training class (a few-shot family's ``num_classes``);
         its input is the encoder's output."""
         shape = cast(SupervisedFamily, family).input_shape

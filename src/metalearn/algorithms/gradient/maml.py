@@ -5,7 +5,8 @@ first order (FOMAML, section 5.2) treats the inner gradients as constants.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 

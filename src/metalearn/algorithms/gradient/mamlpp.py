@@ -17,8 +17,9 @@ rate and BatchNorm copy.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, cast
+from typing import cast
 
 import torch
 from torch import Tensor, nn

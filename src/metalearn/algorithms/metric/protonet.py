@@ -10,8 +10,9 @@ like the MAML-family models here.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +74,7 @@ class ProtoNet(Algorithm):
         super().__init__(model, loss="cross_entropy", inner_steps=0, engine="loop")
 
     @classmethod
-    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "ProtoNet":
+    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> ProtoNet:
         return cls(model)
 
     def _task_logits(self, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor | None = None) -> Tensor:

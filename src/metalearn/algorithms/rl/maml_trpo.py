@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -78,7 +79,7 @@ class RLClosure:
     (``closure()``), and the mean KL of the post-update policies from those that collected the
     query episodes (``closure.kl()``): what the TRPO step and ProMP's repeated steps call."""
 
-    def __init__(self, algo: "MAMLTRPO", tree: TaskTree, collected: list[tuple[Any, Any]]) -> None:
+    def __init__(self, algo: MAMLTRPO, tree: TaskTree, collected: list[tuple[Any, Any]]) -> None:
         self.algo, self.tree, self.collected = algo, tree, collected
 
     def _adapted(self, mode: str | None) -> list[ParamDict]:
@@ -120,6 +121,9 @@ class MAMLTRPO(MAML):
     graphable = False
     supports_safeguard = False
     train_steps_zero = False   # PolicyPretrain: no inner step while training
+    # the environment steps of a meta-step are a count: logged as a throughput (env_steps_per_s)
+    rate_metrics: tuple[str, ...] = ("env_steps",)
+    progress_metrics: tuple[str, ...] = ("train_return", "env_steps_per_s")
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.1, inner_steps: int = 1, mode: str = "second_order",
                  engine: str = "auto", max_kl: float = 0.01, cg_iters: int = 10, cg_damping: float = 1e-5,
@@ -130,7 +134,7 @@ class MAMLTRPO(MAML):
         self.ls_steps, self.ls_backtrack, self.estimator = int(ls_steps), float(ls_backtrack), estimator
 
     @classmethod
-    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> "MAMLTRPO":
+    def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> MAMLTRPO:
         if not hasattr(family, "collect"):
             raise ConfigError(f"{cls.name} trains policies on environment task families; "
                               f"{type(family).__name__} is not one")

@@ -9,8 +9,9 @@ episodes per meta-iteration (the inner adaptation re-computed at each, importanc
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn

@@ -14,7 +14,8 @@ meta-loss on the episodes the meta-step collected (and, for TRPO, their KL: ``cl
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor

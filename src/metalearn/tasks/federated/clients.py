@@ -16,9 +16,10 @@ uses the training groups' statistics only.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple, Union
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ class Client:
     group's rows)."""
 
     name: str
-    tasks: Union[FewShotTasks, TableTasks]
+    tasks: FewShotTasks | TableTasks
 
     @property
     def size(self) -> int:
@@ -102,7 +103,7 @@ def split_clients(n: int, seed: int, fractions: tuple[float, float, float] = (0.
 # what a task family's registry entry names as its ``clients``: the training, validation and test
 # clients from the config's task section, fed.client_seed, fed.split and a builder of the family's
 # own splits (``build("train")``), for ``metalearn federate``
-ClientsFromConfig = Callable[[Any, int, Tuple[float, float, float], Callable[[str], Any]], Dict[str, List[Client]]]
+ClientsFromConfig = Callable[[Any, int, tuple[float, float, float], Callable[[str], Any]], dict[str, list[Client]]]
 
 
 def alphabet_clients_from_config(task: Any, seed: int, fractions: tuple[float, float, float],

@@ -19,8 +19,9 @@ Every split is deterministic and documented:
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -78,10 +79,9 @@ def folder_split(split: str, root: str | Path | None, image_size: int, channels:
     root = Path(root)
     named = {"train": root / "train", "validation": root / "val", "test": root / "test"}
     if named["train"].is_dir() and named["test"].is_dir():
-        if split == "validation" and not named["validation"].is_dir():
-            split_root = named["train"]
-        else:
-            split_root = named[split]
+        # no val/ folder: validation episodes come from the training classes
+        use_train = split == "validation" and not named["validation"].is_dir()
+        split_root = named["train"] if use_train else named[split]
         return load_image_folder(split_root, image_size, channels)
     ds = load_image_folder(root, image_size, channels)
     perm = _permutation(ds.num_classes)

@@ -4,7 +4,6 @@ beside the keys every family shares (``family``, ``shots``: support images per c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
 
 from ...errors import ConfigError
 
@@ -46,7 +45,7 @@ class OmniglotSettings(ImageSettings):
 class MnistSettings(ImageSettings):
     """classes: the training digits (validation and test use the others)."""
 
-    classes: List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    classes: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
 
 
 @dataclass

@@ -10,10 +10,11 @@ so one coordinatewise LSTM call updates all of them.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ class OptimizeeBatch:
         return next(iter(self.params.values())).shape[0]
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-           non_blocking: bool = False) -> "OptimizeeBatch":
+           non_blocking: bool = False) -> OptimizeeBatch:
         return OptimizeeBatch({k: move(v, device, dtype, non_blocking) for k, v in self.params.items()},
                               {k: move(v, device, dtype, non_blocking) for k, v in self.data.items()})
 
@@ -64,7 +65,7 @@ class QuadraticSettings(OptimizeeSettings):
 class MLPProblemSettings(OptimizeeSettings):
     """The MNIST MLP optimizee: its hidden sizes, activation and minibatch size."""
 
-    mlp_hidden: List[int] = field(default_factory=lambda: [20])
+    mlp_hidden: list[int] = field(default_factory=lambda: [20])
     mlp_activation: str = "sigmoid"
     minibatch: int = 128
 
@@ -94,7 +95,7 @@ class QuadraticProblems(OptimizeeFamily):
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> "QuadraticProblems":
+                    cross_domain: bool = False) -> QuadraticProblems:
         family = cls(t.dim, horizon or t.horizon)
         family.unroll = t.unroll
         return family
@@ -143,7 +144,7 @@ class MLPProblems(OptimizeeFamily):
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> "MLPProblems":
+                    cross_domain: bool = False) -> MLPProblems:
         family = cls(t.mlp_hidden, t.mlp_activation, t.minibatch, horizon or t.horizon, t.data_dir)
         family.unroll = t.unroll
         return family

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, List, cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -34,9 +34,9 @@ class SinusoidSettings:
     """The sinusoid family's ``task.*`` keys (beside ``shots`` and ``queries``: points per task):
     the ranges ``[low, high]`` that each task's amplitude and phase and every input are drawn from."""
 
-    amplitude: List[float] = field(default_factory=lambda: [0.1, 5.0])
-    phase: List[float] = field(default_factory=lambda: [0.0, 3.141592653589793])
-    x_range: List[float] = field(default_factory=lambda: [-5.0, 5.0])
+    amplitude: list[float] = field(default_factory=lambda: [0.1, 5.0])
+    phase: list[float] = field(default_factory=lambda: [0.0, 3.141592653589793])
+    x_range: list[float] = field(default_factory=lambda: [-5.0, 5.0])
 
 
 class SinusoidTasks:
@@ -74,7 +74,7 @@ class SinusoidTasks:
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> "SinusoidTasks":
+                    cross_domain: bool = False) -> SinusoidTasks:
         """The family that a config's ``task`` section describes (every split is the same
         distribution; the splits differ by their seeded streams)."""
         for name in ("amplitude", "phase", "x_range"):

@@ -14,6 +14,7 @@ unseen) is wasted physics.
 """
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
 import signal
@@ -104,7 +105,7 @@ def _worker(conn: Any, env_id: str, count: int, horizon: int, env_kwargs: dict[s
         env = gym.make_vec(env_id, num_envs=count, vectorization_mode="sync",
                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
                            max_episode_steps=horizon, **env_kwargs)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent as its error
+    except Exception as exc:
         conn.send(("error", f"cannot make the environment {env_id!r}: {exc}"))
         conn.close()
         return
@@ -137,7 +138,7 @@ def _worker(conn: Any, env_id: str, count: int, horizon: int, env_kwargs: dict[s
                 conn.send(("ok", None))
                 conn.close()
                 return
-        except Exception as exc:  # noqa: BLE001 - reported to the parent as its error
+        except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
@@ -150,7 +151,7 @@ class ShardedVectorEnv:
                  workers: int = 0) -> None:
         count = min(num_envs, check_workers(workers) or available_cores())
         bounds = np.linspace(0, num_envs, count + 1).round().astype(int)
-        self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
         # fork where the platform has it, as gymnasium's own workers do (spawn would re-import the
         # user's script in every worker); the workers run MuJoCo and numpy, never torch's threads
         context: Any = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")

@@ -15,9 +15,11 @@ gymnasium vector environments.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, cast
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor
@@ -58,7 +60,7 @@ class PolicyGradientLoss:
     without that term (the biased estimator of the original MAML-RL code).
     """
 
-    def __init__(self, family: "EnvTasks", estimator: str = "lvc") -> None:
+    def __init__(self, family: EnvTasks, estimator: str = "lvc") -> None:
         if estimator not in ESTIMATORS:
             raise ConfigError(f"unknown estimator {estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
         self.family, self.estimator = family, estimator
@@ -68,18 +70,18 @@ class PolicyGradientLoss:
         return self.family.distribution
 
     def _collect(self, forward: Forward, params: ParamDict, task: dict[str, Tensor],
-                 generator: Optional[torch.Generator], episodes: int, support: bool) -> dict[str, Tensor]:
+                 generator: torch.Generator | None, episodes: int, support: bool) -> dict[str, Tensor]:
         data = self.family.collect(forward, params, task["task"].unsqueeze(0), [generator], False, episodes)[0]
         if support and self.estimator == "naive":
             data["first_order_ratio"] = torch.ones(())
         return data
 
     def support(self, forward: Forward, params: ParamDict, task: dict[str, Tensor],
-                generator: Optional[torch.Generator]) -> dict[str, Tensor]:
+                generator: torch.Generator | None) -> dict[str, Tensor]:
         return self._collect(forward, params, task, generator, self.family.episodes, True)
 
     def query(self, forward: Forward, params: ParamDict, task: dict[str, Tensor],
-              generator: Optional[torch.Generator]) -> dict[str, Tensor]:
+              generator: torch.Generator | None) -> dict[str, Tensor]:
         return self._collect(forward, params, task, generator, self.family.queries, False)
 
     def log_ratio(self, forward: Forward, params: ParamDict, data: dict[str, Tensor]) -> Tensor:
@@ -181,7 +183,7 @@ class EnvTasks:
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> "EnvTasks":
+                    cross_domain: bool = False) -> EnvTasks:
         return cls(episodes=shots, queries=queries, horizon=t.horizon if horizon is None else horizon,
                    gamma=t.gamma, gae_lambda=t.gae_lambda)
 
@@ -205,10 +207,8 @@ class EnvTasks:
 
     def __del__(self) -> None:
         for env in getattr(self, "_envs", {}).values():
-            try:
+            with contextlib.suppress(Exception):   # closing at interpreter exit may fail; nothing to keep
                 env.close()
-            except Exception:  # noqa: BLE001 - closing at interpreter exit may find gymnasium gone
-                pass
 
     def describe_task(self, task: Tensor) -> str:
         return ", ".join(f"{v:.3g}" for v in task.tolist())
@@ -220,14 +220,14 @@ class EnvTasks:
         return TaskTree({"task": tasks}, self.task_loss, seeds=seeds)
 
     @torch.no_grad()
-    def collect(self, forward: Forward, params: ParamDict, tasks: Tensor, generators: list[Optional[torch.Generator]],
+    def collect(self, forward: Forward, params: ParamDict, tasks: Tensor, generators: list[torch.Generator | None],
                 per_task: bool, episodes: int) -> list[dict[str, Tensor]]:
         """``episodes`` episodes of each of ``tasks`` (``[T, task_dim]``) with ``params`` (one set for
         all, or with a leading task dimension when ``per_task``), as one data dict per task."""
         steps = self._rollout(forward, params, tasks, generators, per_task, episodes)
         return self.process(*steps)
 
-    def _rollout(self, forward: Forward, params: ParamDict, tasks: Tensor, generators: list[Optional[torch.Generator]],
+    def _rollout(self, forward: Forward, params: ParamDict, tasks: Tensor, generators: list[torch.Generator | None],
                  per_task: bool, episodes: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
         dist = self.distribution
         n = tasks.shape[0]

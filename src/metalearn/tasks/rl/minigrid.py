@@ -97,7 +97,7 @@ class MiniGridTasks(EnvTasks):
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> "MiniGridTasks":
+                    cross_domain: bool = False) -> MiniGridTasks:
         return cls(episodes=shots, queries=queries, horizon=t.horizon if horizon is None else horizon,
                    gamma=t.gamma, gae_lambda=t.gae_lambda, split=split)
 

@@ -48,7 +48,7 @@ class GymVectorEnv:
     synchronous vector environment, or (``task.vector=async``) the sub-environments sharded over
     worker processes (:class:`~metalearn.tasks.rl.env_workers.ShardedVectorEnv`)."""
 
-    def __init__(self, family: "MujocoTasks", num_tasks: int, episodes: int) -> None:
+    def __init__(self, family: MujocoTasks, num_tasks: int, episodes: int) -> None:
         gym = gymnasium()
         self.family, self.shape = family, (num_tasks, episodes)
         n = num_tasks * episodes
@@ -141,7 +141,7 @@ class MujocoTasks(EnvTasks):
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> "MujocoTasks":
+                    cross_domain: bool = False) -> MujocoTasks:
         return cls(episodes=shots, queries=queries, horizon=t.horizon if horizon is None else horizon,
                    gamma=t.gamma, gae_lambda=t.gae_lambda, vector=t.vector, balanced=split != "train",
                    workers=t.workers)
@@ -171,7 +171,7 @@ class MujocoTasks(EnvTasks):
                 if terminated or truncated:
                     break
             env.close()
-        except Exception as exc:  # noqa: BLE001 - any OpenGL failure means the same thing here
+        except Exception as exc:
             raise ConfigError(f"offscreen rendering is not available here ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}); install EGL or OSMesa (apt install "
                               f"libegl1 or libosmesa6) and set MUJOCO_GL=egl or osmesa") from None

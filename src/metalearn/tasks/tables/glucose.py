@@ -31,7 +31,7 @@ class GlucoseTasks(TableTasks):
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> "GlucoseTasks":
+                    cross_domain: bool = False) -> GlucoseTasks:
         spec = TableSpec(group="patient", target="cgm_30", features=list(FEATURES), time="minute",
                          stratify="cohort", residual_of="cgm")
         family = cls.from_frame(glucose_windows(), spec, split, shots, queries, SPLIT, t.split_seed,

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -72,17 +73,17 @@ class TableSettings(GroupSplitSettings):
     validation / test shares of the groups), ``support_until`` (support rows have time < this,
     query rows >= it)."""
 
-    data: Optional[str] = None
-    group: Optional[str] = None
-    target: Optional[str] = None
-    features: Optional[List[str]] = None
-    time: Optional[str] = None
-    categorical: List[str] = field(default_factory=list)
-    stratify: Optional[str] = None
+    data: str | None = None
+    group: str | None = None
+    target: str | None = None
+    features: list[str] | None = None
+    time: str | None = None
+    categorical: list[str] = field(default_factory=list)
+    stratify: str | None = None
     target_type: str = "auto"
-    residual_of: Optional[str] = None
-    split: List[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
-    support_until: Optional[float] = None
+    residual_of: str | None = None
+    split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    support_until: float | None = None
 
 
 class TableTasks:
@@ -205,7 +206,7 @@ class TableTasks:
             parts.append((g.x[s], g.y[s], g.x[q], g.y[q]))
         return TaskBatch(*(torch.stack(t) for t in zip(*parts)))
 
-    def encode_rows(self, df: "pd.DataFrame", source: str, with_target: bool) -> tuple[Tensor, Tensor | None]:
+    def encode_rows(self, df: pd.DataFrame, source: str, with_target: bool) -> tuple[Tensor, Tensor | None]:
         """Inputs (and targets, when ``with_target``) of a user's rows of one new group, encoded
         with the meta-training statistics; a missing target in a support row is a DataError."""
         x = self.encoder.transform_x(df, source)
@@ -217,7 +218,7 @@ class TableTasks:
             check_target(df, self.spec, source)
         return x, self.encoder.transform_y(df, self.spec.target)
 
-    def decode(self, outputs: Tensor, df: "pd.DataFrame") -> dict[str, Any]:
+    def decode(self, outputs: Tensor, df: pd.DataFrame) -> dict[str, Any]:
         """Columns to add to the rows ``df`` from the model's outputs: the prediction in the
         target's units (and the class probabilities for classification)."""
         name = f"predicted_{self.spec.target}"
@@ -243,9 +244,9 @@ class TableTasks:
 
     # ---- building ---------------------------------------------------------------------------------
     @classmethod
-    def from_frame(cls, df: "pd.DataFrame", spec: TableSpec, split: str, shots: int, queries: int,
+    def from_frame(cls, df: pd.DataFrame, spec: TableSpec, split: str, shots: int, queries: int,
                    fractions: Sequence[float], seed: int, support_until: float | None = None, name: str = "table",
-                   source: str = "the table", units: str = "", **kwargs: Any) -> "TableTasks":
+                   source: str = "the table", units: str = "", **kwargs: Any) -> TableTasks:
         """The family of ``split`` of the grouped table ``df``."""
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
@@ -267,7 +268,7 @@ class TableTasks:
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> "TableTasks":
+                    cross_domain: bool = False) -> TableTasks:
         """A user's table: ``task.data`` (CSV or Parquet), ``task.group``, ``task.target`` and the
         optional ``task.features``, ``time``, ``categorical``, ``stratify``, ``target_type``,
         ``residual_of``, ``split``, ``split_seed``, ``support_until``."""
@@ -281,13 +282,13 @@ class TableTasks:
                               name=Path(t.data).name, source=str(t.data))
 
 
-def _read_cached(path: str) -> "pd.DataFrame":
+def _read_cached(path: str) -> pd.DataFrame:
     p = Path(path)
     stamp = p.stat().st_mtime_ns if p.is_file() else 0
     return _read(path, stamp).copy()
 
 
 @functools.lru_cache(maxsize=4)
-def _read(path: str, stamp: int) -> "pd.DataFrame":
+def _read(path: str, stamp: int) -> pd.DataFrame:
     return read_table(path)
 

@@ -30,13 +30,13 @@ class RemifentanilTasks(TableTasks):
     """Per-patient remifentanil concentrations; see the module docstring."""
     settings = GroupSplitSettings
 
-    validation_names: list[str] = []
+    validation_names: tuple[str, ...] | list[str] = ()   # set by from_config
     _pk: dict[int, Population]
     _population: Population | None = None
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> "RemifentanilTasks":
+                    cross_domain: bool = False) -> RemifentanilTasks:
         spec = TableSpec(group="id", target="log_conc", features=list(FEATURES), time="time", categorical=["sex"])
         table = remifentanil_table()
         family = cls.from_frame(table, spec, split, shots, queries, SPLIT, t.split_seed,
