@@ -190,6 +190,54 @@ def test_federate_a_table_on_flowers_simulation_engine(table_csv, tmp_path, caps
     own = json.loads((tmp_path / "own/eval/federated.json").read_text())
     assert own["clients"] == result["clients"] and "own_data - fedmeta" in own["paired"]
     assert "lower is better" in capsys.readouterr().out
+    # a second run with the same seed: the same clients each round, averaged in the same order
+    assert main(["federate", "fed-remifentanil", "--out", str(tmp_path / "again"), "--rounds", "2", "--quiet",
+                 *sets]) == 0
+    first, again = (torch.load(p / "checkpoints/last.pt", weights_only=True)["model"] for p in (out, tmp_path / "again"))
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+
+
+class _FakeGrid:
+    """Nodes with random ids whose query replies name their partition ids, in a shuffled order."""
+
+    def __init__(self, pids, seed):
+        import random as _random
+        rng = _random.Random(seed)
+        self.nodes = {rng.getrandbits(63): pid for pid in pids}
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+    def send_and_receive(self, asks):
+        from types import SimpleNamespace
+
+        from flwr.app import MetricRecord, RecordDict
+        replies = [SimpleNamespace(has_error=lambda: False, metadata=SimpleNamespace(src_node_id=m.metadata.dst_node_id),
+                                   content=RecordDict({"metrics": MetricRecord({"partition-id": self.nodes[
+                                       m.metadata.dst_node_id]})})) for m in asks]
+        return replies[::-1]
+
+
+def test_client_sampling_and_averaging_order_do_not_depend_on_node_ids():
+    pytest.importorskip("flwr")
+    from types import SimpleNamespace
+
+    from metalearn.federated.flower_apps import _Partitions
+
+    chosen, orders = [], []
+    for node_seed in (1, 2, 3):
+        grid = _FakeGrid(range(12), node_seed)
+        parts = _Partitions(grid)
+        rounds = [[grid.nodes[n] for n in parts.sample(0.25, 1, seed=0, server_round=r)] for r in (1, 2, 3)]
+        chosen.append(rounds)
+        replies = [SimpleNamespace(metadata=SimpleNamespace(src_node_id=n)) for n in grid.get_node_ids()]
+        orders.append([grid.nodes[m.metadata.src_node_id] for m in parts.order(replies)])
+    assert chosen[0] == chosen[1] == chosen[2] and all(len(r) == 3 for r in chosen[0])
+    assert chosen[0][0] != chosen[0][1]                  # a new draw each round
+    assert orders[0] == orders[1] == orders[2] == list(range(12))
+    grid = _FakeGrid(range(12), 1)
+    assert _Partitions(grid).sample(0.25, 1, seed=1, server_round=1) != _Partitions(grid).sample(0.25, 1, seed=0,
+                                                                                                server_round=1)
 
 
 @needs_omniglot

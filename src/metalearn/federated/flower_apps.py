@@ -100,6 +100,16 @@ def train_reply(cfg: Config, clients: list[Client], msg: Any, context: Any) -> A
     return Message(content=content, reply_to=msg)
 
 
+def partition_reply(msg: Any, context: Any) -> Any:
+    """A ClientApp's query handler: which training client this node is (its ``partition-id``), so
+    that the server samples and averages clients in an order that does not depend on Flower's
+    random node ids or on the order replies arrive in."""
+    from flwr.app import Message, MetricRecord, RecordDict
+
+    pid = int(context.node_config["partition-id"])
+    return Message(content=RecordDict({"metrics": MetricRecord({"partition-id": pid})}), reply_to=msg)
+
+
 def client_app(cfg: Config, clients: list[Client]) -> Any:
     """The ClientApp of a simulation: node ``partition-id`` is training client ``clients[partition-id]``."""
     from flwr.app import Context, Message
@@ -111,7 +121,44 @@ def client_app(cfg: Config, clients: list[Client]) -> Any:
     def train(msg: Message, context: Context) -> Message:
         return train_reply(cfg, clients, msg, context)
 
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        return partition_reply(msg, context)
+
     return app
+
+
+class _Partitions:
+    """The training client (``partition-id``) of each connected node, asked once per new node."""
+
+    def __init__(self, grid: Any) -> None:
+        self.grid = grid
+        self.of: dict[int, int] = {}
+
+    def refresh(self) -> dict[int, int]:
+        from flwr.app import Message, MessageType, MetricRecord, RecordDict
+
+        new = [n for n in self.grid.get_node_ids() if n not in self.of]
+        if new:
+            asks = [Message(content=RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in new]
+            for reply in self.grid.send_and_receive(asks):
+                if not reply.has_error() and "metrics" in reply.content:
+                    metrics = cast(MetricRecord, reply.content["metrics"])
+                    self.of[reply.metadata.src_node_id] = int(cast(int, metrics["partition-id"]))
+        return self.of
+
+    def sample(self, fraction: float, minimum: int, seed: int, server_round: int) -> list[int]:
+        """``fraction`` of the known nodes (at least ``minimum``), drawn by partition id with a
+        generator seeded by ``seed`` and the round: the same clients on every run."""
+        by_pid = {pid: node for node, pid in self.refresh().items()}
+        pids = sorted(by_pid)
+        k = min(len(pids), max(int(len(pids) * fraction), minimum))
+        rng = random.Random(seed * 1_000_003 + server_round)
+        return [by_pid[p] for p in sorted(rng.sample(pids, k))]
+
+    def order(self, replies: list[Any]) -> list[Any]:
+        """Replies sorted by their node's partition id (a float sum in one order every run)."""
+        return sorted(replies, key=lambda m: self.of.get(m.metadata.src_node_id, 1 << 62))
 
 
 def plot_rounds(run: Run, others: Sequence[Run] = ()) -> Path | None:
@@ -193,7 +240,7 @@ def serve(cfg: Config, run: Run, grid: Any, min_nodes: int, progress: bool = Tru
     round, at least ``min_nodes`` connected before the first), validation on the validation clients
     every ``fed.eval_every`` rounds with the best and last checkpoints, then the held-out test
     clients scored with the best checkpoint, and the rounds picture."""
-    from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+    from flwr.app import ArrayRecord, ConfigRecord, MessageType, MetricRecord, RecordDict
     from flwr.serverapp.strategy import FedAvg
 
     f = cfg.fed
@@ -231,17 +278,24 @@ def serve(cfg: Config, run: Run, grid: Any, min_nodes: int, progress: bool = Tru
                   f"({sent[0] / 1e6:.1f} MB sent)", flush=True)
         return MetricRecord({key: value})
 
-    random.seed(cfg.train.seed)   # Flower samples the round's clients with Python's random module
+    partitions = _Partitions(grid)
 
     class CountingFedAvg(FedAvg):
         def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                             grid: Any) -> list[Any]:
-            messages = list(super().configure_train(server_round, arrays, config, grid))
+            # FedAvg's own sampling (random.sample over Flower's random node ids) differs between runs
+            # with the same seed; this one draws partition ids with a seeded generator instead
+            while len(list(grid.get_node_ids())) < max(min_nodes, 1):
+                time.sleep(1)
+            nodes = partitions.sample(self.fraction_train, self.min_train_nodes, cfg.train.seed, server_round)
+            config["server-round"] = server_round
+            record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
+            messages = list(self._construct_messages(record, nodes, MessageType.TRAIN))
             sent[0] += len(messages) * arrays.count_bytes()
             return messages
 
         def aggregate_train(self, server_round: int, replies: Any) -> Any:
-            replies = list(replies)
+            replies = partitions.order(list(replies))
             sent[0] += sum(cast(ArrayRecord, m.content["arrays"]).count_bytes() for m in replies
                            if not m.has_error() and "arrays" in m.content)
             return super().aggregate_train(server_round, replies)

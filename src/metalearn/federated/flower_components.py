@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import cast
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
@@ -20,7 +21,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from ..config import Config, config_from_dict, validate
 from ..tasks.federated.clients import Client
-from .flower_apps import open_run, serve, split_of, train_reply
+from .flower_apps import open_run, partition_reply, serve, split_of, train_reply
 
 
 @functools.lru_cache(maxsize=2)
@@ -46,6 +47,11 @@ def _main(grid: Grid, context: Context) -> None:
         serve(cfg, run, grid, int(context.run_config["min-nodes"]), progress=True)
     finally:
         lock.release()
+
+
+@client_app.query()
+def _query(msg: Message, context: Context) -> Message:
+    return cast(Message, partition_reply(msg, context))
 
 
 @client_app.train()
