@@ -28,3 +28,12 @@ def test_the_facade_exports_every_registered_algorithm_and_family_class():
     for cls in classes:
         assert getattr(metalearn, cls.__name__) is cls
     assert all(hasattr(metalearn, name) for name in metalearn.__all__)
+
+
+def test_families_implement_the_typed_protocols_of_their_kind():
+    from metalearn.protocols import EnvironmentFamily, OptimizeeFamily, ShapedFamily, SupervisedFamily
+    import metalearn as ml
+    sine, problems, nav = ml.SinusoidTasks(), ml.QuadraticProblems(), ml.Nav2dTasks()
+    assert isinstance(sine, SupervisedFamily) and not isinstance(sine, EnvironmentFamily)
+    assert isinstance(problems, OptimizeeFamily) and not isinstance(problems, ShapedFamily)
+    assert isinstance(nav, EnvironmentFamily) and not isinstance(nav, OptimizeeFamily)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from metalearn.algorithms.l2l import optimize
+from metalearn.tasks.optimizees.optimize import optimize
 from metalearn.cli.main import main
 from metalearn.errors import ConfigError
 from metalearn.learned_optim import L2L, LearnedOptimizer, LSTMOptimizerNet, QuadraticProblems, lstm_rule, preprocess

@@ -87,12 +87,59 @@ class TaskFamily(Protocol):
 
 
 @runtime_checkable
-class SupervisedFamily(TaskFamily, Protocol):
-    """A family of ``(x, y)`` tasks: what a model for it must take and give."""
+class ShapedFamily(TaskFamily, Protocol):
+    """A family whose model's input and output shapes it fixes (what a model builder reads)."""
 
     input_shape: tuple[int, ...]
     output_dim: int
+
+
+@runtime_checkable
+class SupervisedFamily(ShapedFamily, Protocol):
+    """A family of ``(x, y)`` tasks: what a model for it must take and give."""
+
     loss: str   # "mse" or "cross_entropy"
+
+
+@runtime_checkable
+class OptimizeeFamily(TaskFamily, Protocol):
+    """A family of optimisation problems for a learned optimizer (Andrychowicz et al., 2016):
+    ``losses`` of a batch of problems at step ``t`` of a run of ``horizon`` steps, meta-trained by
+    truncated back-propagation through ``unroll`` steps; ``final_loss`` scores a run's end."""
+
+    horizon: int
+    unroll: int
+
+    def losses(self, params: ParamDict, data: dict[str, Tensor], t: int = 0) -> Tensor: ...
+
+    def final_loss(self, params: ParamDict, data: dict[str, Tensor]) -> Tensor: ...
+
+
+@runtime_checkable
+class EnvironmentFamily(ShapedFamily, Protocol):
+    """A family of environments whose goal or physics vary (meta-reinforcement learning): tasks
+    are ``[task_dim]`` descriptions, ``collect`` runs ``episodes`` episodes of each task with
+    given policy parameters (one set for all tasks, or one per task when ``per_task``), outside
+    autograd; ``task_loss`` is the policy-gradient :class:`TaskLoss` over them, ``distribution``
+    the policy's action distribution, ``metric_keys`` the per-task numbers an episode gives."""
+
+    episodes: int
+    queries: int
+    horizon: int
+    metric_keys: tuple[str, ...]
+    task_loss: Any
+
+    @property
+    def distribution(self) -> Any: ...
+
+    def sample_tasks(self, n: int, generator: torch.Generator | None) -> Tensor: ...
+
+    def make_env(self, tasks: Tensor, episodes: int) -> Any: ...
+
+    def collect(self, forward: Forward, params: ParamDict, tasks: Tensor,
+                generators: list[torch.Generator | None], per_task: bool, episodes: int) -> list[dict[str, Tensor]]: ...
+
+    def describe_task(self, task: Tensor) -> str: ...
 
 
 @runtime_checkable

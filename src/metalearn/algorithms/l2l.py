@@ -24,36 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..functional import MODES, InnerRule, ParamDict, check_mode, detached
+from ..functional import MODES, InnerRule, check_mode, detached
 from ..models.lstm_optimizer import LSTMOptimizerNet, lstm_rule
-from ..protocols import TaskFamily
-from ..tasks.optimizees.problems import OptimizeeBatch, OptimizeeFamily
+from ..protocols import OptimizeeFamily, TaskFamily
+from ..tasks.optimizees.optimize import no_grad_rule, optimize
+from ..tasks.optimizees.problems import OptimizeeBatch
 from .base import Algorithm, check_choice
-
-
-def optimize(family: Any, batch: OptimizeeBatch, rule: InnerRule, steps: int,
-             record: Callable[[ParamDict, int], Tensor] | None = None) -> tuple[ParamDict, Tensor]:
-    """Run ``rule`` for ``steps`` steps on every problem of ``batch`` (no meta-gradient).
-
-    Returns the final parameters and ``record(params, t)`` (default: the step's loss) before each
-    step and after the last, shape ``[B, steps + 1]``."""
-    params = detached(batch.params)
-    state = rule.init(params)
-    curve = []
-    for t in range(steps + 1):
-        leaf = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        with torch.enable_grad():
-            loss = family.losses(leaf, batch.data, t)
-            grads = dict(zip(leaf, torch.autograd.grad(loss.sum(), list(leaf.values()))))
-        curve.append((loss if record is None else record(leaf, t)).detach())
-        if t == steps:
-            break
-        with torch.no_grad():
-            params, state = rule.update(grads, state, {k: v.detach() for k, v in leaf.items()})
-            state = tuple(s.detach() for s in state) if isinstance(state, tuple) and all(
-                torch.is_tensor(s) for s in state) else state
-    return params, torch.stack(curve, dim=1)
-
 
 OBJECTIVES = ("loss", "log_loss")
 
@@ -75,8 +51,8 @@ class L2L(Algorithm):
     task_kinds = ("optimizer",)
     supports_safeguard = False  # it is the optimizer; the safeguard is for inner loops of a model
 
-    def __init__(self, model: LSTMOptimizerNet, family: Any = None, horizon: int = 100, unroll: int = 20,
-                 mode: str = "first_order", objective: str = "loss") -> None:
+    def __init__(self, model: LSTMOptimizerNet, family: OptimizeeFamily | None = None, horizon: int = 100,
+                 unroll: int = 20, mode: str = "first_order", objective: str = "loss") -> None:
         super().__init__(model, loss="mse", inner_steps=horizon, engine="loop")
         check_mode(mode)
         if objective not in OBJECTIVES:
@@ -91,11 +67,18 @@ class L2L(Algorithm):
         if not isinstance(model, LSTMOptimizerNet):
             raise ConfigError("the l2l algorithm meta-trains an LSTM optimizer; use --set model.name=lstm_optimizer")
         problems = cast(OptimizeeFamily, family)
-        return cls(model, family=family, horizon=problems.horizon, unroll=problems.unroll, mode=settings.mode,
+        return cls(model, family=problems, horizon=problems.horizon, unroll=problems.unroll, mode=settings.mode,
                    objective=settings.objective)
 
     def inner_rule(self) -> InnerRule:
         return lstm_rule(self.model)  # type: ignore[arg-type]
+
+    @property
+    def problems(self) -> OptimizeeFamily:
+        """The optimizee family it meta-trains and is scored on."""
+        if self.family is None:
+            raise ConfigError("this L2L has no optimizee family; give L2L(model, family=...) or set .family")
+        return self.family
 
     # its meta-batches are optimizee problems (task_kinds), not TaskBatches, as in adaptation_curve
     def meta_loss(self, batch: OptimizeeBatch) -> Tensor:  # type: ignore[override]
@@ -110,13 +93,13 @@ class L2L(Algorithm):
         total = 0.0
         term = (lambda f: f.clamp_min(1e-30).log().mean()) if self.objective == "log_loss" else (lambda f: f.mean())
         for i in range(steps):
-            loss = self.family.losses(params, run["data"], t + i)
+            loss = self.problems.losses(params, run["data"], t + i)
             if i > 0:
                 total = total + term(loss)
             grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=second, retain_graph=True)
             g = {k: (gi if second else gi.detach()) for k, gi in zip(params, grads)}
             params, state = rule.update(g, state, params)
-        total = (total + term(self.family.losses(params, run["data"], t + steps))) / steps
+        total = (total + term(self.problems.losses(params, run["data"], t + steps))) / steps
         self._run = {"t": t + steps, "params": detached(params), "state": tuple(s.detach() for s in state),
                      "data": run["data"]}
         return total
@@ -127,9 +110,9 @@ class L2L(Algorithm):
         entry is the loss after the last step on the family's fixed evaluation data (``final_loss``:
         1,024 training images for MNIST rather than one minibatch of 128), the number that
         validation, and so the best checkpoint, goes by."""
-        params, curve = optimize(self.family, batch, _no_grad_rule(lstm_rule(self.model)), steps)  # type: ignore[arg-type]
+        params, curve = optimize(self.problems, batch, no_grad_rule(self.inner_rule()), steps)
         with torch.no_grad():
-            curve[:, -1] = self.family.final_loss(params, batch.data)
+            curve[:, -1] = self.problems.final_loss(params, batch.data)
         return curve
 
     def adapt(self, x: Any, y: Any = None, steps: int | None = None) -> Any:
@@ -148,10 +131,3 @@ class L2L(Algorithm):
             return
         self._run = {"t": int(extra["t"]), "params": dict(extra["params"]), "state": tuple(extra["state"]),
                      "data": dict(extra["data"])}
-
-
-def _no_grad_rule(rule: InnerRule) -> InnerRule:
-    def update(g: ParamDict, s: Any, p: ParamDict) -> tuple[ParamDict, Any]:
-        with torch.no_grad():
-            return rule.update(g, s, p)
-    return InnerRule(rule.init, update, name=rule.name)

@@ -21,6 +21,7 @@ from .._util.files import atomic_write_bytes, atomic_write_text
 from .._util.seeding import generator
 from ..algorithms import get_algorithm
 from ..errors import ConfigError
+from ..protocols import TaskFamily
 from ..runs import Run, load_checkpoint
 from ..training.build import build_model, build_tasks, test_ways
 from ..training.loading import load_algorithm
@@ -53,7 +54,7 @@ def _signature(cfg: Any) -> tuple[Any, ...]:
     return (cfg.task.family, cfg.task.protocol, test_ways(cfg), cfg.task.shots)
 
 
-def _time_adapt(algo: Any, family: Any, steps: int, n: int = 10) -> float:
+def _time_adapt(algo: Any, family: TaskFamily, steps: int, n: int = 10) -> float:
     device = next(algo.parameters()).device
     batch = family.sample(n, generator("timing", 0)).to(device)
     t0 = time.perf_counter()

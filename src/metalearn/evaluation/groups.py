@@ -62,6 +62,7 @@ class GroupedFamily(Protocol):
     spec: Any
     support_until: float | None
     own_baseline: str
+    units: str
     all_groups: Sequence[Group]
     train_groups: Sequence[Group]
 

@@ -13,20 +13,20 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from .._util.files import atomic_write_text
 from .._util.seeding import generator
-from ..algorithms.l2l import _no_grad_rule, optimize
+from ..algorithms import Algorithm
 from ..config import Config
 from ..functional import InnerRule
 from ..functional.rules import adam, nesterov, rmsprop, sgd
-from ..models.lstm_optimizer import lstm_rule
-from ..protocols import Metric, declared
+from ..protocols import Metric, OptimizeeFamily, declared
 from ..runs import Run
 from ..tasks import get_task_family
+from ..tasks.optimizees.optimize import no_grad_rule, optimize
 from ..training.build import build_tasks
 from ..training.loading import load_algorithm
 from .base import EvalRequest
@@ -39,7 +39,7 @@ HAND_RULES: dict[str, Callable[[float], InnerRule]] = {"SGD": sgd, "Nesterov": n
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
 
 
-def _final(family: Any, batch: Any, params: dict[str, torch.Tensor]) -> torch.Tensor:
+def _final(family: OptimizeeFamily, batch: Any, params: dict[str, torch.Tensor]) -> torch.Tensor:
     with torch.no_grad():
         return family.final_loss(params, batch.data)
 
@@ -51,14 +51,14 @@ def _next_lr(lr: float, up: bool) -> float:
     return float(f"{lr * factor:.1e}")
 
 
-def tune_lr(family: Any, name: str, steps: int, problems: int, seed: int, max_extend: int = 4) -> float:
+def tune_lr(family: OptimizeeFamily, name: str, steps: int, problems: int, seed: int, max_extend: int = 4) -> float:
     """The learning rate with the lowest mean final loss on tuning problems: the grid ``LR_GRID``
     first; when the best is at an end of it, the search goes on past that end (1-3-10 steps, up to
     ``max_extend`` of them) while the loss still falls, so no baseline is held back by the grid."""
     batch = family.sample(problems, generator("tuning", seed))
 
     def score(lr: float) -> float:
-        params, _ = optimize(family, batch, _no_grad_rule(HAND_RULES[name](lr)), steps)
+        params, _ = optimize(family, batch, no_grad_rule(HAND_RULES[name](lr)), steps)
         value = _final(family, batch, params).mean().item()
         return value if math.isfinite(value) else math.inf
 
@@ -75,16 +75,16 @@ def tune_lr(family: Any, name: str, steps: int, problems: int, seed: int, max_ex
     return best_lr
 
 
-def compare_optimizers(algo: Any, family: Any, steps: int, problems: int, tune_problems: int,
+def compare_optimizers(algo: Algorithm, family: OptimizeeFamily, steps: int, problems: int, tune_problems: int,
                        seed: int) -> dict[str, Any]:
     """Final loss (mean, CI) and mean curve of the learned and the tuned hand-designed optimizers,
     and for each hand-designed one the paired difference LSTM - it over the same problems."""
     test = family.sample(problems, generator("test", seed))
     results: dict[str, Any] = {}
-    rules: dict[str, tuple[InnerRule, float | None]] = {"LSTM (learned)": (_no_grad_rule(lstm_rule(algo.model)), None)}
+    rules: dict[str, tuple[InnerRule, float | None]] = {"LSTM (learned)": (no_grad_rule(algo.inner_rule()), None)}
     for name in HAND_RULES:
         tuned = tune_lr(family, name, steps, tune_problems, seed)
-        rules[name] = (_no_grad_rule(HAND_RULES[name](tuned)), tuned)
+        rules[name] = (no_grad_rule(HAND_RULES[name](tuned)), tuned)
     learned: torch.Tensor | None = None
     for name, (rule, lr) in rules.items():
         params, curve = optimize(family, test, rule, steps)
@@ -135,7 +135,7 @@ def evaluate_optimizers(run: Run, cfg: Config, algo: Any, problems: int | None =
     n = problems or cfg.eval.tasks
     report: dict[str, Any] = {"problems": n, "seed": cfg.eval.seed, "variants": {}}
     for label, (c, steps) in generalisation_variants(cfg).items():
-        family = build_tasks(c, horizon=steps)
+        family = cast(OptimizeeFamily, build_tasks(c, horizon=steps))
         algo.family = family
         report["variants"][label] = {"steps": steps,
                                      "results": compare_optimizers(algo, family, steps, n, max(n // 2, 4),

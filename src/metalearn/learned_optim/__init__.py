@@ -4,9 +4,10 @@ families (``tasks.optimizees.problems``), its meta-training (``algorithms.l2l``)
 hand-designed optimizers (``evaluation.optimizers``) and the ``torch.optim.Optimizer`` wrapper
 (``LearnedOptimizer``). Each piece lives in the layer it belongs to; this package only gathers them.
 """
-from ..algorithms.l2l import L2L, optimize
+from ..algorithms.l2l import L2L
 from ..functional.rules import nesterov, rmsprop
 from ..models.lstm_optimizer import LSTMOptimizerNet, lstm_rule, preprocess
+from ..tasks.optimizees.optimize import optimize
 from ..tasks.optimizees.problems import MLPProblems, OptimizeeBatch, QuadraticProblems
 from .torch_optimizer import LearnedOptimizer
 

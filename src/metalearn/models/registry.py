@@ -11,6 +11,7 @@ from torch import nn
 
 from .._util.registry import Registry
 from ..errors import ConfigError
+from ..protocols import ShapedFamily, TaskFamily
 from .conv4 import conv4, min_image_size
 from .lstm_optimizer import LSTMOptimizerNet
 from .mlp import WideMLP, mlp
@@ -53,7 +54,7 @@ def check_conv4_image_size(size: int) -> None:
                           f"or larger")
 
 
-def _conv4(m: Any, family: Any, encoder_only: bool) -> nn.Module:
+def _conv4(m: Any, family: ShapedFamily, encoder_only: bool) -> nn.Module:
     shape = tuple(family.input_shape)
     if len(shape) != 3:
         raise ConfigError(f"the conv4 model takes images but the task family gives inputs of shape {shape}; "
@@ -67,7 +68,7 @@ def _conv4(m: Any, family: Any, encoder_only: bool) -> nn.Module:
     return conv4(c, 0 if encoder_only else family.output_dim, m.width, h)
 
 
-def _mlp(m: Any, family: Any, encoder_only: bool) -> nn.Module:
+def _mlp(m: Any, family: ShapedFamily, encoder_only: bool) -> nn.Module:
     if any(h <= 0 for h in m.hidden):
         raise ConfigError(f"model.hidden sizes must be positive, got {m.hidden}")
     if len(family.input_shape) != 1:
@@ -81,11 +82,11 @@ def _mlp(m: Any, family: Any, encoder_only: bool) -> nn.Module:
         raise ConfigError(f"model: {exc}") from None
 
 
-def _lstm_optimizer(m: Any, family: Any, encoder_only: bool) -> nn.Module:
+def _lstm_optimizer(m: Any, family: TaskFamily, encoder_only: bool) -> nn.Module:
     return LSTMOptimizerNet(m.lstm_hidden, m.preprocess_p, m.output_scale)
 
 
-def _policy(m: Any, family: Any, encoder_only: bool, space: str | None = None) -> nn.Module:
+def _policy(m: Any, family: ShapedFamily, encoder_only: bool, space: str | None = None) -> nn.Module:
     """A Gaussian policy for continuous actions, a categorical one for discrete actions; ``space``
     insists on one (``gaussian_policy``, ``categorical_policy``)."""
     actual = getattr(family, "action_space", None)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import torch
 
@@ -34,7 +34,7 @@ from ..evaluation.baselines import ensure_baseline, run_baseline
 from ..evaluation.registry import evaluate_run, evaluator_for
 from ..integrations.mlflow import log_artifacts
 from ..integrations.wandb import log_pictures
-from ..protocols import Metric, Result, declared
+from ..protocols import EnvironmentFamily, Metric, Result, TaskFamily, declared
 from ..runs import Run
 from ..tasks import get_task_family
 from ..training.build import build_tasks
@@ -92,7 +92,23 @@ def plot_training(run: Run, plt: Any, metric: Metric | None = None) -> Path:
     return out
 
 
-def plot_tasks(run: Run, plt: Any, models: dict[str, Any], family: Any, seed: int, num: int = 3) -> Path:
+class CurveFamily(TaskFamily, Protocol):
+    """What the ``functions`` picture needs: tasks with their true functions over ``x_range``."""
+
+    shots: int
+    x_range: tuple[float, float]
+
+    def sample_with_truth(self, num_tasks: int, generator: torch.Generator | None = None) -> tuple[Any, Any]: ...
+
+
+class RenderableFamily(EnvironmentFamily, Protocol):
+    """What the ``clip`` picture needs: an environment family that renders an episode's frames."""
+
+    def render_episode(self, policy: Any, task: torch.Tensor, steps: int | None = None, size: tuple[int, int] = ...,
+                       seed: int = 0) -> list[Any]: ...
+
+
+def plot_tasks(run: Run, plt: Any, models: dict[str, Any], family: CurveFamily, seed: int, num: int = 3) -> Path:
     """Held-out functions of a family that can draw them (``sample_with_truth``, ``x_range``)."""
     batch, truth = family.sample_with_truth(num, generator("report", seed))
     lo, hi = family.x_range
@@ -117,7 +133,7 @@ def plot_tasks(run: Run, plt: Any, models: dict[str, Any], family: Any, seed: in
     return out
 
 
-def plot_episode(run: Run, plt: Any, algo: Any, family: Any, seed: int, steps: int = 10) -> Path:
+def plot_episode(run: Run, plt: Any, algo: Any, family: TaskFamily, seed: int, steps: int = 10) -> Path:
     """One test episode: support images (with labels) and query images (predicted vs true)."""
     batch = family.sample(1, generator("report", seed))
     xs, ys, xq, yq = batch.support_x[0], batch.support_y[0], batch.query_x[0], batch.query_y[0]
@@ -218,7 +234,7 @@ def _forecasts(ctx: ReportContext) -> Path:
 
 
 @torch.no_grad()
-def _mode_path(algo: Any, params: Any, family: Any, task: torch.Tensor) -> torch.Tensor:
+def _mode_path(algo: Any, params: Any, family: EnvironmentFamily, task: torch.Tensor) -> torch.Tensor:
     """The positions visited taking the policy's most likely action at every step."""
     env = family.make_env(task.view(1, -1), 1)
     obs = env.reset([0])
@@ -232,7 +248,8 @@ def _mode_path(algo: Any, params: Any, family: Any, task: torch.Tensor) -> torch
     return torch.stack(path)[:, :2]
 
 
-def plot_paths(run: Run, plt: Any, algo: Any, family: Any, seed: int, num: int = 4, shown: int = 6) -> Path:
+def plot_paths(run: Run, plt: Any, algo: Any, family: EnvironmentFamily, seed: int, num: int = 4,
+               shown: int = 6) -> Path:
     """Paths of a point-navigation policy before and after one adaptation step on ``num`` held-out
     goals (the first two observation coordinates are the position), like Figure 4 of Finn et al."""
     tasks = family.sample_tasks(num, generator("report", seed))
@@ -262,7 +279,7 @@ def plot_paths(run: Run, plt: Any, algo: Any, family: Any, seed: int, num: int =
     return out
 
 
-def write_clip(run: Run, plt: Any, algo: Any, family: Any, seed: int, frames: int = 150) -> Path:
+def write_clip(run: Run, plt: Any, algo: Any, family: RenderableFamily, seed: int, frames: int = 150) -> Path:
     """A GIF of the policy adapted by one step to a held-out task (``report/clip.gif``); where
     offscreen rendering is not available, a picture of the message saying what to install."""
     task = family.sample_tasks(1, generator("report", seed))[0]

@@ -17,7 +17,7 @@ import torch
 from .._util.files import atomic_write_png
 from .._util.seeding import generator
 from ..algorithms import Algorithm
-from ..evaluation.groups import GroupEvaluation
+from ..evaluation.groups import GroupedFamily, GroupEvaluation
 from ..evaluation.stats import mean_ci
 from ..runs import Run
 
@@ -52,7 +52,8 @@ def plot_support_size(run: Run, plt: Any, result: GroupEvaluation) -> Path:
     return out
 
 
-def plot_forecasts(run: Run, plt: Any, algo: Algorithm, family: Any, seed: int, steps: int, shots: int) -> Path:
+def plot_forecasts(run: Run, plt: Any, algo: Algorithm, family: GroupedFamily, seed: int, steps: int,
+                   shots: int) -> Path:
     """The first held-out group's query rows: truth, the meta-learned model before and after
     ``steps`` inner steps on ``shots`` support rows, and the family's reference forecasts."""
     g = family.all_groups[0]

@@ -32,7 +32,7 @@ from ...batch import TaskTree
 from ...errors import ConfigError
 from ...functional import ParamDict, adapt_task, detached, make_forward
 from ...functional.inner_loop import _split, loss_step
-from ...protocols import TaskFamily
+from ...protocols import EnvironmentFamily, TaskFamily
 from ..base import ModeSettings, check_choice
 from ..gradient.maml import MAML
 from .trpo import TRPOStep
@@ -61,7 +61,7 @@ class AdaptedPolicy:
     """A policy adapted to one task: ``policy(obs)`` gives the most likely action, ``policy.sample(obs,
     generator)`` a sampled one. Holds its own detached parameters; the module is never mutated."""
 
-    def __init__(self, model: nn.Module, params: ParamDict, family: Any) -> None:
+    def __init__(self, model: nn.Module, params: ParamDict, family: EnvironmentFamily) -> None:
         self.model, self.params, self.family = model, detached(params), family
         self._forward = make_forward(model)
 
@@ -252,7 +252,7 @@ class MAMLTRPO(MAML):
                 current = [self._step(current[t], data[t], tree.task_loss) for t in range(tree.num_tasks)]
         return torch.stack(rows, dim=1)
 
-    def adaptation_episodes(self, family: Any, task: Tensor, steps: int | None = None, seed: int = 0
+    def adaptation_episodes(self, family: EnvironmentFamily, task: Tensor, steps: int | None = None, seed: int = 0
                             ) -> tuple[list[dict[str, Tensor]], ParamDict]:
         """The episodes of one task of ``family`` (its ``[task_dim]`` description: a goal, a
         direction...) collected before adaptation and after each of ``steps`` policy-gradient steps
@@ -268,7 +268,8 @@ class MAMLTRPO(MAML):
                 fast = self._step(fast, data, family.task_loss)
         return episodes, fast
 
-    def adapt_policy(self, family: Any, task: Tensor, steps: int | None = None, seed: int = 0) -> AdaptedPolicy:
+    def adapt_policy(self, family: EnvironmentFamily, task: Tensor, steps: int | None = None,
+                     seed: int = 0) -> AdaptedPolicy:
         """Adapt to one task of ``family`` with ``steps`` policy-gradient steps on fresh episodes
         (``family.episodes`` each); returns a callable policy."""
         return AdaptedPolicy(self.model, self.adaptation_episodes(family, task, steps, seed)[1], family)

@@ -70,7 +70,7 @@ class MLPProblemSettings(OptimizeeSettings):
     minibatch: int = 128
 
 
-class OptimizeeFamily:
+class OptimizeeProblems:
     """What every optimizee family declares (metalearn.protocols.TaskFamily): its tasks are
     optimisation problems, scored by the loss a learned optimizer reaches on them."""
 
@@ -85,7 +85,7 @@ class OptimizeeFamily:
     horizon = 100   # optimisation steps per problem
 
 
-class QuadraticProblems(OptimizeeFamily):
+class QuadraticProblems(OptimizeeProblems):
     settings = QuadraticSettings
 
     def __init__(self, dim: int = 10, horizon: int = 100) -> None:
@@ -125,7 +125,7 @@ def _mnist_flat(data_dir: str | None) -> tuple[Tensor, Tensor]:
     return ds.images.flatten(1).float().div_(255), labels
 
 
-class MLPProblems(OptimizeeFamily):
+class MLPProblems(OptimizeeProblems):
     settings = MLPProblemSettings
     # the paper's generalisation tests (section 3.2): the evaluation also runs these task settings
     variants = (("40 hidden units", {"mlp_hidden": [40]}), ("2 hidden layers", {"mlp_hidden": [20, 20]}),
