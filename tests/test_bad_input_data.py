@@ -16,6 +16,7 @@ from metalearn.config import Config, apply_overrides, load_preset, validate
 from metalearn.data.images import ImageDataset
 from metalearn.errors import ConfigError
 from metalearn.tasks import FewShotTasks
+from metalearn.models.registry import model_options, models_with_key
 from metalearn.tasks.registry import families_with_key, task_options
 
 SINE = ["--steps", "2", "--quiet", "--set", "train.val_tasks=4", "--set", "train.meta_batch=2",
@@ -102,9 +103,10 @@ def float_fields():
                 found.append((f"{prefix}{f.name}", tp))
     walk(Config, "")
     # the task families' own keys (their settings dataclasses), each with a family that has it
-    for key, option in task_options().items():
-        if option.type is float or float in typing.get_args(option.type):
-            found.append((f"task.{key}", option.type))
+    for section, options in (("task", task_options()), ("model", model_options())):
+        for key, option in options.items():
+            if option.type is float or float in typing.get_args(option.type):
+                found.append((f"{section}.{key}", option.type))
     return found
 
 
@@ -112,9 +114,16 @@ FLOAT_FIELDS = float_fields()
 
 
 def owner_family(key):
-    """``["task.family=F"]`` for a family that declares the task key ``key`` ([] for other keys)."""
+    """``["task.family=F"]`` for a family that declares the task key ``key``, ``["model.name=M",
+    ...]`` for a model key (with a family of the model's kind); [] for other keys."""
     section, name = key.split(".")
-    return [f"task.family={families_with_key(name)[0]}"] if section == "task" else []
+    if section == "task":
+        return [f"task.family={families_with_key(name)[0]}"]
+    if section == "model":
+        model = models_with_key(name)[0]
+        family = {"lstm_optimizer": "quadratic", "policy": "nav2d"}.get(model, "sinusoid")
+        return [f"task.family={family}", f"model.name={model}"]
+    return []
 
 
 def test_float_fields_are_found():

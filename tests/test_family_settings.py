@@ -136,3 +136,26 @@ def test_switching_the_family_of_a_preset_keeps_only_the_keys_the_new_family_has
     validate(cfg)
     cfg = apply_overrides(load_preset("omniglot-5w1s"), ["task.family=mnist", "task.classes=[0,1,2]"])
     assert validate(cfg).task.classes == [0, 1, 2] and cfg.task.shots == 1
+
+
+def test_each_model_declares_its_keys_and_refuses_another_models(capsys, tmp_path):
+    from metalearn.models import get_model
+    assert get_model("conv4").model_keys() == ["width"] and "init_std" in get_model("policy").model_keys()
+    assert [f.name for f in dataclasses.fields(Config().model)] == ["name", "options"]
+    cli_error(capsys, ["train", "sinusoid", "--out", str(tmp_path / "r"), "--set", "model.width=8"],
+              "model.width is not a key of the mlp model (it belongs to conv4); the mlp model's keys: model.name, "
+              "model.hidden, model.activation, model.wide")
+    with pytest.raises(ConfigError, match="unknown config key 'model.widht'; the conv4 model's keys: model.name, "
+                                          "model.width"):
+        apply_overrides(load_preset("omniglot-5w1s"), ["model.widht=8"])
+    # switching the model drops the previous one's keys
+    cfg = apply_overrides(load_preset("omniglot-5w1s"), ["model.name=mlp", "task.family=sinusoid"])
+    assert validate(cfg).model.resolved() == {"name": "mlp", "hidden": [40, 40], "activation": "relu", "wide": False}
+
+
+def test_version_1_model_sections_migrate():
+    v1 = {"model": {"name": "conv4", "hidden": [40, 40], "activation": "relu", "wide": False, "width": 32,
+                    "lstm_hidden": 20, "preprocess_p": 10.0, "output_scale": 0.1, "init_std": 1.0},
+          "task": dict(V1_TASK, family="omniglot")}
+    cfg = validate(config_from_dict(migrate_config(v1)))
+    assert cfg.model.width == 32 and cfg.model.options == {"width": 32}

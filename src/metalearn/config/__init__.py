@@ -6,8 +6,8 @@ from .coercion import apply_overrides, config_from_dict, flatten, parse_override
 from .migration import migrate_config
 from .presets import list_presets, load_preset
 from .schema import AlgoConfig, Config, EvalConfig, FedConfig, LogConfig, ModelConfig, TaskConfig, TrainConfig
-from .validation import check_device, check_task_keys, float_fields, validate
+from .validation import check_device, check_model_keys, check_task_keys, float_fields, validate
 
 __all__ = ["EPISODES", "AlgoConfig", "Config", "EvalConfig", "FedConfig", "LogConfig", "ModelConfig", "TaskConfig",
-           "TrainConfig", "apply_overrides", "check_device", "check_task_keys", "config_from_dict", "flatten",
-           "float_fields", "list_presets", "load_preset", "migrate_config", "parse_override", "validate"]
+           "TrainConfig", "apply_overrides", "check_device", "check_model_keys", "check_task_keys", "config_from_dict",
+           "flatten", "float_fields", "list_presets", "load_preset", "migrate_config", "parse_override", "validate"]

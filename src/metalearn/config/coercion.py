@@ -12,9 +12,10 @@ import yaml
 from .._util.settings import Option
 from ..algorithms.registry import algorithm_options
 from ..errors import ConfigError
-from ..tasks.registry import get_task_family, task_options
+from ..models.registry import model_options
+from ..tasks.registry import task_options
 from .migration import check_version
-from .schema import AlgoConfig, Config, TaskConfig
+from .schema import AlgoConfig, Config, ModelConfig, OwnedKeys, TaskConfig
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -116,17 +117,17 @@ def _options(obj: Any) -> dict[str, Option]:
         return algorithm_options()
     if isinstance(obj, TaskConfig):
         return task_options()
+    if isinstance(obj, ModelConfig):
+        return model_options()
     return {}
 
 
 def _unknown_key(obj: Any, full: str, prefix: str, names: list[str], options: dict[str, Option]) -> ConfigError:
-    if isinstance(obj, TaskConfig):
-        try:
-            own = get_task_family(obj.family).task_keys()
-        except ConfigError:
-            own = []
-        return ConfigError(f"unknown config key {full!r}; the {obj.family} task family's keys: "
-                           f"{', '.join(prefix + n for n in [*names, *own])}")
+    if isinstance(obj, OwnedKeys):
+        owner = getattr(obj, obj._owner)
+        what = "task family" if isinstance(obj, TaskConfig) else "model"
+        return ConfigError(f"unknown config key {full!r}; the {owner} {what}'s keys: "
+                           f"{', '.join(prefix + n for n in [*names, *obj.owner_keys(owner)])}")
     return ConfigError(f"unknown config key {full!r}; valid keys here: "
                        f"{', '.join(prefix + n for n in [*names, *sorted(options)])}")
 
@@ -135,8 +136,8 @@ def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in dataclasses.fields(obj) if f.name != "options"]
     options = _options(obj)
-    if isinstance(obj, TaskConfig) and "family" in data:  # the family first: it says which keys follow
-        data = {"family": data["family"], **data}
+    if isinstance(obj, OwnedKeys) and obj._owner in data:  # the family or model first: it says which keys follow
+        data = {obj._owner: data[obj._owner], **data}
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key in options and key not in names:

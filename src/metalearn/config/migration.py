@@ -2,10 +2,11 @@
 :func:`migrate_config`, turns any earlier layout into the current one (``version`` in the file;
 a file without it is version 1).
 
-Version 1 (before per-family settings) wrote every family's keys into one ``task`` section (37
-keys for any run: ``task.horizon`` in an Omniglot run, ``task.ways`` in a sinusoid run). Version
-2 writes the keys every family shares plus the run's own family's keys; the others were never read
-by that family, so migrating drops them.
+Version 1 (before per-family and per-model settings) wrote every family's keys into one ``task``
+section (37 keys for any run: ``task.horizon`` in an Omniglot run, ``task.ways`` in a sinusoid
+run) and every model's into ``model``. Version 2 writes the keys every family shares plus the run's
+own family's keys, and the model's name plus its own keys; the others were never read by that
+family or model, so migrating drops them.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import copy
 from typing import Any
 
 from ..errors import ConfigError
+from ..models.registry import get_model
 from ..tasks.registry import SHARED_TASK_KEYS, get_task_family
 from .schema import CONFIG_VERSION
 
@@ -41,6 +43,7 @@ def migrate_config(data: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(data)
     if version < 2:
         _drop_other_families_keys(out)
+        _drop_other_models_keys(out)
     out["version"] = CONFIG_VERSION
     return out
 
@@ -55,3 +58,15 @@ def _drop_other_families_keys(data: dict[str, Any]) -> None:
     except ConfigError:
         return   # an unknown family: reading the config will say so
     data["task"] = {k: v for k, v in task.items() if k in SHARED_TASK_KEYS or k in own}
+
+
+def _drop_other_models_keys(data: dict[str, Any]) -> None:
+    """Version 1 -> 2: keep the model's name and its own keys (version 1 wrote every model's)."""
+    model = data.get("model")
+    if not isinstance(model, dict):
+        return
+    try:
+        own = get_model(model.get("name", "mlp")).model_keys()
+    except ConfigError:
+        return
+    data["model"] = {k: v for k, v in model.items() if k == "name" or k in own}

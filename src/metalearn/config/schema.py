@@ -10,6 +10,7 @@ from typing import Any
 from .._util.settings import Option, options_of
 from ..algorithms.registry import algorithm_options, get_spec
 from ..errors import ConfigError
+from ..models.registry import get_model, model_options
 from ..tasks.registry import get_task_family, task_options
 
 # the version of the config layout that Config.to_dict writes (a run's config.yaml); older run
@@ -17,8 +18,66 @@ from ..tasks.registry import get_task_family, task_options
 CONFIG_VERSION = 2
 
 
+class OwnedKeys:
+    """A config section whose keys, beyond its fields, belong to the registered thing it names
+    (``task.family``, ``model.name``): those keys are kept in ``options``, read as the owner's
+    defaults until set, and written by :meth:`resolved`. Setting another owner drops the keys set
+    for the previous one that the new one does not declare (a preset's, when a run switches)."""
+
+    _owner: typing.ClassVar[str]
+    _fields: typing.ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def owner_keys(cls, owner: str) -> list[str]:
+        """The keys that ``owner`` declares ([] for an unknown one)."""
+        raise NotImplementedError
+
+    @classmethod
+    def all_options(cls) -> dict[str, Option]:
+        """Every owner's keys (the first declaration's type and default)."""
+        raise NotImplementedError
+
+    @classmethod
+    def owner_option(cls, owner: str, key: str) -> Option | None:
+        raise NotImplementedError
+
+    def __getattr__(self, key: str) -> Any:  # only for names that are not fields: the owner's keys
+        if key.startswith("__"):
+            raise AttributeError(key)
+        options = self.__dict__.get("options", {})
+        if key in options:
+            return options[key]
+        option = self.owner_option(self.__dict__.get(self._owner, ""), key) or self.all_options().get(key)
+        if option is None:
+            raise AttributeError(f"{type(self).__name__} has no key {key!r}")
+        return option.fresh_default()
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == self._owner and "options" in self.__dict__ and value != self.__dict__.get(self._owner):
+            keep = self.owner_keys(value)
+            self.__dict__["options"] = {k: v for k, v in self.__dict__["options"].items() if k in keep}
+        if key in type(self)._fields:
+            object.__setattr__(self, key, value)
+        else:  # an owner's key, e.g. test_cfg.task.ways = 20
+            self.__dict__["options"][key] = value
+
+    def resolved(self) -> dict[str, Any]:
+        """The section as a config file writes it: the fields, the owner's keys (defaults filled
+        in) and any other key that was set."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                               if f.name != "options"}
+        for key in self.owner_keys(getattr(self, self._owner)):
+            out[key] = getattr(self, key)
+        out.update(self.__dict__["options"])
+        return out
+
+
+def _entry_option(settings: type | None, keys: list[str], key: str) -> Option | None:
+    return options_of([settings])[key] if settings is not None and key in keys else None
+
+
 @dataclass
-class TaskConfig:
+class TaskConfig(OwnedKeys):
     """The ``task`` section: the keys every family shares and means the same way, plus ``options``,
     the keys that the chosen family declares in its settings dataclass (``task.ways`` for the image
     families, ``task.horizon`` for the environment and optimizee families, ``task.data`` for a
@@ -26,80 +85,69 @@ class TaskConfig:
     key not set reads as the family's default. Setting another ``family`` drops the keys set for
     the previous one that the new one does not declare (a preset's, when a run switches family)."""
 
+    _owner: typing.ClassVar[str] = "family"
+
     family: str = "sinusoid"
     shots: int = 10
     queries: int | None = None     # None: same as shots
     data_dir: str | None = None    # local copy of the data; default $METALEARN_DATA_DIR
     options: dict[str, typing.Any] = field(default_factory=dict)
 
-    def __getattr__(self, key: str) -> Any:  # only for names that are not fields: the family's keys
-        if key.startswith("__"):
-            raise AttributeError(key)
-        options = self.__dict__.get("options", {})
-        if key in options:
-            return options[key]
-        option = _task_option(self.__dict__.get("family", "sinusoid"), key)
-        if option is None:
-            raise AttributeError(f"TaskConfig has no key {key!r}")
-        return option.fresh_default()
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        if key == "family" and "options" in self.__dict__ and value != self.__dict__.get("family"):
-            # another family (e.g. --set task.family=mnist on an Omniglot preset): the keys set for the
-            # previous one that the new one does not have are dropped; its own keys stay
-            keep = _family_keys(value)
-            self.options = {k: v for k, v in self.options.items() if k in keep}
-        if key in _TASK_FIELDS:
-            object.__setattr__(self, key, value)
-        else:  # a family's key, e.g. test_cfg.task.ways = 20
-            self.options[key] = value
-
-    def resolved(self) -> dict[str, Any]:
-        """The section as a config file writes it: the shared keys, the chosen family's settings
-        (defaults filled in) and any other key that was set."""
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+    @classmethod
+    def owner_keys(cls, owner: str) -> list[str]:
         try:
-            keys = get_task_family(self.family).task_keys()
+            return get_task_family(owner).task_keys()
         except ConfigError:
-            keys = []
-        for key in keys:
-            out[key] = getattr(self, key)
-        out.update(self.options)
-        return out
+            return []
+
+    @classmethod
+    def all_options(cls) -> dict[str, Option]:
+        return task_options()
+
+    @classmethod
+    def owner_option(cls, owner: str, key: str) -> Option | None:
+        try:
+            entry = get_task_family(owner)
+        except ConfigError:
+            return None
+        return _entry_option(entry.settings, entry.task_keys(), key)
 
 
-_TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskConfig))
-
-
-def _family_keys(family: str) -> list[str]:
-    try:
-        return get_task_family(family).task_keys()
-    except ConfigError:
-        return []
-
-
-def _task_option(family: str, key: str) -> Option | None:
-    """``task.<key>`` as ``family`` declares it, else as another family does, else None."""
-    try:
-        entry = get_task_family(family)
-    except ConfigError:
-        entry = None
-    if entry is not None and entry.settings is not None and key in entry.task_keys():
-        return options_of([entry.settings])[key]
-    return task_options().get(key)
+TaskConfig._fields = frozenset(f.name for f in dataclasses.fields(TaskConfig))
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(OwnedKeys):
+    """The ``model`` section: ``name`` plus ``options``, the keys the chosen model declares in its
+    settings dataclass (``model.width`` for conv4, ``model.hidden`` for the MLP and the policies,
+    ...; see :mod:`metalearn.models.registry`), read as its defaults until set."""
+
+    _owner: typing.ClassVar[str] = "name"
+
     name: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [40, 40])   # mlp
-    activation: str = "relu"                                             # mlp
-    wide: bool = False                       # mlp: add a linear map of the raw inputs to the output
-    width: int = 64                                                      # conv4 filters
-    lstm_hidden: int = 20                                                # lstm_optimizer
-    preprocess_p: float = 10.0                                           # lstm_optimizer
-    output_scale: float = 0.1                                            # lstm_optimizer
-    init_std: float = 1.0                    # policy: initial standard deviation of a Gaussian policy
+    options: dict[str, typing.Any] = field(default_factory=dict)
+
+    @classmethod
+    def owner_keys(cls, owner: str) -> list[str]:
+        try:
+            return get_model(owner).model_keys()
+        except ConfigError:
+            return []
+
+    @classmethod
+    def all_options(cls) -> dict[str, Option]:
+        return model_options()
+
+    @classmethod
+    def owner_option(cls, owner: str, key: str) -> Option | None:
+        try:
+            entry = get_model(owner)
+        except ConfigError:
+            return None
+        return _entry_option(entry.settings, entry.model_keys(), key)
+
+
+ModelConfig._fields = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
 @dataclass
@@ -213,5 +261,6 @@ class Config:
         out: dict[str, Any] = {"version": CONFIG_VERSION}
         out.update(asdict(self))
         out["task"] = self.task.resolved()
+        out["model"] = self.model.resolved()
         out["algo"] = self.algo.resolved()
         return out

@@ -9,9 +9,9 @@ from typing import Any
 
 from ..algorithms.registry import algorithm_options
 from ..errors import ConfigError
-from ..models.registry import get_model
+from ..models.registry import get_model, model_options, models_with_key
 from ..tasks.registry import SHARED_TASK_KEYS, families_with_key, get_task_family, task_options
-from .schema import Config, TaskConfig
+from .schema import Config, ModelConfig, TaskConfig
 
 
 def _is_float_type(tp: Any) -> bool:
@@ -28,7 +28,8 @@ def float_fields(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = []
     for f in dataclasses.fields(obj):
         if f.name == "options":  # the algorithms' or families' own keys, typed by their settings
-            options = task_options() if isinstance(obj, TaskConfig) else algorithm_options()
+            options = (task_options() if isinstance(obj, TaskConfig) else model_options()
+                       if isinstance(obj, ModelConfig) else algorithm_options())
             found += [(f"{prefix}{key}", getattr(obj, key)) for key, opt in options.items()
                       if _is_float_type(opt.type)]
             continue
@@ -82,6 +83,19 @@ def check_task_keys(task: TaskConfig) -> None:
     entry.settings_from(task)
 
 
+def check_model_keys(model: ModelConfig) -> None:
+    """Every ``model.*`` key that was set is one of the model's own, and its settings pass their checks."""
+    entry = get_model(model.name)
+    own = entry.model_keys()
+    for key in model.options:
+        if key not in own:
+            others = models_with_key(key)
+            raise ConfigError(f"model.{key} is not a key of the {model.name} model (it belongs to "
+                              f"{', '.join(others) or 'no registered model'}); the {model.name} model's keys: "
+                              f"{', '.join(f'model.{k}' for k in ['name', *own])}")
+    entry.settings_from(model)
+
+
 def validate(cfg: Config) -> Config:
     """Range checks that types alone cannot express."""
     t = cfg.train
@@ -96,6 +110,7 @@ def validate(cfg: Config) -> Config:
     if cfg.algo.inner_steps < 0:
         raise ConfigError(f"algo.inner_steps must be >= 0, got {cfg.algo.inner_steps}")
     check_task_keys(cfg.task)
+    check_model_keys(cfg.model)
     model = get_model(cfg.model.name)
     if model.check is not None:
         model.check(cfg.task)

@@ -4,12 +4,13 @@ config's ``model`` section for a task family, and declares the kinds of task it 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from .._util.registry import Registry
+from .._util.settings import Option, keys_of, options_of
 from ..errors import ConfigError
 from ..protocols import ShapedFamily, TaskFamily
 from .conv4 import conv4, min_image_size
@@ -20,6 +21,43 @@ from .policies import CategoricalPolicy, GaussianPolicy
 Builder = Callable[[Any, Any, bool], nn.Module]   # (model config, task family, encoder_only) -> model
 
 
+@dataclass
+class Conv4Settings:
+    """conv4 (Vinyals et al., 2016; Finn et al., 2017): ``width`` filters in each of its four blocks."""
+
+    width: int = 64
+
+
+@dataclass
+class MLPSettings:
+    """The MLP: ``hidden`` layer sizes, ``activation`` between them (relu, tanh, sigmoid), and
+    ``wide``, a linear map of the raw inputs added to the output."""
+
+    hidden: list[int] = field(default_factory=lambda: [40, 40])
+    activation: str = "relu"
+    wide: bool = False
+
+
+@dataclass
+class LSTMOptimizerSettings:
+    """The learned optimizer of Andrychowicz et al. (2016): ``lstm_hidden`` units per layer, the
+    gradient preprocessing's ``preprocess_p`` and the update's ``output_scale``."""
+
+    lstm_hidden: int = 20
+    preprocess_p: float = 10.0
+    output_scale: float = 0.1
+
+
+@dataclass
+class PolicySettings:
+    """A policy network: ``hidden`` sizes, ``activation``, and a Gaussian policy's initial standard
+    deviation ``init_std``."""
+
+    hidden: list[int] = field(default_factory=lambda: [40, 40])
+    activation: str = "relu"
+    init_std: float = 1.0
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
@@ -27,14 +65,33 @@ class ModelEntry:
     kinds: tuple[str, ...]
     # checks of the config's task section that need no data (run at config validation)
     check: Callable[[Any], None] | None = None
+    settings: type | None = None   # the dataclass of its own ``model.*`` keys
+
+    def model_keys(self) -> list[str]:
+        return keys_of(self.settings)
+
+    def settings_from(self, model: Any) -> Any:
+        """Its settings from a config's ``model`` section (running the dataclass's checks), or None."""
+        if self.settings is None:
+            return None
+        return self.settings(**{key: getattr(model, key) for key in self.model_keys()})
 
 
 _MODELS: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(name: str, build: Builder, kinds: tuple[str, ...],
-                   check: Callable[[Any], None] | None = None) -> None:
-    _MODELS.add(name, ModelEntry(name, build, kinds, check))
+                   check: Callable[[Any], None] | None = None, settings: type | None = None) -> None:
+    _MODELS.add(name, ModelEntry(name, build, kinds, check, settings))
+
+
+def model_options() -> dict[str, Option]:
+    """Every model-specific ``model.*`` key of the registered models, by key."""
+    return options_of(e.settings for e in _MODELS.values() if e.settings is not None)
+
+
+def models_with_key(key: str) -> list[str]:
+    return [e.name for e in _MODELS.values() if key in e.model_keys()]
 
 
 def list_models() -> list[str]:
@@ -106,9 +163,11 @@ def _policy(m: Any, family: ShapedFamily, encoder_only: bool, space: str | None 
 
 
 register_model("conv4", _conv4, kinds=("regression", "classification"),
-               check=lambda task: check_conv4_image_size(task.image_size))
-register_model("mlp", _mlp, kinds=("regression", "classification"))
-register_model("lstm_optimizer", _lstm_optimizer, kinds=("optimizer",))
-register_model("policy", _policy, kinds=("reinforcement",))
-register_model("gaussian_policy", lambda m, f, e: _policy(m, f, e, "continuous"), kinds=("reinforcement",))
-register_model("categorical_policy", lambda m, f, e: _policy(m, f, e, "discrete"), kinds=("reinforcement",))
+               check=lambda task: check_conv4_image_size(task.image_size), settings=Conv4Settings)
+register_model("mlp", _mlp, kinds=("regression", "classification"), settings=MLPSettings)
+register_model("lstm_optimizer", _lstm_optimizer, kinds=("optimizer",), settings=LSTMOptimizerSettings)
+register_model("policy", _policy, kinds=("reinforcement",), settings=PolicySettings)
+register_model("gaussian_policy", lambda m, f, e: _policy(m, f, e, "continuous"), kinds=("reinforcement",),
+               settings=PolicySettings)
+register_model("categorical_policy", lambda m, f, e: _policy(m, f, e, "discrete"), kinds=("reinforcement",),
+               settings=PolicySettings)
