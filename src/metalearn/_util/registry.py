@@ -19,6 +19,11 @@ class Registry(Generic[T]):
     def add(self, name: str, entry: T) -> None:
         self._entries[name] = entry
 
+    def remove(self, name: str) -> None:
+        """Take ``name`` out (a plugin's or a test's entry); an unknown name is a ``ConfigError``."""
+        self.get(name)
+        del self._entries[name]
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

@@ -109,6 +109,10 @@ register_adapter(ImageFolders())
 register_adapter(TableRows())
 
 
+def unregister_adapter(name: str) -> None:
+    _ADAPTERS.remove(name)
+
+
 def list_adapters() -> list[str]:
     return _ADAPTERS.names()
 

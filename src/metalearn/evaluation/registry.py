@@ -28,6 +28,10 @@ register_evaluator(GroupsEvaluator())
 register_evaluator(OptimizersEvaluator())
 
 
+def unregister_evaluator(name: str) -> None:
+    _EVALUATORS.remove(name)
+
+
 def list_evaluators() -> list[str]:
     return _EVALUATORS.names()
 

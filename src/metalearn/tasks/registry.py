@@ -88,6 +88,11 @@ register_task_family("minigrid-doorkey", MiniGridTasks)
 register_task_family("minigrid-fourrooms", FourRoomsTasks)
 
 
+def unregister_task_family(name: str) -> None:
+    """Take the family ``name`` out of the registry (a plugin's, or a test's)."""
+    _FAMILIES.remove(name)
+
+
 def list_task_families() -> list[str]:
     return _FAMILIES.names()
 
