@@ -126,12 +126,14 @@ class TaskTree:
         return torch.Generator().manual_seed(int(self.seeds[i]))
 
     def __getitem__(self, index: slice) -> TaskTree:
-        cut = lambda t: None if t is None else t[index]  # noqa: E731
+        def cut(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[index]
+
         return TaskTree({k: v[index] for k, v in self.data.items()}, self.task_loss, cut(self.weights),
                         cut(self.seeds))
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
            non_blocking: bool = False) -> TaskTree:
-        mv = lambda t: None if t is None else move(t, device, dtype, non_blocking)  # noqa: E731
+        weights = None if self.weights is None else move(self.weights, device, dtype, non_blocking)
         return TaskTree({k: move(v, device, dtype, non_blocking) for k, v in self.data.items()}, self.task_loss,
-                        mv(self.weights), None if self.seeds is None else self.seeds)
+                        weights, self.seeds)

@@ -90,8 +90,12 @@ class L2L(Algorithm):
         params = {k: v.detach().requires_grad_(True) for k, v in run["params"].items()}
         state, t = run["state"], run["t"]
         steps = min(self.unroll, self.horizon - t)
-        total = 0.0
-        term = (lambda f: f.clamp_min(1e-30).log().mean()) if self.objective == "log_loss" else (lambda f: f.mean())
+        total: Tensor | float = 0.0
+        log_objective = self.objective == "log_loss"
+
+        def term(f: Tensor) -> Tensor:
+            return f.clamp_min(1e-30).log().mean() if log_objective else f.mean()
+
         for i in range(steps):
             loss = self.problems.losses(params, run["data"], t + i)
             if i > 0:
@@ -102,6 +106,7 @@ class L2L(Algorithm):
         total = (total + term(self.problems.losses(params, run["data"], t + steps))) / steps
         self._run = {"t": t + steps, "params": detached(params), "state": tuple(s.detach() for s in state),
                      "data": run["data"]}
+        assert isinstance(total, Tensor)
         return total
 
     def adaptation_curve(self, batch: OptimizeeBatch, steps: int,  # type: ignore[override]

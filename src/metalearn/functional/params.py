@@ -37,9 +37,8 @@ def make_forward(module: nn.Module, buffers: ParamDict | None = None) -> Callabl
     bufs = named_buffers(module) if buffers is None else buffers
 
     def forward(params: ParamDict, x: Tensor) -> Tensor:
-        if bufs:
-            return functional_call(module, (params, bufs), (x,))
-        return functional_call(module, params, (x,))
+        out: Tensor = functional_call(module, (params, bufs), (x,)) if bufs else functional_call(module, params, (x,))
+        return out
 
     return forward
 

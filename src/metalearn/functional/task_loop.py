@@ -117,7 +117,8 @@ def adaptation_curve_tasks(forward: Forward, tree: TaskTree, params: ParamDict, 
         support = tree.task_loss.support(forward, params, task, gen)
 
         def support_loss(q: ParamDict, support: Any = support) -> Tensor:  # this task's support set
-            return tree.task_loss.loss(forward, q, support)
+            loss: Tensor = tree.task_loss.loss(forward, q, support)
+            return loss
 
         p, state, out = params, rule.init(_split(params, fast_keys)[0]), []
         for s in range(steps + 1):

@@ -67,11 +67,13 @@ class AdaptedPolicy:
 
     @torch.no_grad()
     def __call__(self, obs: Tensor) -> Tensor:
-        return self.family.distribution.mode(self._forward(self.params, obs))
+        action: Tensor = self.family.distribution.mode(self._forward(self.params, obs))
+        return action
 
     @torch.no_grad()
     def sample(self, obs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.family.distribution.sample(self._forward(self.params, obs), generator)
+        action: Tensor = self.family.distribution.sample(self._forward(self.params, obs), generator)
+        return action
 
 
 class RLClosure:
