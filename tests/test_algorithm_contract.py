@@ -264,3 +264,73 @@ def test_meta_backward_equals_backward_of_the_meta_loss(name):
     assert grads["meta_backward"][1].keys() == grads["meta_loss"][1].keys()
     for n, g in grads["meta_loss"][1].items():
         torch.testing.assert_close(grads["meta_backward"][1][n], g, rtol=1e-10, atol=1e-12, msg=f"{name}: {n}")
+
+
+# ---- the algorithms of the other kinds: reinforcement learning and learned optimizers -----------
+# Each kind's row: a tiny family of it, built the way the CLI builds everything (config overrides).
+KIND_ROWS = {
+    "reinforcement": ["task.family=nav2d", "task.shots=2", "task.queries=2", "task.horizon=6",
+                      "model.name=policy", "model.hidden=[8]"],
+    "optimizer": ["task.family=quadratic", "task.dim=3", "task.horizon=6", "task.unroll=3",
+                  "model.name=lstm_optimizer", "model.lstm_hidden=4"],
+}
+OTHER_KINDS = [a for a in ml.list_algorithms() if get_algorithm(a).trainable
+               and "classification" not in get_algorithm(a).task_kinds]
+
+
+def make_other(name, seed=0):
+    from metalearn.config import Config, apply_overrides, validate
+    from metalearn.training.build import build_algorithm, build_tasks
+
+    (kind,) = [k for k in KIND_ROWS if k in get_algorithm(name).task_kinds]
+    cfg = validate(apply_overrides(Config(), [*KIND_ROWS[kind], f"algo.name={name}", f"train.seed={seed}"]))
+    family = build_tasks(cfg)
+    return build_algorithm(cfg, family), family
+
+
+def test_the_other_kinds_have_contract_rows():
+    assert set(OTHER_KINDS) >= {"maml_trpo", "promp", "policy_pretrain", "l2l"}
+
+
+@pytest.mark.parametrize("name", OTHER_KINDS)
+def test_other_kinds_meta_gradient_is_finite_and_reaches_every_meta_parameter(name):
+    algo, family = make_other(name)
+    algo.on_step(0, 100)
+    batch = algo.training_tasks(family).sample(2, torch.Generator().manual_seed(1))
+    value = algo.meta_backward(batch)
+    assert torch.isfinite(value)
+    for pname, p in algo.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+            assert p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", OTHER_KINDS)
+def test_other_kinds_outer_step_changes_the_weights_and_keeps_them_finite(name):
+    algo, family = make_other(name)
+    params = [p for p in algo.parameters() if p.requires_grad]
+    opt = algo.outer_step(params, 1e-2) or torch.optim.Adam(params, lr=1e-2)
+    before = [p.detach().clone() for p in params]
+    batch = algo.training_tasks(family).sample(2, torch.Generator().manual_seed(1))
+    opt.zero_grad()
+    algo.meta_backward(batch)
+    if getattr(opt, "uses_closure", False):
+        opt.step(algo.closure(batch))
+    else:
+        opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, params))
+    assert all(torch.isfinite(p).all() for p in params)
+
+
+@pytest.mark.parametrize("name", OTHER_KINDS)
+def test_other_kinds_checkpoint_round_trip(name, tmp_path):
+    algo, family = make_other(name)
+    batch = algo.training_tasks(family).sample(2, torch.Generator().manual_seed(1))
+    algo.meta_backward(batch)
+    torch.save(algo.state_dict(), tmp_path / "a.pt")
+    other, _ = make_other(name, seed=1)
+    other.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True))
+    test = family.sample(2, torch.Generator().manual_seed(5))
+    mine, theirs = algo.eval().adaptation_curve(test, 1), other.eval().adaptation_curve(test, 1)
+    assert mine.shape == (2, 2) and torch.isfinite(mine).all()
+    torch.testing.assert_close(mine, theirs)
