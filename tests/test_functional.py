@@ -122,3 +122,43 @@ def test_reference_adapt_lowers_support_loss():
     x, y = batch.support_x[0], batch.support_y[0]
     fast = adapt_reference(fwd, MSE, params, x, y, sgd(0.05), 5, "first_order")
     assert MSE(fwd(fast, x), y) < MSE(fwd(params, x), y)
+
+
+def test_a_supervised_batch_is_a_task_loss_and_its_fast_paths_equal_the_per_task_reference():
+    """One contract: the same tasks as a TaskBatch (loop and vmap fast paths) and as a TaskTree with
+    SupervisedLoss (the per-task reference) give the same meta-loss, meta-gradient and curve in float64."""
+    import torch.nn.functional as F
+
+    from metalearn.batch import SupervisedLoss
+    from metalearn.functional import TaskRecord, adaptation_curve, make_forward, meta_backward, meta_loss, sgd
+    from metalearn.protocols import TaskLoss
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    forward = make_forward(model)
+    xs, xq = torch.randn(4, 5, 1, dtype=torch.float64), torch.randn(4, 6, 1, dtype=torch.float64)
+    batch = ml.TaskBatch(xs, torch.sin(xs), xq, torch.sin(xq))
+    tree = batch.as_tree(F.mse_loss)
+    assert isinstance(tree.task_loss, SupervisedLoss) and isinstance(tree.task_loss, TaskLoss)
+    rule = sgd(0.1)
+
+    def grads(b, engine):
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
+        record = TaskRecord()
+        loss = meta_backward(forward, F.mse_loss, params, b, rule, 2, "second_order", engine, record=record)
+        return loss, {k: v.grad for k, v in params.items()}, record
+
+    ref_loss, ref_grads, record = grads(tree, "loop")
+    assert len(record.collected) == 4 and record.metrics == {}
+    for engine in ("loop", "vmap"):
+        loss, g, _ = grads(batch, engine)
+        torch.testing.assert_close(loss, ref_loss.to(loss.dtype))
+        for k in g:
+            torch.testing.assert_close(g[k], ref_grads[k])
+    params = dict(model.named_parameters())
+    torch.testing.assert_close(meta_loss(forward, F.mse_loss, params, batch, rule, 2, engine="vmap"),
+                               meta_loss(forward, F.mse_loss, params, tree, rule, 2))
+    torch.testing.assert_close(adaptation_curve(forward, F.mse_loss, params, batch, rule, 3, engine="vmap"),
+                               adaptation_curve(forward, F.mse_loss, params, tree, rule, 3))
+    with pytest.raises(TypeError, match="scored by the name"):
+        adaptation_curve(forward, F.mse_loss, params, tree, rule, 1, metric=F.l1_loss)

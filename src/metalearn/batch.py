@@ -1,4 +1,6 @@
-"""``TaskBatch``: the tasks of a meta-batch as stacked tensors with a leading task dimension."""
+"""The tasks of a meta-batch: ``TaskBatch`` (supervised ``(x, y)`` tasks as stacked tensors with a
+leading task dimension, whose task loss is :class:`SupervisedLoss`) and ``TaskTree`` (any task
+loss over a pytree of tensors)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -62,6 +64,13 @@ class TaskBatch:
             return batches[0]
         return TaskBatch(*(torch.cat(parts) for parts in zip(*(b.tensors() for b in batches))))
 
+    def as_tree(self, loss_fn: Callable[[Tensor, Tensor], Tensor]) -> TaskTree:
+        """The same tasks as a :class:`TaskTree` whose task loss is :class:`SupervisedLoss`
+        (``loss_fn`` of the model's outputs and the targets): what the per-task reference engine of
+        the task-loss contract runs, and what the fast paths of supervised batches are tested against."""
+        return TaskTree({"support_x": self.support_x, "support_y": self.support_y, "query_x": self.query_x,
+                         "query_y": self.query_y}, SupervisedLoss(loss_fn))
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
            non_blocking: bool = False) -> TaskBatch:
         """Move to a device; ``dtype`` converts floating-point tensors only (labels stay integers).
@@ -79,6 +88,33 @@ def move(t: Tensor, device: torch.device | str | None = None, dtype: torch.dtype
     if dtype is not None and t.is_floating_point():
         return t.to(device=device, dtype=dtype, non_blocking=non_blocking)
     return t.to(device=device, non_blocking=non_blocking)
+
+
+class SupervisedLoss:
+    """The :class:`~metalearn.protocols.TaskLoss` of supervised ``(x, y)`` tasks: the support and
+    query sets are the task's own pairs (nothing is collected), and a loss is ``loss_fn`` of the
+    model's outputs and the targets. A :class:`TaskBatch` holds such tasks stacked, which lets the
+    functional core take its fast paths (``vmap``, the safeguard, a per-step hook) for them."""
+
+    def __init__(self, loss_fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+        self.loss_fn = loss_fn
+
+    def support(self, forward: Callable[[Any, Any], Any], params: dict[str, Tensor], task: dict[str, Tensor],
+                generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        return task["support_x"], task["support_y"]
+
+    def query(self, forward: Callable[[Any, Any], Any], params: dict[str, Tensor], task: dict[str, Tensor],
+              generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        return task["query_x"], task["query_y"]
+
+    def loss(self, forward: Callable[[Any, Any], Any], params: dict[str, Tensor], data: tuple[Tensor, Tensor]
+             ) -> Tensor:
+        x, y = data
+        return self.loss_fn(forward(params, x), y)
+
+    def metrics(self, forward: Callable[[Any, Any], Any], params: dict[str, Tensor], data: tuple[Tensor, Tensor]
+                ) -> dict[str, Tensor]:
+        return {}
 
 
 @dataclass(frozen=True)

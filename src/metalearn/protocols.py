@@ -9,11 +9,12 @@ accepts and which evaluation ``metalearn evaluate`` runs. The trainer, evaluatio
 comparisons and the CLI dispatch on these declarations, never on a family's name.
 
 A **task loss** (:class:`TaskLoss`) says how one task's losses are formed from parameters: the
-contract of the inner loop. Supervised ``(x, y)`` pairs are one implementation (``TaskBatch``); a
-masked, weighted loss over ragged groups of rows is another; a policy-gradient surrogate over
-episodes that are *collected with the current parameters* (``support`` with theta before
-adaptation, ``query`` with the adapted theta', outside autograd) is a third. The functional core
-adapts parameters against it without knowing which.
+contract of the inner loop. Supervised ``(x, y)`` pairs are one implementation
+(``SupervisedLoss``, whose tasks a ``TaskBatch`` stacks for the fast paths); a masked, weighted
+loss over ragged groups of rows is another; a policy-gradient surrogate over episodes that are
+*collected with the current parameters* (``support`` with theta before adaptation, ``query`` with
+the adapted theta', outside autograd) is a third. The functional core adapts parameters against
+it without knowing which (``metalearn.functional.contract``).
 """
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ from ..functional import (
     ParamDict,
     adapt,
     adaptation_curve,
-    adaptation_curve_tasks,
     choose_engine,
     detached,
     make_forward,
@@ -38,18 +37,6 @@ def check_choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> 
     """A ConfigError naming ``algo.KEY`` and the valid choices when ``value`` is not one of them."""
     if value not in choices:
         raise ConfigError(f"unknown algo.{key} {value!r}; choose one of: {', '.join(choices)}")
-
-
-def supervised_only(name: str, batch: TaskBatch | TaskTree, metric: Callable[[Tensor, Tensor], Tensor] | str | None
-                    ) -> tuple[TaskBatch, Callable[[Tensor, Tensor], Tensor] | None]:
-    """``adaptation_curve``'s batch and metric for an algorithm that adapts supervised task batches
-    only (``accepts_task_losses = False``), scored by a function: a TypeError for a
-    :class:`~metalearn.batch.TaskTree` or a metric's name."""
-    if isinstance(batch, TaskTree):
-        raise TypeError(f"{name} adapts supervised task batches only, not a TaskTree")
-    if isinstance(metric, str):
-        raise TypeError(f"supervised task batches are scored by a function, not by name ({metric!r})")
-    return batch, metric
 
 
 @dataclass
@@ -220,13 +207,6 @@ class Algorithm(nn.Module):
         """Query metric of each task after 0..``steps`` inner updates, shape ``[tasks, steps + 1]``:
         ``metric(outputs, targets)`` for supervised batches, or the name of one of the task loss's
         metrics for a :class:`~metalearn.batch.TaskTree` (default: the loss)."""
-        if isinstance(batch, TaskTree):
-            if metric is not None and not isinstance(metric, str):
-                raise TypeError("a TaskTree is scored by the name of one of its task loss's metrics")
-            return adaptation_curve_tasks(self._forward, batch, self.params(), detached_rule(self.inner_rule()),
-                                          steps, self.fast_keys(), metric)
-        if isinstance(metric, str):
-            raise TypeError(f"supervised task batches are scored by a function, not by name ({metric!r})")
         with torch.enable_grad():
             return adaptation_curve(self._forward, self.loss_fn, self.params(), batch,
                                     detached_rule(self.inner_rule()), steps, engine=self.engine,

@@ -20,10 +20,10 @@ from torch import Tensor, nn
 
 from ...batch import TaskBatch, TaskTree
 from ...errors import ConfigError
-from ...functional import InnerRule, adam, momentum_sgd
+from ...functional import InnerRule, adam, momentum_sgd, supervised
 from ...functional.inner_loop import loss_step
 from ...protocols import SupervisedFamily, TaskFamily
-from ..base import Algorithm, InnerLoopSettings, check_choice, supervised_only
+from ..base import Algorithm, InnerLoopSettings, check_choice
 
 
 @dataclass
@@ -155,7 +155,7 @@ class Transfer(Algorithm):
     def adaptation_curve(self, batch: TaskBatch | TaskTree, steps: int,
                          metric: Callable[[Tensor, Tensor], Tensor] | str | None = None) -> Tensor:
         """Query metric after 0..``steps`` head-training steps (before: an untrained head)."""
-        batch, metric = supervised_only(self.name, batch, metric)
+        batch, metric = supervised(self.name, batch, metric)
         metric = metric or self.loss_fn
         rows = []
         for t in range(batch.num_tasks):

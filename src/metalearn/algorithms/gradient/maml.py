@@ -11,7 +11,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ...batch import TaskBatch, TaskTree
-from ...functional import InnerRule, check_mode, meta_backward, meta_backward_tasks, meta_loss, meta_loss_tasks, sgd
+from ...functional import InnerRule, TaskRecord, check_mode, meta_backward, meta_loss, sgd
 from ..base import Algorithm, ModeSettings
 
 MAMLSettings = ModeSettings
@@ -47,28 +47,24 @@ class MAML(Algorithm):
     def inner_rule(self) -> InnerRule:
         return self._rule
 
-    # supervised TaskBatches take the functional core's fast paths; a TaskTree (any task loss:
-    # ragged masked groups, policy-gradient surrogates) goes through the task-loss contract
+    # one contract for every meta-batch: the functional core takes a supervised TaskBatch's fast
+    # paths, and runs a TaskTree (any task loss: ragged masked groups, policy-gradient surrogates)
+    # task by task, recording its per-task metrics and collected data
     def meta_loss(self, batch: TaskBatch | TaskTree) -> Tensor:
-        if isinstance(batch, TaskTree):
-            loss, self.task_metrics, self._collected = meta_loss_tasks(
-                self._forward, batch, self.params(), self.inner_rule(), self.inner_steps, self.mode, self.fast_keys())
-            return loss
-        return meta_loss(self._forward, self.loss_fn, self.params(), batch, self.inner_rule(),
-                         self.inner_steps, self.mode, self.engine, self.fast_keys())
+        record = TaskRecord()
+        loss = meta_loss(self._forward, self.loss_fn, self.params(), batch, self.inner_rule(), self.inner_steps,
+                         self.mode, self.engine, self.fast_keys(), record=record)
+        self.task_metrics, self._collected = record.metrics, record.collected
+        return loss
 
     def meta_backward(self, batch: TaskBatch | TaskTree, scale: float = 1.0) -> Tensor:
-        if isinstance(batch, TaskTree):
-            loss, self.task_metrics, self._collected = meta_backward_tasks(
-                self._forward, batch, self.params(), self.inner_rule(), self.inner_steps, self.mode,
-                self.fast_keys(), scale)
-            return loss
-        return meta_backward(self._forward, self.loss_fn, self.params(), batch, self.inner_rule(),
-                             self.inner_steps, self.mode, self.engine, self.fast_keys(), scale)
+        record = TaskRecord()
+        loss = meta_backward(self._forward, self.loss_fn, self.params(), batch, self.inner_rule(), self.inner_steps,
+                             self.mode, self.engine, self.fast_keys(), scale, record=record)
+        self.task_metrics, self._collected = record.metrics, record.collected
+        return loss
 
     def closure(self, batch: TaskBatch | TaskTree) -> Callable[[], Tensor]:
-        if not isinstance(batch, TaskTree):
-            return super().closure(batch)
-        collected = self._collected  # re-evaluate on the data the last meta-step collected
-        return lambda: meta_loss_tasks(self._forward, batch, self.params(), self.inner_rule(), self.inner_steps,
-                                       self.mode, self.fast_keys(), collected)[0]
+        collected = self._collected  # a TaskTree is re-evaluated on the data the last meta-step collected
+        return lambda: meta_loss(self._forward, self.loss_fn, self.params(), batch, self.inner_rule(),
+                                 self.inner_steps, self.mode, self.engine, self.fast_keys(), collected=collected)

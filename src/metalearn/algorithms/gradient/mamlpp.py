@@ -26,10 +26,10 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from ...batch import TaskBatch, TaskTree
-from ...functional import InnerRule, ParamDict, adapt_path, adaptation_curve, detached, detached_rule
+from ...functional import InnerRule, ParamDict, adapt_path, adaptation_curve, detached, detached_rule, supervised
 from ...functional.params import param_key
 from ...functional.rules import per_parameter_sgd
-from ..base import Algorithm, Learner, ModeSettings, supervised_only
+from ..base import Algorithm, Learner, ModeSettings
 
 
 @dataclass
@@ -155,7 +155,7 @@ class MAMLpp(Algorithm):
 
     def adaptation_curve(self, batch: TaskBatch | TaskTree, steps: int,
                          metric: Callable[[Tensor, Tensor], Tensor] | str | None = None) -> Tensor:
-        batch, metric = supervised_only(self.name, batch, metric)
+        batch, metric = supervised(self.name, batch, metric)
         params, hook, rule = self._frozen()
         with torch.enable_grad():
             return adaptation_curve(self._forward, self.loss_fn, params, batch, rule, steps, engine="loop",

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...batch import TaskBatch, TaskTree
+from ...functional import supervised
 from ...protocols import TaskFamily
-from ..base import Algorithm, supervised_only
+from ..base import Algorithm
 
 
 @dataclass
@@ -97,7 +98,7 @@ class ProtoNet(Algorithm):
     def adaptation_curve(self, batch: TaskBatch | TaskTree, steps: int,
                          metric: Callable[[Tensor, Tensor], Tensor] | str | None = None) -> Tensor:
         """The same value at every step count: prototypes need no gradient steps."""
-        batch, metric = supervised_only(self.name, batch, metric)
+        batch, metric = supervised(self.name, batch, metric)
         metric = metric or self.loss_fn
         vals = torch.stack([metric(self._task_logits(batch.support_x[t], batch.support_y[t], batch.query_x[t],
                                                      batch.query_y[t]), batch.query_y[t])
