@@ -334,3 +334,23 @@ def test_other_kinds_checkpoint_round_trip(name, tmp_path):
     mine, theirs = algo.eval().adaptation_curve(test, 1), other.eval().adaptation_curve(test, 1)
     assert mine.shape == (2, 2) and torch.isfinite(mine).all()
     torch.testing.assert_close(mine, theirs)
+
+
+def test_promp_is_maml_trpo_configured_with_the_proximal_outer_part():
+    from metalearn.algorithms import MAMLTRPO, ProMP
+    from metalearn.algorithms.rl.outer import Proximal, TrustRegion
+
+    own = {n for n, v in vars(ProMP).items() if callable(v) and not n.startswith("__")}
+    assert own == set(), f"ProMP overrides {own}; its outer step is a part"
+    promp, family = make_other("promp")
+    assert isinstance(promp.outer, Proximal) and isinstance(make_other("maml_trpo")[0].outer, TrustRegion)
+    plain = MAMLTRPO(copy_model(promp.model), inner_lr=promp.inner_lr, estimator="lvc",
+                     outer=Proximal(promp.outer.clip_eps, promp.outer.kl_penalty, promp.outer.outer_steps))
+    batch = promp.training_tasks(family).sample(2, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(promp.meta_loss(batch), plain.meta_loss(batch))
+    assert type(promp.outer_step(list(promp.parameters()), 1e-3)).__name__ == "RepeatedAdam"
+
+
+def copy_model(model):
+    import copy
+    return copy.deepcopy(model)

@@ -35,7 +35,7 @@ from ...functional.inner_loop import _split, loss_step
 from ...protocols import EnvironmentFamily, TaskFamily
 from ..base import ModeSettings, check_choice
 from ..gradient.maml import MAML
-from .trpo import TRPOStep
+from .outer import OuterPart, TrustRegion
 
 ESTIMATORS = ("lvc", "naive")
 
@@ -116,6 +116,8 @@ class MAMLTRPO(MAML):
         mode: ``"second_order"`` or ``"first_order"``.
         max_kl, cg_iters, cg_damping, ls_steps, ls_backtrack: the TRPO step (:class:`~.trpo.TRPOStep`).
         estimator: ``"lvc"`` or ``"naive"`` (see the module docstring).
+        outer: the outer step as a part (:mod:`.outer`): default a :class:`~.outer.TrustRegion` of
+            the TRPO arguments; ProMP is this algorithm configured with a :class:`~.outer.Proximal` one.
     """
 
     name = "maml_trpo"
@@ -129,11 +131,13 @@ class MAMLTRPO(MAML):
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.1, inner_steps: int = 1, mode: str = "second_order",
                  engine: str = "auto", max_kl: float = 0.01, cg_iters: int = 10, cg_damping: float = 1e-5,
-                 ls_steps: int = 15, ls_backtrack: float = 0.8, estimator: str = "lvc") -> None:
+                 ls_steps: int = 15, ls_backtrack: float = 0.8, estimator: str = "lvc",
+                 outer: OuterPart | None = None) -> None:
         super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, mode=mode, engine="loop")
         check_choice("estimator", estimator, ESTIMATORS)
-        self.max_kl, self.cg_iters, self.cg_damping = float(max_kl), int(cg_iters), float(cg_damping)
-        self.ls_steps, self.ls_backtrack, self.estimator = int(ls_steps), float(ls_backtrack), estimator
+        self.estimator = estimator
+        self.outer: OuterPart = outer or TrustRegion(float(max_kl), int(cg_iters), float(cg_damping), int(ls_steps),
+                                                     float(ls_backtrack))
 
     @classmethod
     def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> MAMLTRPO:
@@ -143,7 +147,7 @@ class MAMLTRPO(MAML):
         return cls(model, **dataclasses.asdict(settings))
 
     def outer_step(self, params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer | None:
-        return TRPOStep(params, self.max_kl, self.cg_iters, self.cg_damping, self.ls_steps, self.ls_backtrack)
+        return self.outer.optimizer(params, lr)
 
     # -- pieces ------------------------------------------------------------------------------------
     @property
@@ -163,8 +167,9 @@ class MAMLTRPO(MAML):
                           mode or self.mode, self.fast_keys(), support=support)[0]
 
     def task_objective(self, tree: TaskTree, params: ParamDict, fast: ParamDict, support: Any, query: Any) -> Tensor:
-        """One task's outer loss: the surrogate of its query episodes at the adapted parameters."""
-        return cast(Tensor, tree.task_loss.loss(self._forward, fast, query))
+        """One task's outer loss, as the outer part forms it (the surrogate of its query episodes at
+        the adapted parameters for TRPO; ProMP's clipped one)."""
+        return self.outer.objective(self._forward, tree, params, fast, support, query)
 
     def _mark(self, data: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
         if self.estimator == "naive":

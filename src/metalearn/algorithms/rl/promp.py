@@ -9,18 +9,14 @@ episodes per meta-iteration (the inner adaptation re-computed at each, importanc
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from ...batch import TaskTree
 from ...errors import ConfigError
-from ...functional import ParamDict
 from .maml_trpo import MAMLTRPO, MAMLTRPOSettings
-from .trpo import RepeatedAdam
+from .outer import Proximal
 
 
 @dataclass
@@ -39,22 +35,14 @@ class ProMPSettings(MAMLTRPOSettings):
 
 
 class ProMP(MAMLTRPO):
-    """ProMP (see the module docstring); ``train.lr`` is Adam's step size (1e-3 in the paper)."""
+    """ProMP (see the module docstring): MAML-TRPO with the LVC inner objective, configured with the
+    :class:`~.outer.Proximal` outer part; it overrides no method. ``train.lr`` is Adam's step size
+    (1e-3 in the paper)."""
 
     name = "promp"
 
     def __init__(self, model: nn.Module, clip_eps: float = 0.3, kl_penalty: float = 5e-4, outer_steps: int = 5,
                  **kwargs: Any) -> None:
         kwargs["estimator"] = "lvc"
+        kwargs["outer"] = Proximal(float(clip_eps), float(kl_penalty), int(outer_steps))
         super().__init__(model, **kwargs)
-        self.clip_eps, self.kl_penalty, self.outer_steps = float(clip_eps), float(kl_penalty), int(outer_steps)
-
-    def outer_step(self, params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer | None:
-        return RepeatedAdam(params, lr=lr, repeats=self.outer_steps)
-
-    def task_objective(self, tree: TaskTree, params: ParamDict, fast: ParamDict, support: Any, query: Any) -> Tensor:
-        loss = tree.task_loss
-        out = loss.clipped_loss(self._forward, fast, query, self.clip_eps)
-        if support is not None and self.kl_penalty:
-            out = out + self.kl_penalty * loss.kl(self._forward, params, support)
-        return cast(Tensor, out)
