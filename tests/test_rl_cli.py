@@ -152,3 +152,20 @@ def test_a_run_resumed_in_worker_processes_continues_with_the_same_numbers(tmp_p
     assert main(["train", "--resume", str(tmp_path / "split"), "--steps", "4", "--quiet",
                  "--set", "task.vector=async", "--set", "task.workers=2"]) == 0
     assert rows(tmp_path / "split") == rows(tmp_path / "straight")
+
+
+def test_the_safeguard_is_refused_for_task_losses(capsys, tmp_path):
+    from cli_helpers import cli_error
+    cli_error(capsys, ["train", "rl-nav2d", "--algo", "maml", "--out", str(tmp_path / "r"), "--steps", "1",
+                       "--set", "algo.safeguard=true"],
+              "algo.safeguard keeps only inner steps that lower a supervised support loss", "algo.safeguard=false")
+
+
+def test_plain_maml_trains_a_policy_on_an_environment_family(tmp_path):
+    """MAML accepts task losses: on nav2d it adapts through the per-task contract (its family has no
+    supervised loss name, which used to be a traceback)."""
+    from metalearn.cli.main import main
+    assert main(["train", "rl-nav2d", "--algo", "maml", "--out", str(tmp_path / "m"), "--steps", "1", "--quiet",
+                 "--set", "task.shots=2", "--set", "task.queries=2", "--set", "task.horizon=5",
+                 "--set", "train.val_tasks=2"]) == 0
+    assert (tmp_path / "m" / "checkpoints" / "last.pt").is_file()

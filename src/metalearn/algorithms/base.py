@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from ..functional import (
     named_params,
 )
 from ..functional.rules import detached_rule
-from ..protocols import SupervisedFamily, TaskFamily
+from ..protocols import TaskFamily, declared
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mse": F.mse_loss,
@@ -134,8 +134,10 @@ class Algorithm(nn.Module):
     @classmethod
     def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> Algorithm:
         """Build from a model, the task family it will train on, and the settings dataclass of its
-        registry entry. The default passes the settings as keyword arguments, with the family's loss."""
-        return cls(model, loss=cast(SupervisedFamily, family).loss, **dataclasses.asdict(settings))
+        registry entry. The default passes the settings as keyword arguments, with the family's loss
+        (a family whose tasks carry their own task loss has none: its TaskTrees give the loss)."""
+        loss = declared(family, "loss", "mse")
+        return cls(model, loss=loss, **dataclasses.asdict(settings))
 
     @property
     def title(self) -> str:

@@ -80,6 +80,8 @@ def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch
     if isinstance(batch, TaskTree):
         if metric is not None and not isinstance(metric, str):
             raise TypeError("a TaskTree is scored by the name of one of its task loss's metrics")
+        if safeguard or step_params is not None:
+            raise ValueError("the safeguard and a per-step hook are for supervised TaskBatches, not a TaskTree")
         return task_loop.adaptation_curve_tasks(forward, batch, params, rule, steps, fast_keys, metric)
     if isinstance(metric, str):
         raise TypeError(f"supervised task batches are scored by a function, not by name ({metric!r})")

@@ -78,6 +78,10 @@ def build_algorithm(cfg: Config, tasks: TaskFamily, name: str | None = None) -> 
         if not algo.supports_safeguard:
             raise ConfigError(f"algo.safeguard applies to algorithms that adapt by inner gradient steps of the "
                               f"functional core; {spec.name} adapts its own way, so set algo.safeguard=false")
+        if declared(tasks, "uses_task_loss", False):
+            raise ConfigError(f"algo.safeguard keeps only inner steps that lower a supervised support loss; the "
+                              f"{cfg.task.family} family's tasks come with their own task loss, so set "
+                              f"algo.safeguard=false")
         algo.safeguard = True
     return algo
 
