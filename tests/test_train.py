@@ -148,3 +148,35 @@ def test_time_limit_stops_saves_and_resumes(tmp_path):
     assert last_row["step"] == res.step and "val_loss" in last_row  # validated before stopping
     more = trainer(tmp_path / "t", res.step + 5).run(resume=True)
     assert more.step == res.step + 5 and not more.time_limited
+
+
+def test_step_end_work_is_callbacks_that_can_be_replaced_or_added(tmp_path):
+    """Checkpointing, validation and logging are the trainer's step-end callbacks: the default
+    order, a replaced checkpoint policy, and an added callback that sees every row."""
+    from metalearn.training.callbacks import CheckLosses, Checkpoints, RowLog, TrainingRow, Validation
+
+    t = trainer(tmp_path / "a", steps=10)
+    assert [type(c) for c in t.step_end] == [CheckLosses, TrainingRow, Validation, RowLog, Checkpoints]
+
+    class CountSaves(Checkpoints):
+        saves = []
+
+        def on_step_end(self, trainer, end):
+            if end.step % trainer.ckpt_every == 0 or end.last:
+                self.saves.append(end.step)
+            super().on_step_end(trainer, end)
+
+    class Rows:
+        seen = []
+
+        def on_step_end(self, trainer, end):
+            if end.row:
+                self.seen.append((end.step, sorted(end.row)))
+
+    t.step_end[-1] = CountSaves()
+    t.step_end.append(Rows())
+    t.run()
+    assert CountSaves.saves == [5, 10]
+    assert [s for s, _ in Rows.seen] == [4, 8, 10] and "val_loss" in Rows.seen[1][1]
+    logged = [json.loads(line)["step"] for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [4, 8, 10]

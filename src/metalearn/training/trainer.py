@@ -29,6 +29,7 @@ from ..errors import MetalearnError, RunError, one_line
 from ..protocols import Metric, TaskFamily, declared
 from ..runs import Run, RunLock, load_checkpoint, load_weights, save_checkpoint
 from ..runs.metrics_log import MetricsLog
+from .callbacks import StepEnd, StepEndCallback, default_step_end
 from .distributed import DistContext
 
 OPTIMIZERS = ("adam", "sgd")
@@ -165,6 +166,10 @@ class Trainer:
             raise MetalearnError(f"{algorithm.name}'s outer step re-evaluates the meta-loss on the episodes of every "
                                  f"task of the meta-batch, so it trains in one process; leave out --procs/torchrun")
         self.callbacks = list(callbacks)
+        # the trainer's own work at each step's end, in order (training/callbacks.py)
+        self.step_end: list[StepEndCallback] = default_step_end()
+        self._log: MetricsLog | None = None   # the run's metrics log and progress bar, while it runs
+        self._bar: Any = None
         self.lr_schedule, self.min_lr = lr_schedule, min_lr
         self.graphed = None
         if cuda_graph:
@@ -303,6 +308,7 @@ class Trainer:
         log = MetricsLog(self.run_dir.metrics_path, self.run_dir.tb_dir) if self.dist.is_main else None
         bar = tqdm(total=self.steps, initial=self.step, disable=not self.progress, unit="step",
                    mininterval=0.5, dynamic_ncols=True, desc=f"{self.algorithm.name}")
+        self._log, self._bar = log, bar
         ended = ""   # why the loop stopped before ``steps``: time_limit, stopped or interrupted
         self._t0 = time.perf_counter()
         try:
@@ -313,7 +319,7 @@ class Trainer:
                     bar.update(1)
                     out_of_time = self.time_limit is not None and self.step < self.steps and self.dist.any(
                         self.seconds + time.perf_counter() - self._t0 >= self.time_limit)
-                    stop_asked = self._after_step(out_of_time, log, bar) or stop_asked
+                    stop_asked = self._after_step(out_of_time) or stop_asked
                     ended = self._why_stop(out_of_time, stop_asked, stop.set)
         finally:
             bar.close()
@@ -378,31 +384,13 @@ class Trainer:
         self.step += 1
         return value
 
-    def _after_step(self, out_of_time: bool, log: MetricsLog | None, bar: Any) -> bool:
-        """Logging, validation (keeping the best checkpoint) and checkpointing at their intervals;
-        True when a validation callback asks to stop."""
-        step, last = self.step, self.step == self.steps or out_of_time
-        if (last or step in self.keep
-                or any(step % k == 0 for k in (self.log_every, self.val_every, self.ckpt_every))):
-            self._check_losses(step)
-        row: dict[str, Any] = {}
-        if step % self.log_every == 0 or last:
-            row["train_loss"] = self.last_loss = self.window[0] / self.window[1]
-            self.window = (0.0, 0)
-            row.update(self._extra_row())
-        stop_asked = False
-        if step % self.val_every == 0 or last:
-            row.update(self.validate())
-            stop_asked = self._call("on_validation", step, dict(row))
-            self._keep_if_best(row[self.select])
-        if row:
-            self._log_row(row, log, bar)
-        if step % self.ckpt_every == 0 or last:
-            self._tick()
-            self.save()
-        if step in self.keep and self.dist.is_main:
-            self._write_checkpoint(self.run_dir.checkpoint_dir / f"step-{step}.pt", self.state())
-        return stop_asked
+    def _after_step(self, out_of_time: bool) -> bool:
+        """The step-end callbacks (``step_end``: losses read, training row, validation with the
+        best checkpoint, the row written, checkpoints); True when a validation hook asks to stop."""
+        end = StepEnd(self.step, self.step == self.steps or out_of_time)
+        for callback in self.step_end:
+            callback.on_step_end(self, end)
+        return end.stop_asked
 
     def _keep_if_best(self, value: float) -> None:
         if self._better(value):
@@ -412,14 +400,14 @@ class Trainer:
                                        {"step": self.step, "model": self.algorithm.state_dict(),
                                         self.select: self.best_val, "algorithm": self.algorithm.name})
 
-    def _log_row(self, row: dict[str, Any], log: MetricsLog | None, bar: Any) -> None:
+    def _log_row(self, row: dict[str, Any]) -> None:
         self._tick()
         row["seconds"] = round(self.seconds, 3)
-        if log is not None:
-            log.log(self.step, **row)
+        if self._log is not None:
+            self._log.log(self.step, **row)
         shown = {k[6:] if k.startswith("train_") else k: f"{v:.4g}" for k, v in row.items()
                  if k in self.algorithm.progress_metrics}
-        bar.set_postfix(loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", **shown, refresh=False)
+        self._bar.set_postfix(loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", **shown, refresh=False)
 
     def _tick(self) -> None:
         """Add the wall time since the last tick to ``seconds``."""
