@@ -14,9 +14,7 @@ import copy
 from typing import Any
 
 from ..errors import ConfigError
-from ..models.registry import get_model
-from ..tasks.registry import SHARED_TASK_KEYS, get_task_family
-from .schema import CONFIG_VERSION
+from .schema import CONFIG_VERSION, ModelConfig, TaskConfig
 
 
 def check_version(version: Any) -> None:
@@ -42,31 +40,14 @@ def migrate_config(data: dict[str, Any]) -> dict[str, Any]:
         return data
     out = copy.deepcopy(data)
     if version < 2:
-        _drop_other_families_keys(out)
-        _drop_other_models_keys(out)
+        _drop_other_owners_keys(out)
     out["version"] = CONFIG_VERSION
     return out
 
 
-def _drop_other_families_keys(data: dict[str, Any]) -> None:
-    """Version 1 -> 2: keep the shared task keys and the run's family's own."""
-    task = data.get("task")
-    if not isinstance(task, dict):
-        return
-    try:
-        own = get_task_family(task.get("family", "sinusoid")).task_keys()
-    except ConfigError:
-        return   # an unknown family: reading the config will say so
-    data["task"] = {k: v for k, v in task.items() if k in SHARED_TASK_KEYS or k in own}
-
-
-def _drop_other_models_keys(data: dict[str, Any]) -> None:
-    """Version 1 -> 2: keep the model's name and its own keys (version 1 wrote every model's)."""
-    model = data.get("model")
-    if not isinstance(model, dict):
-        return
-    try:
-        own = get_model(model.get("name", "mlp")).model_keys()
-    except ConfigError:
-        return
-    data["model"] = {k: v for k, v in model.items() if k == "name" or k in own}
+def _drop_other_owners_keys(data: dict[str, Any]) -> None:
+    """Version 1 -> 2: the task section keeps the shared keys and the run's family's own, the
+    model section the model's name and its own keys."""
+    for name, section in (("task", TaskConfig), ("model", ModelConfig)):
+        if isinstance(data.get(name), dict):
+            data[name] = section.keep_own_keys(data[name])

@@ -10,8 +10,8 @@ from typing import Any
 from .._util.settings import Option, options_of
 from ..algorithms.registry import algorithm_options, get_spec
 from ..errors import ConfigError
-from ..models.registry import get_model, model_options
-from ..tasks.registry import get_task_family, task_options
+from ..models.registry import get_model, model_options, models_with_key
+from ..tasks.registry import families_with_key, get_task_family, task_options
 
 # the version of the config layout that Config.to_dict writes (a run's config.yaml); older run
 # folders' configs are read through metalearn.config.migration.migrate_config
@@ -25,11 +25,17 @@ class OwnedKeys:
     for the previous one that the new one does not declare (a preset's, when a run switches)."""
 
     _owner: typing.ClassVar[str]
+    _what: typing.ClassVar[str]      # how messages name the owner's kind: "task family", "model"
     _fields: typing.ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def owner_keys(cls, owner: str) -> list[str]:
-        """The keys that ``owner`` declares ([] for an unknown one)."""
+    def registered(cls, owner: str) -> Any:
+        """The registry entry of ``owner``; an unknown one is the registry's ConfigError."""
+        raise NotImplementedError
+
+    @classmethod
+    def declared_by(cls, owner: str) -> tuple[type | None, list[str]] | None:
+        """The settings dataclass ``owner`` declares and its keys; None for an unknown owner."""
         raise NotImplementedError
 
     @classmethod
@@ -38,8 +44,57 @@ class OwnedKeys:
         raise NotImplementedError
 
     @classmethod
-    def owner_option(cls, owner: str, key: str) -> Option | None:
+    def owners_of(cls, key: str) -> list[str]:
+        """The registered owners that declare ``key``."""
         raise NotImplementedError
+
+    @classmethod
+    def owner_keys(cls, owner: str) -> list[str]:
+        """The keys that ``owner`` declares ([] for an unknown one)."""
+        declared = cls.declared_by(owner)
+        return [] if declared is None else declared[1]
+
+    @classmethod
+    def owner_option(cls, owner: str, key: str) -> Option | None:
+        declared = cls.declared_by(owner)
+        if declared is None or declared[0] is None or key not in declared[1]:
+            return None
+        return options_of([declared[0]])[key]
+
+    @classmethod
+    def shared_keys(cls) -> list[str]:
+        """The section's own fields: the keys every owner shares."""
+        return [f.name for f in dataclasses.fields(cls) if f.name != "options"]  # type: ignore[arg-type]
+
+    @classmethod
+    def keep_own_keys(cls, section: dict[str, Any]) -> dict[str, Any]:
+        """A config file's section with only the shared keys and its owner's own (the version-1
+        migration: version 1 wrote every owner's keys); unchanged for an unknown owner."""
+        default = next(f.default for f in dataclasses.fields(cls) if f.name == cls._owner)  # type: ignore[arg-type]
+        declared = cls.declared_by(section.get(cls._owner, default))
+        if declared is None:
+            return section   # reading the config will name the unknown owner
+        keep = {*cls.shared_keys(), *declared[1]}
+        return {k: v for k, v in section.items() if k in keep}
+
+    def check_keys(self, prefix: str) -> None:
+        """Every key that was set is one of the owner's own (a misplaced one names the owner, its
+        keys and the owners that have it), and the owner's settings dataclass passes its checks."""
+        owner = getattr(self, self._owner)
+        declared = self.declared_by(owner)
+        if declared is None:
+            self.registered(owner)   # raises the registry's error, which names the valid choices
+            raise ConfigError(f"unknown {self._what} {owner!r}")
+        settings, own = declared
+        short = self._what.split()[-1]
+        for key in self.__dict__["options"]:
+            if key not in own:
+                valid = ", ".join(f"{prefix}{k}" for k in [*self.shared_keys(), *own])
+                raise ConfigError(f"{prefix}{key} is not a key of the {owner} {self._what} (it belongs to "
+                                  f"{', '.join(self.owners_of(key)) or f'no registered {short}'}); the {owner} "
+                                  f"{short}'s keys: {valid}")
+        if settings is not None:
+            settings(**{key: getattr(self, key) for key in own})
 
     def __getattr__(self, key: str) -> Any:  # only for names that are not fields: the owner's keys
         if key.startswith("__"):
@@ -72,10 +127,6 @@ class OwnedKeys:
         return out
 
 
-def _entry_option(settings: type | None, keys: list[str], key: str) -> Option | None:
-    return options_of([settings])[key] if settings is not None and key in keys else None
-
-
 @dataclass
 class TaskConfig(OwnedKeys):
     """The ``task`` section: the keys every family shares and means the same way, plus ``options``,
@@ -86,6 +137,7 @@ class TaskConfig(OwnedKeys):
     the previous one that the new one does not declare (a preset's, when a run switches family)."""
 
     _owner: typing.ClassVar[str] = "family"
+    _what: typing.ClassVar[str] = "task family"
 
     family: str = "sinusoid"
     shots: int = 10
@@ -94,23 +146,24 @@ class TaskConfig(OwnedKeys):
     options: dict[str, typing.Any] = field(default_factory=dict)
 
     @classmethod
-    def owner_keys(cls, owner: str) -> list[str]:
+    def registered(cls, owner: str) -> Any:
+        return get_task_family(owner)
+
+    @classmethod
+    def declared_by(cls, owner: str) -> tuple[type | None, list[str]] | None:
         try:
-            return get_task_family(owner).task_keys()
+            entry = get_task_family(owner)
         except ConfigError:
-            return []
+            return None
+        return entry.settings, entry.task_keys()
 
     @classmethod
     def all_options(cls) -> dict[str, Option]:
         return task_options()
 
     @classmethod
-    def owner_option(cls, owner: str, key: str) -> Option | None:
-        try:
-            entry = get_task_family(owner)
-        except ConfigError:
-            return None
-        return _entry_option(entry.settings, entry.task_keys(), key)
+    def owners_of(cls, key: str) -> list[str]:
+        return families_with_key(key)
 
 
 TaskConfig._fields = frozenset(f.name for f in dataclasses.fields(TaskConfig))
@@ -123,28 +176,30 @@ class ModelConfig(OwnedKeys):
     ...; see :mod:`metalearn.models.registry`), read as its defaults until set."""
 
     _owner: typing.ClassVar[str] = "name"
+    _what: typing.ClassVar[str] = "model"
 
     name: str = "mlp"
     options: dict[str, typing.Any] = field(default_factory=dict)
 
     @classmethod
-    def owner_keys(cls, owner: str) -> list[str]:
+    def registered(cls, owner: str) -> Any:
+        return get_model(owner)
+
+    @classmethod
+    def declared_by(cls, owner: str) -> tuple[type | None, list[str]] | None:
         try:
-            return get_model(owner).model_keys()
+            entry = get_model(owner)
         except ConfigError:
-            return []
+            return None
+        return entry.settings, entry.model_keys()
 
     @classmethod
     def all_options(cls) -> dict[str, Option]:
         return model_options()
 
     @classmethod
-    def owner_option(cls, owner: str, key: str) -> Option | None:
-        try:
-            entry = get_model(owner)
-        except ConfigError:
-            return None
-        return _entry_option(entry.settings, entry.model_keys(), key)
+    def owners_of(cls, key: str) -> list[str]:
+        return models_with_key(key)
 
 
 ModelConfig._fields = frozenset(f.name for f in dataclasses.fields(ModelConfig))

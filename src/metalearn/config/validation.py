@@ -9,8 +9,8 @@ from typing import Any
 
 from ..algorithms.registry import algorithm_options
 from ..errors import ConfigError
-from ..models.registry import get_model, model_options, models_with_key
-from ..tasks.registry import SHARED_TASK_KEYS, families_with_key, get_task_family, task_options
+from ..models.registry import get_model, model_options
+from ..tasks.registry import task_options
 from .schema import Config, ModelConfig, TaskConfig
 
 
@@ -71,29 +71,12 @@ def _check_floats(cfg: Config) -> None:
 def check_task_keys(task: TaskConfig) -> None:
     """Every ``task.*`` key that was set is one of the family's own (a misplaced key names the
     family, its keys and the families that have it), and the family's settings pass its checks."""
-    entry = get_task_family(task.family)
-    own = entry.task_keys()
-    for key in task.options:
-        if key not in own:
-            others = families_with_key(key)
-            valid = ", ".join(f"task.{k}" for k in [*SHARED_TASK_KEYS, *own])
-            raise ConfigError(f"task.{key} is not a key of the {task.family} task family (it belongs to "
-                              f"{', '.join(others) or 'no registered family'}); the {task.family} family's keys: "
-                              f"{valid}")
-    entry.settings_from(task)
+    task.check_keys("task.")
 
 
 def check_model_keys(model: ModelConfig) -> None:
     """Every ``model.*`` key that was set is one of the model's own, and its settings pass their checks."""
-    entry = get_model(model.name)
-    own = entry.model_keys()
-    for key in model.options:
-        if key not in own:
-            others = models_with_key(key)
-            raise ConfigError(f"model.{key} is not a key of the {model.name} model (it belongs to "
-                              f"{', '.join(others) or 'no registered model'}); the {model.name} model's keys: "
-                              f"{', '.join(f'model.{k}' for k in ['name', *own])}")
-    entry.settings_from(model)
+    model.check_keys("model.")
 
 
 def validate(cfg: Config) -> Config:
