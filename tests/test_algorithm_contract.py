@@ -351,6 +351,27 @@ def test_promp_is_maml_trpo_configured_with_the_proximal_outer_part():
     assert type(promp.outer_step(list(promp.parameters()), 1e-3)).__name__ == "RepeatedAdam"
 
 
+def test_maml_trpo_is_maml_configured_with_the_trust_region_part():
+    from metalearn.algorithms import MAML, MAMLTRPO
+    from metalearn.algorithms.rl.outer import TrustRegion
+
+    contract = {"meta_loss", "meta_backward", "closure", "adaptation_curve"}
+    own = {n for n, v in vars(MAMLTRPO).items() if callable(v)} & contract
+    assert own == set(), f"MAMLTRPO overrides {own}; it is MAML with batched collection and a trust region"
+    trpo, family = make_other("maml_trpo")
+    trpo = trpo.double()
+    plain = MAML(copy_model(trpo.model), inner_lr=trpo.inner_lr, outer=TrustRegion(max_kl=trpo.outer.max_kl))
+    batch = family.sample(3, torch.Generator().manual_seed(4))
+    # the same meta-loss and meta-gradient, and the same trust-region step
+    for algo in (trpo, plain):
+        algo.zero_grad()
+        algo.meta_backward(batch)
+        algo.outer_step(list(algo.parameters()), 0.0).step(algo.closure(batch))
+    for a, b in zip(trpo.parameters(), plain.parameters()):
+        torch.testing.assert_close(a, b)
+    assert not torch.equal(next(trpo.parameters()), next(make_other("maml_trpo")[0].double().parameters()))
+
+
 def copy_model(model):
     import copy
     return copy.deepcopy(model)

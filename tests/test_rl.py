@@ -251,9 +251,54 @@ def test_promp_takes_several_proximal_steps_on_the_same_episodes():
     assert opt.state[algo.model.log_std]["step"] == 3
     assert float(closure().detach()) < start      # the clipped surrogate (plus KL penalty) went down
     # the clipped objective: far beyond the clip range, pushing further does not pay
-    q = algo._collected[0][1]
-    fast = algo.adapt_on(tree, 0, algo._collected[0][0])
+    support, q = algo._collected[0]
+    fast, _ = ml.functional.adapt_task(algo._forward, tree, 0, algo.params(), algo.inner_rule(), 1, support=support)
     assert torch.isfinite(tree.task_loss.clipped_loss(algo._forward, fast, q, 0.2))
+
+
+class EachTask:
+    """The environment family's task loss without its batched collection: the per-task reference."""
+
+    on_policy = True
+
+    def __init__(self, loss):
+        self.inner = loss
+
+    def with_estimator(self, estimator):
+        return EachTask(self.inner.with_estimator(estimator))
+
+    def __getattr__(self, name):
+        if name in ("support_batch", "query_batch"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def test_batched_collection_gives_the_per_task_loops_meta_gradient_closure_and_curve():
+    import dataclasses
+    fam = small_nav(episodes=3, horizon=5)
+    tree = fam.sample(3, torch.Generator().manual_seed(6))
+    each = dataclasses.replace(tree, task_loss=EachTask(tree.task_loss))
+    assert isinstance(tree.task_loss, ml.protocols.BatchedCollection)
+    assert not isinstance(each.task_loss, ml.protocols.BatchedCollection)
+    out = {}
+    for name, batch in (("batched", tree), ("each", each)):
+        algo = MAMLTRPO(tiny_policy(), inner_lr=0.2)
+        loss = algo.meta_backward(batch)
+        grads = [p.grad.clone() for p in algo.parameters()]
+        closure = algo.closure(batch)
+        out[name] = (loss, grads, closure().detach(), closure.kl().detach(), algo.last_metrics,
+                     algo.adaptation_curve(batch, 2, metric="return"))
+    (l1, g1, c1, k1, m1, r1), (l2, g2, c2, k2, m2, r2) = out["batched"], out["each"]
+    torch.testing.assert_close(l1, l2, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(c1, l1, rtol=1e-10, atol=1e-12)   # the closure re-uses the episodes
+    torch.testing.assert_close(k1, k2, rtol=1e-9, atol=1e-14)
+    assert set(m1) == set(m2) == {"return_before", "return", "env_steps", "sample_seconds"}
+    assert m1["env_steps"] == m2["env_steps"] > 0
+    assert m1["return"] == pytest.approx(m2["return"], rel=1e-9)
+    torch.testing.assert_close(r1, r2, rtol=1e-9, atol=1e-9)
+    assert r1.shape == (3, 3) and not torch.equal(r1[:, 0], r1[:, 2])   # adaptation changed the returns
 
 
 # -- training, checkpoints, evaluation ---------------------------------------------------------------

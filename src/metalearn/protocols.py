@@ -73,6 +73,9 @@ class TaskFamily(Protocol):
         baseline: the algorithm that ``evaluate`` trains as this family's transfer baseline, or None.
         uses_task_loss: (optional, default False) its batches are ``TaskTree`` s that carry their
             own :class:`TaskLoss`, rather than supervised ``TaskBatch`` es.
+        surrogate_loss: (optional, default False) its loss is a surrogate whose value says nothing
+            about a task (a policy-gradient objective, about zero at the parameters that collected
+            the episodes): validation logs its metric only, and reports draw that metric instead.
     """
 
     kind: str
@@ -164,6 +167,24 @@ class TaskLoss(Protocol):
     def loss(self, forward: Forward, params: ParamDict, data: Any) -> Tensor: ...
 
     def metrics(self, forward: Forward, params: ParamDict, data: Any) -> dict[str, Tensor]: ...
+
+
+@runtime_checkable
+class BatchedCollection(Protocol):
+    """A task loss that collects the data of all the tasks of a meta-batch in one call (one
+    vectorised environment for every task's episodes), the capability the functional core uses in
+    place of per-task ``support``/``query`` calls. ``params`` is one set for all tasks, or one per
+    task with a leading task dimension when ``per_task``; ``generators`` holds one per task, drawn
+    in the same order as the per-task calls would (support, then query). It returns one data item
+    per task. A task loss whose support data must come from the parameters being adapted (on-policy
+    episodes) also declares ``on_policy = True``: an adaptation curve then collects fresh support
+    data before each step and scores the parameters on it."""
+
+    def support_batch(self, forward: Forward, params: ParamDict, tree: Any, generators: list[torch.Generator | None],
+                      per_task: bool = False) -> list[Any]: ...
+
+    def query_batch(self, forward: Forward, params: ParamDict, tree: Any, generators: list[torch.Generator | None],
+                    per_task: bool = True) -> list[Any]: ...
 
 
 @runtime_checkable

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,20 @@ class ModeSettings(InnerLoopSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("mode", self.mode, MODES)
+
+
+class OuterPart(Protocol):
+    """The outer step of a meta-learner as a part it is configured with (``MAML(outer=...)``):
+    one task's outer loss (an :data:`~metalearn.functional.Objective`: from the pre-update
+    parameters, the adapted ones and the task's support and query data) and the optimizer that
+    takes the outer step. A part whose step is bounded (a trust region) also has
+    ``constraint``, an objective of the same shape whose mean over tasks the step keeps small
+    (the KL of the post-update policies): see :mod:`metalearn.algorithms.rl.outer`."""
+
+    def objective(self, forward: Callable[[ParamDict, Any], Any], task_loss: Any, params: ParamDict,
+                  fast: ParamDict, support: Any, query: Any) -> Tensor: ...
+
+    def optimizer(self, params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer: ...
 
 
 def get_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -169,6 +183,12 @@ class Algorithm(nn.Module):
     def on_step(self, step: int, total: int) -> None:
         """Called by the trainer before each meta-step (for schedules such as MAML++'s)."""
 
+    def view(self, batch: Any) -> Any:
+        """The meta-batch as this algorithm's inner loop sees it (default: as given). An algorithm
+        that trains on one kind of TaskTree checks it here and may re-view its task loss (MAML-TRPO's
+        inner-objective estimator)."""
+        return batch
+
     def training_tasks(self, tasks: Any) -> Any:
         """What the trainer samples meta-batches from (the transfer baseline samples plain batches)."""
         return tasks
@@ -210,6 +230,6 @@ class Algorithm(nn.Module):
         ``metric(outputs, targets)`` for supervised batches, or the name of one of the task loss's
         metrics for a :class:`~metalearn.batch.TaskTree` (default: the loss)."""
         with torch.enable_grad():
-            return adaptation_curve(self._forward, self.loss_fn, self.params(), batch,
+            return adaptation_curve(self._forward, self.loss_fn, self.params(), self.view(batch),
                                     detached_rule(self.inner_rule()), steps, engine=self.engine,
                                     metric=metric, fast_keys=self.fast_keys(), safeguard=self.safeguard)

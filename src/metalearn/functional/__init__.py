@@ -36,11 +36,12 @@ from .rules import (
            sgd,
            trace,
 )
-from .task_loop import adapt_task
+from .task_loop import Objective, adapt_task, first_order_step, query_loss
 
-__all__ = ["ENGINES", "MODES", "InnerRule", "ParamDict", "TaskRecord", "Transform", "adam", "adapt", "adapt_path",
-           "adapt_reference", "adapt_task", "adaptation_curve", "chain", "check_mode", "choose_engine",
-           "clip_by_global_norm", "detached", "detached_rule", "inner_step", "inner_step_reference", "make_forward",
-           "meta_backward", "meta_loss", "momentum_sgd", "named_buffers", "named_params", "nesterov", "nesterov_trace",
-           "per_parameter_sgd", "rmsprop", "safeguarded_step", "scale", "scale_by_adam", "scale_by_learned",
-           "scale_by_rms", "sgd", "supervised", "trace"]
+__all__ = ["ENGINES", "MODES", "InnerRule", "Objective", "ParamDict", "TaskRecord", "Transform", "adam", "adapt",
+           "adapt_path", "adapt_reference", "adapt_task", "adaptation_curve", "chain", "check_mode", "choose_engine",
+           "clip_by_global_norm", "detached", "detached_rule", "first_order_step", "inner_step",
+           "inner_step_reference", "make_forward", "meta_backward", "meta_loss", "momentum_sgd", "named_buffers",
+           "named_params", "nesterov", "nesterov_trace", "per_parameter_sgd", "query_loss", "rmsprop",
+           "safeguarded_step", "scale", "scale_by_adam", "scale_by_learned", "scale_by_rms", "sgd", "supervised",
+           "trace"]

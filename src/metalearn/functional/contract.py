@@ -34,38 +34,43 @@ Metric = Callable[[Tensor, Tensor], Tensor] | str | None
 @dataclass
 class TaskRecord:
     """What a meta-step on a :class:`~metalearn.batch.TaskTree` leaves behind: the per-task
-    metrics of its task loss (``[tasks]`` tensors: an episode's return) and the data collected
-    while adapting, so that an outer step can re-evaluate the meta-loss on the same data."""
+    metrics of its task loss (``[tasks]`` tensors: an episode's return) after adaptation and, on
+    the support data, before it; the data collected while adapting, so that an outer step can
+    re-evaluate the meta-loss on the same data; and the seconds spent collecting it."""
 
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    before: dict[str, Tensor] = field(default_factory=dict)
     collected: task_loop.Collected | None = None
+    collect_seconds: float = 0.0
 
 
 def meta_loss(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskBatch | TaskTree,
               rule: InnerRule, steps: int, mode: str = "second_order", engine: str = "loop",
               fast_keys: Sequence[str] | None = None, *, collected: task_loop.Collected | None = None,
-              record: TaskRecord | None = None) -> Tensor:
+              objective: task_loop.Objective | None = None, record: TaskRecord | None = None) -> Tensor:
     """The meta-batch's mean query loss after adapting each task on its support set (differentiable
-    in ``params``). A TaskTree re-uses ``collected`` data when given and fills ``record``."""
+    in ``params``). A TaskTree re-uses ``collected`` data when given, forms each task's outer loss
+    with ``objective`` when given (:data:`.task_loop.Objective`) and fills ``record``."""
     if isinstance(batch, TaskTree):
-        loss, metrics, data = task_loop.meta_loss_tasks(forward, batch, params, rule, steps, mode, fast_keys,
-                                                        collected)
-        _fill(record, metrics, data)
-        return loss
+        out = task_loop.tree_step(forward, batch, params, rule, steps, mode, fast_keys, collected, objective)
+        _fill(record, out)
+        return out.loss
+    _tree_only("an outer objective", objective)
     return inner_loop.meta_loss(forward, loss_fn, params, batch, rule, steps, mode, engine, fast_keys)
 
 
 def meta_backward(forward: Forward, loss_fn: LossFn, params: ParamDict, batch: TaskBatch | TaskTree,
                   rule: InnerRule, steps: int, mode: str = "second_order", engine: str = "loop",
                   fast_keys: Sequence[str] | None = None, scale: float = 1.0, *,
-                  record: TaskRecord | None = None) -> Tensor:
+                  objective: task_loop.Objective | None = None, record: TaskRecord | None = None) -> Tensor:
     """``(scale * meta_loss).backward()`` with one task's graph alive at a time (the loop engine
-    and every TaskTree); returns the detached meta-loss and fills ``record`` for a TaskTree."""
+    and a TaskTree whose data is collected task by task); returns the detached meta-loss and fills
+    ``record`` for a TaskTree."""
     if isinstance(batch, TaskTree):
-        loss, metrics, data = task_loop.meta_backward_tasks(forward, batch, params, rule, steps, mode, fast_keys,
-                                                            scale)
-        _fill(record, metrics, data)
-        return loss
+        out = task_loop.tree_backward(forward, batch, params, rule, steps, mode, fast_keys, scale, objective)
+        _fill(record, out)
+        return out.loss
+    _tree_only("an outer objective", objective)
     return inner_loop.meta_backward(forward, loss_fn, params, batch, rule, steps, mode, engine, fast_keys, scale)
 
 
@@ -99,6 +104,12 @@ def supervised(who: str, batch: TaskBatch | TaskTree, metric: Metric) -> tuple[T
     return batch, metric
 
 
-def _fill(record: TaskRecord | None, metrics: dict[str, Tensor], collected: task_loop.Collected) -> None:
+def _tree_only(what: str, value: Any) -> None:
+    if value is not None:
+        raise TypeError(f"{what} is for TaskTrees (any task loss); supervised TaskBatches take the fast paths")
+
+
+def _fill(record: TaskRecord | None, out: task_loop.TreeStep) -> None:
     if record is not None:
-        record.metrics, record.collected = metrics, collected
+        record.metrics, record.before, record.collected = out.metrics, out.before, out.collected
+        record.collect_seconds = out.collect_seconds

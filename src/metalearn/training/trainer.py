@@ -181,6 +181,7 @@ class Trainer:
         self.val_batch = (val_family or tasks).sample(val_tasks, generator("validation", seed)).to(self.device)
         self.metric: Metric = declared(val_family or tasks, "metric") or LOSS
         self.select = "val_loss" if self.metric.is_loss else f"val_{self.metric.short}"
+        self.surrogate_loss = bool(declared(val_family or tasks, "surrogate_loss", False)) and not self.metric.is_loss
         self.higher_is_better = self.metric.higher_is_better and not self.metric.is_loss
         self.step = 0
         self.best_val = -math.inf if self.higher_is_better else math.inf
@@ -263,8 +264,9 @@ class Trainer:
 
     # -- validation -------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
-        """Mean query loss (and the family's metric, when it is not the loss) on the fixed
-        validation tasks after the training number of inner steps."""
+        """Mean query loss (and the family's metric, when it is not the loss; only the metric when
+        the loss is a surrogate) on the fixed validation tasks after the training number of inner
+        steps."""
         steps = self.algorithm.inner_steps
         batch = self.val_batch[self.dist.shard(self.val_batch.num_tasks)] if self.dist.active else self.val_batch
         n = self.val_batch.num_tasks
@@ -272,7 +274,7 @@ class Trainer:
         def mean_final(metric: Any = None) -> float:
             return float(self.dist.sum(self.algorithm.adaptation_curve(batch, steps, metric=metric)[:, -1].sum()) / n)
 
-        out = {"val_loss": mean_final()}
+        out: dict[str, float] = {} if self.surrogate_loss else {"val_loss": mean_final()}
         if not self.metric.is_loss:
             out[self.select] = mean_final(self.metric.fn if self.metric.fn is not None else self.metric.key)
         return out

@@ -5,8 +5,14 @@ Per task of a meta-batch: collect K support episodes with the policy theta; one 
 policy-gradient step(s) on them gives theta'; collect query episodes with theta'; the meta-loss
 is the surrogate of the query episodes at theta'(theta), differentiated through the inner step
 (second order) or not (first order). The outer update is a TRPO step (Schulman et al. 2015) with
-the mean KL of the post-update policies bounded by ``max_kl``. Episodes of all tasks are collected
-in one batched call (:meth:`~metalearn.tasks.rl.environments.EnvTasks.collect`).
+the mean KL of the post-update policies bounded by ``max_kl``.
+
+It is composed, not re-implemented: :class:`~metalearn.algorithms.gradient.maml.MAML`'s inner loop
+over the environment family's task loss, whose batched collection
+(:class:`~metalearn.protocols.BatchedCollection`) gathers every task's episodes in one vectorised
+call, with a :class:`~.outer.TrustRegion` outer part. What it adds is the inner objective's
+estimator, its logged numbers (environment steps, sampling time) and the API that adapts a
+policy to one task.
 
 The inner objective is the importance-weighted surrogate, whose Hessian carries the term that
 accounts for the support episodes being sampled from theta (the LVC estimator of Rothfuss et al.
@@ -20,22 +26,19 @@ the same policy-gradient steps.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ...batch import TaskTree
 from ...errors import ConfigError
-from ...functional import ParamDict, adapt_task, detached, make_forward
-from ...functional.inner_loop import _split, loss_step
+from ...functional import ParamDict, TaskRecord, detached, first_order_step, make_forward
 from ...protocols import EnvironmentFamily, TaskFamily
-from ..base import ModeSettings, check_choice
+from ..base import ModeSettings, OuterPart, check_choice
 from ..gradient.maml import MAML
-from .outer import OuterPart, TrustRegion
+from .outer import TrustRegion
 
 ESTIMATORS = ("lvc", "naive")
 
@@ -76,35 +79,6 @@ class AdaptedPolicy:
         return action
 
 
-class RLClosure:
-    """The meta-loss at the current parameters re-evaluated on the episodes of the last meta-step
-    (``closure()``), and the mean KL of the post-update policies from those that collected the
-    query episodes (``closure.kl()``): what the TRPO step and ProMP's repeated steps call."""
-
-    def __init__(self, algo: MAMLTRPO, tree: TaskTree, collected: list[tuple[Any, Any]]) -> None:
-        self.algo, self.tree, self.collected = algo, tree, collected
-
-    def _adapted(self, mode: str | None) -> list[ParamDict]:
-        return [self.algo.adapt_on(self.tree, t, s, mode) for t, (s, _) in enumerate(self.collected)]
-
-    def __call__(self, mode: str | None = None) -> Tensor:
-        w = self.algo.task_weights(self.tree)
-        params = self.algo.params()
-        return cast(Tensor, sum(w[t] * self.algo.task_objective(self.tree, params, fast, *self.collected[t])
-                                for t, fast in enumerate(self._adapted(mode))))
-
-    def kl(self, mode: str | None = None) -> Tensor:
-        w = self.algo.task_weights(self.tree)
-        loss = self.tree.task_loss
-        return cast(Tensor, sum(w[t] * loss.kl(self.algo._forward, fast, self.collected[t][1])
-                                for t, fast in enumerate(self._adapted(mode))))
-
-    def values(self) -> tuple[float, float]:
-        """The meta-loss and the KL as numbers (first-order adaptation: the same values, no graph)."""
-        with torch.enable_grad():
-            return float(self("first_order").detach()), float(self.kl("first_order").detach())
-
-
 class MAMLTRPO(MAML):
     """MAML for policies, with batched episode collection and a TRPO outer step.
 
@@ -124,7 +98,6 @@ class MAMLTRPO(MAML):
     task_kinds: tuple[str, ...] = ("reinforcement",)
     graphable = False
     supports_safeguard = False
-    train_steps_zero = False   # PolicyPretrain: no inner step while training
     # the environment steps of a meta-step are a count: logged as a throughput (env_steps_per_s)
     rate_metrics: tuple[str, ...] = ("env_steps",)
     progress_metrics: tuple[str, ...] = ("train_return", "env_steps_per_s")
@@ -133,11 +106,12 @@ class MAMLTRPO(MAML):
                  engine: str = "auto", max_kl: float = 0.01, cg_iters: int = 10, cg_damping: float = 1e-5,
                  ls_steps: int = 15, ls_backtrack: float = 0.8, estimator: str = "lvc",
                  outer: OuterPart | None = None) -> None:
-        super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, mode=mode, engine="loop")
         check_choice("estimator", estimator, ESTIMATORS)
+        outer = outer or TrustRegion(float(max_kl), int(cg_iters), float(cg_damping), int(ls_steps),
+                                     float(ls_backtrack))
+        super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, mode=mode, engine="loop", outer=outer)
+        self.outer: OuterPart = outer
         self.estimator = estimator
-        self.outer: OuterPart = outer or TrustRegion(float(max_kl), int(cg_iters), float(cg_damping), int(ls_steps),
-                                                     float(ls_backtrack))
 
     @classmethod
     def from_settings(cls, model: nn.Module, family: TaskFamily, settings: Any) -> MAMLTRPO:
@@ -146,118 +120,21 @@ class MAMLTRPO(MAML):
                               f"{type(family).__name__} is not one")
         return cls(model, **dataclasses.asdict(settings))
 
-    def outer_step(self, params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer | None:
-        return self.outer.optimizer(params, lr)
-
-    # -- pieces ------------------------------------------------------------------------------------
-    @property
-    def train_steps(self) -> int:
-        return 0 if self.train_steps_zero else self.inner_steps
-
-    @staticmethod
-    def task_weights(tree: TaskTree) -> list[float]:
-        w = torch.ones(tree.num_tasks, dtype=torch.float64) if tree.weights is None else tree.weights.double()
-        return (w / w.sum()).tolist()
-
-    def adapt_on(self, tree: TaskTree, t: int, support: Any, mode: str | None = None) -> ParamDict:
-        """Task ``t``'s adapted parameters from its support episodes (the training inner steps)."""
-        if self.train_steps == 0:
-            return self.params()
-        return adapt_task(self._forward, tree, t, self.params(), self.inner_rule(), self.train_steps,
-                          mode or self.mode, self.fast_keys(), support=support)[0]
-
-    def task_objective(self, tree: TaskTree, params: ParamDict, fast: ParamDict, support: Any, query: Any) -> Tensor:
-        """One task's outer loss, as the outer part forms it (the surrogate of its query episodes at
-        the adapted parameters for TRPO; ProMP's clipped one)."""
-        return self.outer.objective(self._forward, tree, params, fast, support, query)
-
-    def _mark(self, data: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
-        if self.estimator == "naive":
-            for d in data:
-                d["first_order_ratio"] = torch.ones(())
-        return data
-
-    def collect_batch(self, tree: TaskTree) -> tuple[Tensor, dict[str, float], list[tuple[Any, Any]]]:
-        """The meta-loss of ``tree`` with episodes collected for all its tasks at once; returns the
-        loss (with its graph), the step's metrics and the collected ``(support, query)`` per task."""
-        family = tree.task_loss.family
-        gens = [tree.generator(t) for t in range(tree.num_tasks)]
-        tasks = tree.data["task"]
-        params = self.params()
-        t0 = time.perf_counter()
-        metrics: dict[str, float] = {}
-        if self.train_steps == 0:
-            query = family.collect(self._forward, detached(params), tasks, gens, False, family.queries)
-            sampled = time.perf_counter() - t0
-            support: list[Any] = [None] * tree.num_tasks
-            fast = [params] * tree.num_tasks
-        else:
-            support = self._mark(family.collect(self._forward, detached(params), tasks, gens, False, family.episodes))
-            sampled = time.perf_counter() - t0
-            fast = [self.adapt_on(tree, t, support[t]) for t in range(tree.num_tasks)]
-            stacked = {k: torch.stack([f[k].detach() for f in fast]) for k in fast[0]}
-            t1 = time.perf_counter()
-            query = family.collect(self._forward, stacked, tasks, gens, True, family.queries)
-            sampled += time.perf_counter() - t1
-            for key in family.metric_keys:
-                metrics[f"{key}_before"] = float(torch.stack([d[key] for d in support]).mean())
-        w = self.task_weights(tree)
-        loss = cast(Tensor, sum(w[t] * self.task_objective(tree, params, fast[t], support[t], query[t])
-                                for t in range(tree.num_tasks)))
-        for key in family.metric_keys:
-            metrics[key] = float(torch.stack([d[key] for d in query]).mean())
-        steps = sum(float(d["mask"].sum()) for d in [*query, *(s for s in support if s is not None)])
-        metrics["env_steps"] = steps
-        metrics["sample_seconds"] = sampled
-        self.task_metrics = {key: torch.stack([d[key] for d in query]) for key in family.metric_keys}
-        return loss, metrics, list(zip(support if self.train_steps else query, query))
-
-    # -- the algorithm interface -------------------------------------------------------------------
-    def meta_loss(self, batch: Any) -> Tensor:
-        loss, self.last_metrics, self._collected = self.collect_batch(self._tree(batch))
-        return loss
-
-    def meta_backward(self, batch: Any, scale: float = 1.0) -> Tensor:
-        loss = self.meta_loss(batch)
-        (loss * scale).backward()
-        return loss.detach()
-
-    def closure(self, batch: Any) -> Callable[[], Tensor]:
-        return RLClosure(self, self._tree(batch), self._collected)
-
-    def _tree(self, batch: Any) -> TaskTree:
-        if not isinstance(batch, TaskTree) or not hasattr(batch.task_loss, "family"):
+    def view(self, batch: Any) -> TaskTree:
+        """An environment family's task tree, its task loss with this algorithm's estimator."""
+        if not isinstance(batch, TaskTree) or not hasattr(batch.task_loss, "with_estimator"):
             raise TypeError(f"{self.name} trains on the task trees of environment task families")
-        return batch
+        return dataclasses.replace(batch, task_loss=batch.task_loss.with_estimator(self.estimator))
 
-    def _step(self, fast: ParamDict, data: Any, task_loss: Any) -> ParamDict:
-        """One first-order policy-gradient step of ``fast`` on the episodes ``data`` (test time)."""
-        with torch.enable_grad():
-            leaf = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
-            state = self.inner_rule().init(_split(leaf, self.fast_keys())[0])
-            new, _ = loss_step(lambda p: task_loss.loss(self._forward, p, data), leaf, state, self.inner_rule(),
-                               "first_order", self.fast_keys())
-        return detached(new)
-
-    def adaptation_curve(self, batch: Any, steps: int, metric: Any = None) -> Tensor:
-        """Each task's ``metric`` (a name from the task loss's metrics, default the return) before
-        adaptation and after each of ``steps`` policy-gradient steps, each step on fresh episodes of
-        the policy of the moment (MAML's test protocol); ``[tasks, steps + 1]``."""
-        tree = self._tree(batch)
-        family = tree.task_loss.family
-        key = metric if isinstance(metric, str) else "return"
-        gens = [tree.generator(t) for t in range(tree.num_tasks)]
-        tasks = tree.data["task"]
-        params = detached(self.params())
-        current = [params] * tree.num_tasks
-        rows = []
-        for s in range(steps + 1):
-            stacked = {k: torch.stack([c[k] for c in current]) for k in params}
-            data = family.collect(self._forward, stacked, tasks, gens, True, family.episodes)
-            rows.append(torch.stack([d[key] for d in data]))
-            if s < steps:
-                current = [self._step(current[t], data[t], tree.task_loss) for t in range(tree.num_tasks)]
-        return torch.stack(rows, dim=1)
+    def step_metrics(self, record: TaskRecord) -> dict[str, float]:
+        """MAML's (the returns before and after adaptation), the environment steps of the meta-step
+        (a count the trainer logs per second) and the seconds spent sampling them."""
+        out = super().step_metrics(record)
+        collected = record.collected or []
+        episodes = [q for _, q in collected] + [s for s, _ in collected if s is not None]
+        out["env_steps"] = sum(float(d["mask"].sum()) for d in episodes)
+        out["sample_seconds"] = record.collect_seconds
+        return out
 
     def adaptation_episodes(self, family: EnvironmentFamily, task: Tensor, steps: int | None = None, seed: int = 0
                             ) -> tuple[list[dict[str, Tensor]], ParamDict]:
@@ -267,12 +144,15 @@ class MAMLTRPO(MAML):
         steps = self.inner_steps if steps is None else steps
         gen = torch.Generator().manual_seed(seed)
         fast = detached(self.params())
+        rule = self.inner_rule()
+        state = rule.init({k: fast[k] for k in self.fast_keys() or fast})
         episodes = []
         for s in range(steps + 1):
             data = family.collect(self._forward, fast, task.view(1, -1), [gen], False, family.episodes)[0]
             episodes.append(data)
             if s < steps:
-                fast = self._step(fast, data, family.task_loss)
+                fast, state = first_order_step(self._forward, family.task_loss, fast, data, state, rule,
+                                               self.fast_keys())
         return episodes, fast
 
     def adapt_policy(self, family: EnvironmentFamily, task: Tensor, steps: int | None = None,
@@ -288,4 +168,4 @@ class PolicyPretrain(MAMLTRPO):
 
     name = "policy_pretrain"
     title = "pretrained baseline"
-    train_steps_zero = True
+    adapts_while_training = False

@@ -1,7 +1,8 @@
 """The outer step of meta-reinforcement learning as a part: what an RL meta-learner is configured
 with, rather than a subclass overriding its methods. A part gives one task's outer objective (from
 the pre-update parameters, the adapted ones and the task's support and query episodes) and the
-optimizer that takes the outer step.
+optimizer that takes the outer step (:class:`~metalearn.algorithms.base.OuterPart`); a trust
+region also gives the constraint its step bounds.
 
 * :class:`TrustRegion`: the surrogate of the query episodes at the adapted parameters, and a TRPO
   step (conjugate gradient on the KL's Fisher-vector products, then a line search within
@@ -13,25 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
-from ...batch import TaskTree
 from ...functional import ParamDict
 from .trpo import RepeatedAdam, TRPOStep
 
 Forward = Callable[[ParamDict, Any], Any]
-
-
-class OuterPart(Protocol):
-    """One task's outer objective and the optimizer of the outer step."""
-
-    def objective(self, forward: Forward, tree: TaskTree, params: ParamDict, fast: ParamDict, support: Any,
-                  query: Any) -> Tensor: ...
-
-    def optimizer(self, params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer: ...
 
 
 @dataclass(frozen=True)
@@ -44,9 +35,14 @@ class TrustRegion:
     ls_steps: int = 15
     ls_backtrack: float = 0.8
 
-    def objective(self, forward: Forward, tree: TaskTree, params: ParamDict, fast: ParamDict, support: Any,
+    def objective(self, forward: Forward, task_loss: Any, params: ParamDict, fast: ParamDict, support: Any,
                   query: Any) -> Tensor:
-        return cast(Tensor, tree.task_loss.loss(forward, fast, query))
+        return cast(Tensor, task_loss.loss(forward, fast, query))
+
+    def constraint(self, forward: Forward, task_loss: Any, params: ParamDict, fast: ParamDict, support: Any,
+                   query: Any) -> Tensor:
+        """The mean KL of the post-update policy from the one that collected the query episodes."""
+        return cast(Tensor, task_loss.kl(forward, fast, query))
 
     def optimizer(self, params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer:
         return TRPOStep(params, self.max_kl, self.cg_iters, self.cg_damping, self.ls_steps, self.ls_backtrack)
@@ -62,9 +58,9 @@ class Proximal:
     kl_penalty: float = 5e-4
     outer_steps: int = 5
 
-    def objective(self, forward: Forward, tree: TaskTree, params: ParamDict, fast: ParamDict, support: Any,
+    def objective(self, forward: Forward, task_loss: Any, params: ParamDict, fast: ParamDict, support: Any,
                   query: Any) -> Tensor:
-        loss = tree.task_loss
+        loss = task_loss
         out = loss.clipped_loss(forward, fast, query, self.clip_eps)
         if support is not None and self.kl_penalty:
             out = out + self.kl_penalty * loss.kl(forward, params, support)

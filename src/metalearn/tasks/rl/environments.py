@@ -60,29 +60,47 @@ class PolicyGradientLoss:
     without that term (the biased estimator of the original MAML-RL code).
     """
 
+    on_policy = True   # support episodes come from the parameters being adapted (protocols.BatchedCollection)
+
     def __init__(self, family: EnvTasks, estimator: str = "lvc") -> None:
         if estimator not in ESTIMATORS:
             raise ConfigError(f"unknown estimator {estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
         self.family, self.estimator = family, estimator
 
+    def with_estimator(self, estimator: str) -> PolicyGradientLoss:
+        """This task loss with another inner-objective estimator (``"lvc"`` or ``"naive"``)."""
+        return self if estimator == self.estimator else PolicyGradientLoss(self.family, estimator)
+
     @property
     def distribution(self) -> Distribution:
         return self.family.distribution
 
-    def _collect(self, forward: Forward, params: ParamDict, task: dict[str, Tensor],
-                 generator: torch.Generator | None, episodes: int, support: bool) -> dict[str, Tensor]:
-        data = self.family.collect(forward, params, task["task"].unsqueeze(0), [generator], False, episodes)[0]
-        if support and self.estimator == "naive":
-            data["first_order_ratio"] = torch.ones(())
+    def _mark(self, data: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+        """Support episodes under the naive estimator: the ratio replaced by its first-order expansion."""
+        if self.estimator == "naive":
+            for d in data:
+                d["first_order_ratio"] = torch.ones(())
         return data
 
     def support(self, forward: Forward, params: ParamDict, task: dict[str, Tensor],
                 generator: torch.Generator | None) -> dict[str, Tensor]:
-        return self._collect(forward, params, task, generator, self.family.episodes, True)
+        tasks = task["task"].unsqueeze(0)
+        return self._mark(self.family.collect(forward, params, tasks, [generator], False, self.family.episodes))[0]
 
     def query(self, forward: Forward, params: ParamDict, task: dict[str, Tensor],
               generator: torch.Generator | None) -> dict[str, Tensor]:
-        return self._collect(forward, params, task, generator, self.family.queries, False)
+        tasks = task["task"].unsqueeze(0)
+        return self.family.collect(forward, params, tasks, [generator], False, self.family.queries)[0]
+
+    # every task's episodes in one vectorised collection (protocols.BatchedCollection)
+    def support_batch(self, forward: Forward, params: ParamDict, tree: TaskTree,
+                      generators: list[torch.Generator | None], per_task: bool = False) -> list[dict[str, Tensor]]:
+        return self._mark(self.family.collect(forward, params, tree.data["task"], generators, per_task,
+                                              self.family.episodes))
+
+    def query_batch(self, forward: Forward, params: ParamDict, tree: TaskTree,
+                    generators: list[torch.Generator | None], per_task: bool = True) -> list[dict[str, Tensor]]:
+        return self.family.collect(forward, params, tree.data["task"], generators, per_task, self.family.queries)
 
     def log_ratio(self, forward: Forward, params: ParamDict, data: dict[str, Tensor]) -> Tensor:
         return self.distribution.log_prob(forward(params, data["obs"]), data["actions"]) - data["logp_old"]
@@ -147,6 +165,7 @@ class EnvTasks:
     settings: type = EnvSettings
     scratch_baseline = True          # evaluate also adapts a randomly initialised policy
     uses_task_loss = True
+    surrogate_loss = True            # validation logs the return, not the policy-gradient surrogate
     metric_keys: tuple[str, ...] = ("return",)
 
     obs_dim = 0
