@@ -10,12 +10,11 @@ that are not common to every algorithm (``inner_lr``, ``inner_steps``, ``mode``,
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from .._util.registry import Registry
-from .._util.settings import Option, options_of
+from .._util.settings import Option, options_of, settings_from
 from .base import Algorithm, InnerLoopSettings
 from .baselines.pretrain import Pretrain
 from .baselines.transfer import Scratch, ScratchSettings, Transfer, TransferSettings
@@ -41,7 +40,7 @@ class AlgorithmSpec:
 
     def settings_from(self, source: Any) -> Any:
         """The settings, each field read from ``source`` (a config's ``algo`` section) by name."""
-        return self.settings(**{f.name: getattr(source, f.name) for f in dataclasses.fields(self.settings)})
+        return settings_from(self.settings, source)
 
 
 _ALGORITHMS: Registry[AlgorithmSpec] = Registry("algorithm")

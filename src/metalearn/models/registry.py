@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from .._util.registry import Registry
-from .._util.settings import Option, keys_of, options_of
+from .._util.settings import Option, keys_of, options_of, settings_from
 from ..errors import ConfigError
 from ..protocols import ShapedFamily, TaskFamily
 from .conv4 import conv4, min_image_size
@@ -72,9 +72,7 @@ class ModelEntry:
 
     def settings_from(self, model: Any) -> Any:
         """Its settings from a config's ``model`` section (running the dataclass's checks), or None."""
-        if self.settings is None:
-            return None
-        return self.settings(**{key: getattr(model, key) for key in self.model_keys()})
+        return settings_from(self.settings, model)
 
 
 _MODELS: Registry[ModelEntry] = Registry("model")

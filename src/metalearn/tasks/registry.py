@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._util.registry import Registry
-from .._util.settings import Option, keys_of, options_of
+from .._util.settings import Option, keys_of, options_of, settings_from
 from .federated.clients import ClientsFromConfig, alphabet_clients_from_config, group_clients_from_config
 from .few_shot.episodes import FewShotTasks
 from .few_shot.image_families import folder_from_config, mnist_from_config, omniglot_from_config
@@ -45,9 +45,7 @@ class FamilyEntry:
     def settings_from(self, task: Any) -> Any:
         """Its settings dataclass, each field read from ``task`` (a config's ``task`` section):
         building it runs the dataclass's checks. None when the family declares no keys."""
-        if self.settings is None:
-            return None
-        return self.settings(**{key: getattr(task, key) for key in self.task_keys()})
+        return settings_from(self.settings, task)
 
 
 _FAMILIES: Registry[FamilyEntry] = Registry("task family")
