@@ -311,10 +311,14 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     fed: FedConfig = field(default_factory=FedConfig)
+    # what the run's task family fitted to its data (a table's encoder, group split and data file's
+    # hash), read from the run folder's fitted.json with the config; never part of the config file
+    fitted: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": CONFIG_VERSION}
         out.update(asdict(self))
+        out.pop("fitted")
         out["task"] = self.task.resolved()
         out["model"] = self.model.resolved()
         out["algo"] = self.algo.resolved()

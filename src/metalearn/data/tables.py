@@ -255,6 +255,19 @@ class TableEncoder:
                 "classification": self.classification, "target_stats": list(self.target_stats),
                 "classes": self.classes, "order": self.order, "residual_of": self.residual_of}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TableEncoder:
+        """The encoder :meth:`to_dict` wrote (a run's ``fitted.json``)."""
+        try:
+            mean, std = data["target_stats"]
+            return cls({str(k): (float(v[0]), float(v[1])) for k, v in data["numeric"].items()},
+                       {str(k): [str(x) for x in v] for k, v in data["categorical"].items()},
+                       bool(data["classification"]), (float(mean), float(std)), [str(c) for c in data["classes"]],
+                       [str(c) for c in data["order"]], data.get("residual_of"))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DataError(f"the stored table encoder is not what training writes ({type(exc).__name__}: {exc}); "
+                            f"train the run again") from None
+
 
 def _bad_numbers_share(col: pd.Series) -> bool:
     """An object column that is mostly numbers with a few stray strings: a broken numeric column."""

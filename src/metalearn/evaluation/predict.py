@@ -43,7 +43,7 @@ def predict_table(run: Path | str, support: pd.DataFrame, query: pd.DataFrame, s
     ``steps`` inner steps (default: the run's ``algo.inner_steps``)."""
     run_dir = Run.open(run)
     cfg = run_dir.load_config()
-    family = build_tasks(cfg, "train")
+    family = build_tasks(cfg, "train", needs_rows=False)   # the run's fitted encoder: no data read
     if not isinstance(family, RowsFamily):
         raise ConfigError(f"a {cfg.task.family} run does not adapt to table rows; use a table run")
     _check_steps(steps)

@@ -32,6 +32,12 @@ class Run:
         return self.path / "config.yaml"
 
     @property
+    def fitted_path(self) -> Path:
+        """What the run's task family fitted to its data (``fitted.json``: a table's encoder, group
+        split and the data file's path and SHA-256), so the run is used again without refitting."""
+        return self.path / "fitted.json"
+
+    @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
@@ -72,7 +78,29 @@ class Run:
         data = cfg if isinstance(cfg, dict) else cfg.to_dict()
         atomic_write_text(self.config_path, yaml.safe_dump(data, sort_keys=False))
 
+    def save_fitted(self, state: dict[str, Any]) -> None:
+        atomic_write_text(self.fitted_path, json.dumps(state, indent=1, sort_keys=True))
+
+    def load_fitted(self) -> dict[str, Any] | None:
+        """The run's ``fitted.json`` (None for a family that fits nothing, or a run from before runs kept it)."""
+        if not self.fitted_path.is_file():
+            return None
+        try:
+            state = json.loads(self.fitted_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunError(f"cannot read {self.fitted_path}: {one_line(exc)}; it is written by training, "
+                           f"so train the run again") from None
+        if not isinstance(state, dict):
+            raise RunError(f"{self.fitted_path} is not what training writes (a JSON object); train the run again")
+        return state
+
     def load_config(self) -> Config:
+        """The run's config, with what its task family fitted to its data (``fitted``)."""
+        cfg = self._read_config()
+        cfg.fitted = self.load_fitted()
+        return cfg
+
+    def _read_config(self) -> Config:
         try:
             data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:

@@ -28,16 +28,24 @@ from .trainer import Trainer
 
 
 def build_tasks(cfg: Config, split: str = "train", shots: int | None = None,
-                queries: int | None = None, family: str | None = None, horizon: int | None = None) -> TaskFamily:
+                queries: int | None = None, family: str | None = None, horizon: int | None = None,
+                needs_rows: bool = True) -> TaskFamily:
     """The task family of ``cfg.task`` for ``split`` (train, validation or test); ``shots``,
     ``queries``, ``family`` and ``horizon`` override the config. A ``family`` other than the
-    config's is a cross-domain test (e.g. an Omniglot model on MNIST digits)."""
+    config's is a cross-domain test (e.g. an Omniglot model on MNIST digits).
+
+    A config read from a run folder carries what the family fitted to its data (``cfg.fitted``),
+    which the family is rebuilt from instead of refitting; with ``needs_rows`` False it need not
+    read its data at all (adapting to a user's rows needs only the fitted encoder)."""
     t = cfg.task
     name = family or t.family
     entry = get_task_family(name)
     k = t.shots if shots is None else shots
     q = queries if queries is not None else (t.queries if t.queries is not None and shots is None else k)
-    return entry.from_config(t, split, k, q, horizon=horizon, cross_domain=name != t.family)
+    restore: dict[str, Any] = {}
+    if cfg.fitted is not None and name == t.family:
+        restore = {"fitted": cfg.fitted, "needs_rows": needs_rows}
+    return entry.from_config(t, split, k, q, horizon=horizon, cross_domain=name != t.family, **restore)
 
 
 def family_kind(cfg: Config) -> str:

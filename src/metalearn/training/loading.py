@@ -16,7 +16,7 @@ def load_algorithm(run: Run, cfg: Config | None = None, which: str = "best") -> 
     """The algorithm of ``run`` (built from its config) with the weights of its ``best``, ``last``
     or kept ``step-N`` checkpoint, in evaluation mode."""
     cfg = cfg or run.load_config()
-    algo = build_algorithm(cfg, build_tasks(cfg))
+    algo = build_algorithm(cfg, build_tasks(cfg, needs_rows=False))
     path = run.find_checkpoint(which)
     load_weights(algo, load_checkpoint(path)["model"], path)
     return algo.eval()

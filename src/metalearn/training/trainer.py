@@ -334,7 +334,8 @@ class Trainer:
 
     def _start(self, resume: bool) -> None:
         """Load the checkpoint to resume from (or refuse a folder that holds a run), then write
-        ``config.yaml`` and cut the metrics log back to the checkpoint's step."""
+        ``config.yaml`` (and ``fitted.json`` for a family that fits something to its data: a
+        table's encoder and group split) and cut the metrics log back to the checkpoint's step."""
         if resume:
             self.load()
             if self.step > self.steps:
@@ -347,6 +348,9 @@ class Trainer:
         if self.dist.is_main:
             if self.config is not None:
                 self.run_dir.save_config(self.config)
+            fitted = getattr(self.tasks, "fitted_state", None)
+            if callable(fitted):   # what the family fitted to its data: the run folder holds it
+                self.run_dir.save_fitted(fitted())
             if resume:
                 self.run_dir.truncate_metrics(self.step)
 

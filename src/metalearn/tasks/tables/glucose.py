@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ...data.glucose import EXCLUDED, FEATURES, glucose_windows
 from ...data.tables import Group, TableSpec
-from .grouped import DomainBaseline, GroupSplitSettings, TableTasks
+from .grouped import DomainBaseline, GroupSplitSettings, TableTasks, check_bundled
 
 SPLIT = (16, 4, 10)      # patients: meta-train, validation, test
 SUPPORT_UNTIL = 1440     # minutes: support from day 1, query from days 2-3
@@ -31,12 +31,15 @@ class GlucoseTasks(TableTasks):
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> GlucoseTasks:
+                    cross_domain: bool = False, fitted: dict[str, Any] | None = None,
+                    needs_rows: bool = True) -> GlucoseTasks:
         spec = TableSpec(group="patient", target="cgm_30", features=list(FEATURES), time="minute",
                          stratify="cohort", residual_of="cgm")
-        family = cls.from_frame(glucose_windows(), spec, split, shots, queries, SPLIT, t.split_seed,
+        table, source = glucose_windows(), "the glucose data"
+        family = cls.from_frame(table, spec, split, shots, queries, SPLIT, t.split_seed,
                                 support_until=SUPPORT_UNTIL, name="glucose (UVA/Padova, 30 min)",
-                                source="the glucose data", units="mg/dL")
+                                source=source, units="mg/dL", fitted=fitted,
+                                data_id=check_bundled(fitted, table, source))
         assert isinstance(family, GlucoseTasks)
         return family
 

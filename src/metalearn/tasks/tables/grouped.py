@@ -22,7 +22,7 @@ query row of a held-out group.
 from __future__ import annotations
 
 import functools
-import warnings
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..._util.warn_once import warn_once
 from ...batch import TaskBatch
 from ...data.tables import Group, TableEncoder, TableSpec, check_target, encode_groups, read_table, split_groups
 from ...errors import DataError
@@ -106,10 +107,13 @@ class TableTasks:
 
     def __init__(self, groups: Sequence[Group], encoder: TableEncoder, spec: TableSpec, shots: int,
                  queries: int, support_until: float | None = None, name: str = "table", split: str = "train",
-                 train_groups: Sequence[Group] | None = None, units: str = "") -> None:
+                 train_groups: Sequence[Group] | None = None, units: str = "", rows: bool = True) -> None:
         if support_until is not None and spec.time is None:
             raise DataError("task.support_until needs a time column: --set task.time=COLUMN")
         self.encoder, self.spec, self.name, self.split = encoder, spec, name, split
+        self.has_rows = rows   # False: rebuilt from a run's fitted encoder alone, to encode a user's rows
+        self.parts: dict[str, list[str]] = {}   # the group split: split name -> group names
+        self.data_id: dict[str, Any] = {}       # what the rows were read from: path (or source) and sha256
         self.shots, self.queries, self.support_until = shots, queries, support_until
         self.units = units
         self.all_groups = list(groups)
@@ -125,7 +129,7 @@ class TableTasks:
                                  short="rmse", scale=std)
         small = [(g.name, len(g)) for g in self.all_groups if not self._fits(g, shots, queries)]
         self.groups = [g for g in self.all_groups if self._fits(g, shots, queries)]
-        if small:
+        if small and rows:
             listed = ", ".join(f"{n!r} ({k} rows)" for n, k in small[:8]) + (", ..." if len(small) > 8 else "")
             need = (f"{shots} support rows before task.support_until and {queries} query rows after it"
                     if support_until is not None else f"shots + queries = {shots + queries} rows")
@@ -133,8 +137,7 @@ class TableTasks:
                    f"{need}: {listed}")
             if not self.groups:
                 raise DataError(f"{msg}; none is left. Use fewer --set task.shots / task.queries")
-            warnings.warn(f"{msg}; they are skipped in training tasks (lower task.shots or task.queries to "
-                          f"keep them)", stacklevel=2)
+            warn_once(f"{msg}; they are skipped in training tasks (lower task.shots or task.queries to keep them)")
 
     # ---- rows of a group ----------------------------------------------------------------------
     def _pools(self, g: Group) -> tuple[Tensor, Tensor] | None:
@@ -196,6 +199,9 @@ class TableTasks:
     def sample(self, num_tasks: int, generator: torch.Generator | None = None) -> TaskBatch:
         """``num_tasks`` tasks, each from a group drawn at random (without replacement while groups
         last), with ``shots`` support and ``queries`` query rows."""
+        if not self.has_rows:
+            raise DataError(f"{self.name} was rebuilt from a run's fitted encoder without its rows; it encodes a "
+                            f"user's rows (metalearn adapt) but samples no task")
         order: list[int] = []
         while len(order) < num_tasks:
             order += torch.randperm(len(self.groups), generator=generator).tolist()
@@ -243,43 +249,138 @@ class TableTasks:
                 f"queries={self.queries}, inputs={self.encoder.input_dim}, kind={self.kind!r})")
 
     # ---- building ---------------------------------------------------------------------------------
+    def fitted_state(self) -> dict[str, Any]:
+        """What this family fitted to its data, for the run folder (``fitted.json``): the encoder,
+        the group split and the data's path (or source) and SHA-256."""
+        return {"family": "grouped table", "data": self.data_id, "encoder": self.encoder.to_dict(),
+                "split": self.parts}
+
     @classmethod
     def from_frame(cls, df: pd.DataFrame, spec: TableSpec, split: str, shots: int, queries: int,
                    fractions: Sequence[float], seed: int, support_until: float | None = None, name: str = "table",
-                   source: str = "the table", units: str = "", **kwargs: Any) -> TableTasks:
-        """The family of ``split`` of the grouped table ``df``."""
+                   source: str = "the table", units: str = "", fitted: dict[str, Any] | None = None,
+                   data_id: dict[str, Any] | None = None, **kwargs: Any) -> TableTasks:
+        """The family of ``split`` of the grouped table ``df``: its groups split by ``fractions``
+        and ``seed`` and its encoder fitted on the meta-training groups, or both as a run stored
+        them (``fitted``)."""
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
         spec.check(df, source)
-        firsts = df.groupby(spec.group, sort=True).first()
-        names = [str(n) for n in firsts.index]
-        strata = [str(v) for v in firsts[spec.stratify]] if spec.stratify else None
-        parts = split_groups(names, fractions, seed, strata)
+        _warn_missing_groups(df, spec, source)
+        if fitted is not None:
+            parts = _stored_split(fitted)
+        else:
+            firsts = df.groupby(spec.group, sort=True).first()
+            names = [str(n) for n in firsts.index]
+            strata = [str(v) for v in firsts[spec.stratify]] if spec.stratify else None
+            parts = split_groups(names, fractions, seed, strata)
         if not parts[split]:
-            raise DataError(f"the {split} split of {source} has no group ({len(names)} groups, task.split="
-                            f"{list(fractions)}); give it a larger share or use a table with more groups")
+            raise DataError(f"the {split} split of {source} has no group ({sum(map(len, parts.values()))} groups, "
+                            f"task.split={list(fractions)}); give it a larger share or use a table with more groups")
         key = df[spec.group].astype(str)
         train_rows = df[key.isin(parts["train"])]
-        enc = TableEncoder.fit(train_rows, spec, f"{source} (meta-training groups)")
+        enc = (TableEncoder.from_dict(fitted["encoder"]) if fitted is not None
+               else TableEncoder.fit(train_rows, spec, f"{source} (meta-training groups)"))
         train = encode_groups(train_rows, spec, enc, source, keep_frame=True)
         groups = train if split == "train" else encode_groups(df[key.isin(parts[split])], spec, enc, source,
                                                               keep_frame=True)
-        return cls(groups, enc, spec, shots, queries, support_until, name, split, train, units, **kwargs)
+        family = cls(groups, enc, spec, shots, queries, support_until, name, split, train, units, **kwargs)
+        family.parts, family.data_id = parts, dict(data_id or {})
+        return family
+
+    @classmethod
+    def without_rows(cls, fitted: dict[str, Any], spec: TableSpec, shots: int, queries: int,
+                     support_until: float | None = None, name: str = "table", units: str = "") -> TableTasks:
+        """The family as a run stored it, without reading any data: it encodes a user's rows and
+        decodes predictions (``metalearn adapt``), and builds the run's model, but samples no task."""
+        enc = TableEncoder.from_dict(fitted.get("encoder") or {})
+        family = cls([], enc, spec, shots, queries, support_until, name, "train", [], units, rows=False)
+        family.parts, family.data_id = _stored_split(fitted), dict(fitted.get("data") or {})
+        return family
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> TableTasks:
+                    cross_domain: bool = False, fitted: dict[str, Any] | None = None,
+                    needs_rows: bool = True) -> TableTasks:
         """A user's table: ``task.data`` (CSV or Parquet), ``task.group``, ``task.target`` and the
         optional ``task.features``, ``time``, ``categorical``, ``stratify``, ``target_type``,
-        ``residual_of``, ``split``, ``split_seed``, ``support_until``."""
+        ``residual_of``, ``split``, ``split_seed``, ``support_until``. Rebuilt from a run
+        (``fitted``), it reads the file the run was trained on, refusing it if it changed, or no
+        file at all when ``needs_rows`` is False."""
         if not t.data:
             raise DataError("the table family needs a file: --set task.data=FILE.csv --set task.group=COLUMN "
                             "--set task.target=COLUMN")
-        df = _read_cached(str(Path(t.data).resolve()))
         spec = TableSpec(t.group or "", t.target or "", t.features, t.time, list(t.categorical), t.stratify,
                          t.target_type, t.residual_of)
+        name = Path(t.data).name
+        if fitted is not None and not needs_rows:
+            return cls.without_rows(fitted, spec, shots, queries, t.support_until, name=name)
+        path = _trained_file(fitted) if fitted is not None else Path(t.data).resolve()
+        df = _read_cached(str(path))
         return cls.from_frame(df, spec, split, shots, queries, t.split, t.split_seed, t.support_until,
-                              name=Path(t.data).name, source=str(t.data))
+                              name=name, source=str(t.data), fitted=fitted,
+                              data_id={"path": str(path), "sha256": file_sha256(path)})
+
+
+def frame_sha256(df: pd.DataFrame) -> str:
+    """A table's content hash (bundled data that has no file of its own to hash)."""
+    import pandas as pd
+    return hashlib.sha256(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file (cached by path, size and modification time)."""
+    st = path.stat()
+    return _file_sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, stamp: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _trained_file(fitted: dict[str, Any]) -> Path:
+    """The data file a run was trained on, as it stored it; a DataError when it is gone or changed."""
+    data = fitted.get("data") or {}
+    path, want = Path(str(data.get("path", ""))), str(data.get("sha256", ""))
+    if not path.is_file():
+        raise DataError(f"the run was trained on {path} (sha256 {want}), which is missing now; put that file "
+                        f"back to evaluate the run ('metalearn adapt' needs only the run folder)")
+    got = file_sha256(path)
+    if got != want:
+        raise DataError(f"{path} has changed since the run was trained on it (sha256 {want} then, {got} now); "
+                        f"its groups would no longer match the run's split and encoder. Restore the file the "
+                        f"run was trained on, or train a new run on the new table")
+    return path
+
+
+def check_bundled(fitted: dict[str, Any] | None, df: pd.DataFrame, source: str) -> dict[str, Any]:
+    """The ``data_id`` of a bundled table; a DataError when a run stored another one."""
+    got = frame_sha256(df)
+    want = (fitted or {}).get("data", {}).get("sha256")
+    if fitted is not None and want != got:
+        raise DataError(f"{source} differs from the one the run was trained on (sha256 {want} then, {got} now: "
+                        f"another metalearn version?); train the run again with this version")
+    return {"source": source, "sha256": got}
+
+
+def _stored_split(fitted: dict[str, Any]) -> dict[str, list[str]]:
+    split = fitted.get("split")
+    if not isinstance(split, dict) or set(split) != set(SPLITS):
+        raise DataError("the run's fitted.json holds no group split (train, validation, test); train the run again")
+    return {k: [str(n) for n in split[k]] for k in SPLITS}
+
+
+def _warn_missing_groups(df: pd.DataFrame, spec: TableSpec, source: str) -> None:
+    """Rows without a group value belong to no task (pandas' groupby drops them): say how many, once."""
+    missing = int(df[spec.group].isna().sum())
+    if missing:
+        warn_once(f"{missing} of {len(df)} rows of {source} have no {spec.group!r} value; they belong to no group "
+                  f"and are left out (fill the column in to keep them)")
 
 
 def _read_cached(path: str) -> pd.DataFrame:

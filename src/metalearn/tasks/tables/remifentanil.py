@@ -20,7 +20,7 @@ from torch import Tensor
 from ...data.remifentanil import FEATURES, remifentanil_dosing, remifentanil_table
 from ...data.tables import Group, TableSpec, split_groups
 from ...models.pk import Population, concentrations, fit_patient, fit_population
-from .grouped import DomainBaseline, GroupSplitSettings, TableTasks
+from .grouped import DomainBaseline, GroupSplitSettings, TableTasks, check_bundled
 
 SPLIT = (45, 10, 10)                   # patients: meta-train, validation, test
 PRIOR_SCALES = (0.1, 0.25, 0.5, 1.0)   # multiples of the population SD tried on the validation patients
@@ -36,12 +36,14 @@ class RemifentanilTasks(TableTasks):
 
     @classmethod
     def from_config(cls, t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                    cross_domain: bool = False) -> RemifentanilTasks:
+                    cross_domain: bool = False, fitted: dict[str, Any] | None = None,
+                    needs_rows: bool = True) -> RemifentanilTasks:
         spec = TableSpec(group="id", target="log_conc", features=list(FEATURES), time="time", categorical=["sex"])
         table = remifentanil_table()
+        source = "the remifentanil data"
         family = cls.from_frame(table, spec, split, shots, queries, SPLIT, t.split_seed,
-                                name="remifentanil (Minto 1997)", source="the remifentanil data",
-                                units="log ng/mL")
+                                name="remifentanil (Minto 1997)", source=source, units="log ng/mL",
+                                fitted=fitted, data_id=check_bundled(fitted, table, source))
         assert isinstance(family, RemifentanilTasks)
         names = sorted(table["id"].unique())
         family.validation_names = split_groups(names, SPLIT, t.split_seed)["validation"]
