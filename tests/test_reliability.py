@@ -83,3 +83,78 @@ def test_a_table_run_holds_its_encoder_split_and_data_hash(tmp_path, capsys, mon
     df.to_csv(root / "groups.csv", index=False)
     assert main(["evaluate", str(run), "--quiet", "--no-baseline"]) == 0
     assert json.loads((run / "eval" / "groups.json").read_text())["groups"] == before_groups
+
+
+def test_non_finite_and_overflowing_values_are_refused_or_filled_with_a_warning(table_run, tmp_path, capsys):
+    """Case 2: an inf or 1e308 support target gave blank predictions with exit 0, 1e308 in a query
+    feature blanked the row, a 1e308 training target trained a model of zeros, and inf in a
+    training file ended with the advice to lower train.lr."""
+    root = table_run
+    _support_query(root, tmp_path)
+    support = pd.read_csv(tmp_path / "support.csv")
+    for value in (np.inf, 1e308):
+        bad = support.copy()
+        bad.loc[2, "y"] = value
+        bad.to_csv(tmp_path / "bad_support.csv", index=False)
+        cli_error(capsys, ["adapt", str(root / "run"), "--support", str(tmp_path / "bad_support.csv"), "--query",
+                           str(tmp_path / "query.csv")], "'y'", "row 2", repr(float(value)))
+    query = pd.read_csv(tmp_path / "query.csv")
+    query.loc[1, "x1"] = 1e308
+    query.to_csv(tmp_path / "big_query.csv", index=False)
+    with pytest.warns(UserWarning, match="non-finite") as said:
+        assert main(["adapt", str(root / "run"), "--support", str(tmp_path / "support.csv"), "--query",
+                     str(tmp_path / "big_query.csv"), "--out", str(tmp_path / "pred.csv")]) == 0
+    assert not any("missing" in str(w.message) for w in said)
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert pred["predicted_y"].notna().all() and np.isfinite(pred["predicted_y"]).all()
+    # training files: refused before any step, naming column, row and value
+    df = pd.read_csv(root / "groups.csv")
+    for column, value, needle in (("y", 1e308, "'y'"), ("x1", np.inf, "'x1'"), ("y", -np.inf, "'y'")):
+        bad = df.copy()
+        bad.loc[7, column] = value
+        (tmp_path / "t").mkdir(exist_ok=True)
+        bad.to_csv(tmp_path / "t" / "groups.csv", index=False)
+        err = cli_error(capsys, ["train", "table", "--out", str(tmp_path / "t" / "run"), "--quiet", "--set",
+                                 f"task.data={tmp_path / 't' / 'groups.csv'}", "--set", "task.group=patient",
+                                 "--set", "task.target=y", "--set", "train.steps=2"], needle, "row 7")
+        assert "train.lr" not in err
+        assert not (tmp_path / "t" / "run").exists()
+
+
+def test_rows_without_a_group_duplicate_columns_and_a_fixed_target(tmp_path, capsys):
+    """Case 3: rows with a missing group value were dropped without a word (pandas' groupby), a
+    column named twice became 'dose.1', and a preset with a fixed target ignored task.target."""
+    df = make_table(tmp_path / "groups.csv", groups=20, rows=14)
+    df.loc[[3, 17, 40], "patient"] = np.nan
+    df.to_csv(tmp_path / "groups.csv", index=False)
+    with pytest.warns(UserWarning) as said:
+        assert _train_table(tmp_path, steps=2) == 0
+    texts = [str(w.message) for w in said if "no 'patient' value" in str(w.message)]
+    assert len(texts) == 1 and texts[0].startswith("3 of 280 rows"), texts
+    text = (tmp_path / "groups.csv").read_text().splitlines()
+    (tmp_path / "dup.csv").write_text("\n".join([text[0].replace("x2", "x1"), *text[1:]]) + "\n")
+    cli_error(capsys, ["train", "table", "--out", str(tmp_path / "dup"), "--set", f"task.data={tmp_path / 'dup.csv'}",
+                       "--set", "task.group=patient", "--set", "task.target=y"], "names the column 'x1' twice")
+    for preset in ("glucose-30min", "remifentanil"):
+        cli_error(capsys, ["train", preset, "--out", str(tmp_path / preset), "--set", "task.target=cgm"],
+                  "task.target is not a key of the", "family")
+
+
+def test_tiny_groups_are_skipped_and_counted_in_evaluation_with_each_warning_once(tmp_path, capsys):
+    """Case 4: a table whose small groups training skipped could not be evaluated ("group ... has 1
+    rows, so 2 support rows leave no query row"), and the training warning was printed three times."""
+    df = make_table(tmp_path / "groups.csv", groups=40, rows=12)
+    sizes = {f"p{g:02d}": 1 + g % 3 for g in range(0, 40, 4)}   # every fourth group: 1-3 rows
+    keep = [df[df.patient == p].iloc[:sizes.get(p, 12)] for p in sorted(df.patient.unique())]
+    pd.concat(keep).to_csv(tmp_path / "groups.csv", index=False)
+    with pytest.warns(UserWarning) as said:
+        assert _train_table(tmp_path, "task.shots=2", "task.queries=2", "eval.support_sizes=[2]", steps=4) == 0
+        assert main(["evaluate", str(tmp_path / "run"), "--quiet", "--no-baseline"]) == 0
+    texts = [str(w.message) for w in said]
+    assert len(texts) == len(set(texts)), texts           # each said once
+    assert any("left out, as in training" in t for t in texts), texts
+    res = json.loads((tmp_path / "run" / "eval" / "groups.json").read_text())
+    assert res["skipped"] and all(rows <= 2 for rows in res["skipped"].values())
+    assert not set(res["skipped"]) & set(res["groups"])
+    md = (tmp_path / "run" / "eval" / "groups.md").read_text()
+    assert f"{len(res['skipped'])} of {len(res['skipped']) + len(res['groups'])} held-out groups" in md

@@ -54,10 +54,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
                 return pd.read_parquet(p)
             except ImportError:
                 raise DataError("reading Parquet needs pyarrow: pip install 'metalearn[tables]'") from None
-        if name.endswith((".csv", ".csv.gz", ".txt")):
-            return pd.read_csv(p)
-        if name.endswith((".tsv", ".tsv.gz")):
-            return pd.read_csv(p, sep="\t")
+        if name.endswith((".csv", ".csv.gz", ".txt", ".tsv", ".tsv.gz")):
+            sep = "\t" if name.endswith((".tsv", ".tsv.gz")) else ","
+            _refuse_duplicate_columns(list(pd.read_csv(p, sep=sep, nrows=1, header=None).iloc[0]) if
+                                      p.stat().st_size else [], p)
+            return pd.read_csv(p, sep=sep)
     except DataError:
         raise
     except Exception as exc:  # the parsers' many error types: a file that is not what its name says
@@ -65,6 +66,16 @@ def read_table(path: str | Path) -> pd.DataFrame:
                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                         f"check the file") from None
     raise DataError(f"table {p} is neither CSV nor Parquet (by its extension); give a .csv, .tsv or .parquet file")
+
+
+def _refuse_duplicate_columns(header: list[Any], path: Path) -> None:
+    """A header naming a column twice (pandas would rename the second ``dose.1``): a DataError."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(map(str, header)):
+        if name in seen:
+            raise DataError(f"{path} names the column {name!r} twice (columns {seen[name] + 1} and {i + 1}); "
+                            f"rename or drop one of them")
+        seen[name] = i
 
 
 @dataclass
@@ -161,11 +172,17 @@ class TableEncoder:
                 raise DataError(f"column {c!r} of {source} is a numeric feature but holds non-numbers ({rows}); "
                                 f"fix those values, or list it in task.categorical")
             values = col.to_numpy(dtype=np.float64)
+            _refuse_infinite(values, col, c, source)
             finite = values[np.isfinite(values)]
             if finite.size == 0:
                 raise DataError(f"column {c!r} of {source} has no values in the meta-training groups; drop it "
                                 f"from task.features")
-            mean, std = float(finite.mean()), float(finite.std())
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean, std = float(finite.mean()), float(finite.std())
+            if not (math.isfinite(mean) and math.isfinite(std)):
+                raise DataError(f"column {c!r} of {source} has values too large to standardise ("
+                                f"{_rows_of(col, _huge(values))}: their mean or spread overflows); rescale the column "
+                                f"or drop those rows")
             numeric[c] = (mean, std if std > 0 else 1.0)
         classification = spec.is_classification(df)
         enc = cls(numeric, categorical, classification, order=cols, residual_of=spec.residual_of)
@@ -179,7 +196,15 @@ class TableEncoder:
             if not _is_numeric(y):
                 raise DataError(f"the target {spec.target!r} is not numeric; set task.target_type=classification")
             v = spec.target_values(df)
-            enc.target_stats = (float(v.mean()), float(v.std()) or 1.0)
+            _refuse_infinite(v, y, spec.target, source, what="target")
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean, std = float(v.mean()), float(v.std())
+            if not (math.isfinite(mean) and math.isfinite(std)):
+                raise DataError(f"the target {spec.target!r} of {source} has values too large to standardise ("
+                                f"{_rows_of(y, _huge(v))}: their mean or spread overflows); rescale it (e.g. other "
+                                f"units) or drop those rows")
+            enc.target_stats = (mean, std or 1.0)
+            enc.transform_y(df, spec.target, source)   # refuses a target that overflows float32 once standardised
         return enc
 
     @property
@@ -199,8 +224,11 @@ class TableEncoder:
                 out += [f"{c}={v}" for v in self.categorical[c]] + [f"{c}=<unknown>"]
         return out
 
-    def transform_x(self, df: pd.DataFrame, source: str = "the table") -> Tensor:
-        """``[rows, input_dim]`` float32 inputs; missing numeric values become the training mean."""
+    def transform_x(self, df: pd.DataFrame, source: str = "the table", fill_non_finite: bool = False) -> Tensor:
+        """``[rows, input_dim]`` float32 inputs; missing numeric values become the training mean. A
+        value that is infinite, or whose standardised value overflows float32, is a DataError naming
+        its column, row and value, or (``fill_non_finite``: rows to predict) the training mean with
+        a warning."""
         parts = []
         for c in self.order:
             if c not in df.columns:
@@ -214,12 +242,22 @@ class TableEncoder:
                         rows = ", ".join(f"row {i}: {v!r}" for i, v in bad)
                         raise DataError(f"column {c!r} of {source} holds non-numbers ({rows}); fix those values")
                 values = np.asarray(col.to_numpy(dtype=np.float64), dtype=np.float64).copy()
-                missing = ~np.isfinite(values)
+                missing = np.isnan(values)
                 if missing.any():
                     warnings.warn(f"{int(missing.sum())} missing values in column {c!r} of {source} were filled "
                                   f"with the meta-training mean {mean:.4g}", stacklevel=2)
                     values[missing] = mean
-                parts.append(((values - mean) / std)[:, None])
+                with np.errstate(over="ignore", invalid="ignore"):
+                    z = (values - mean) / std
+                bad = ~np.isfinite(z) | (np.abs(z) > F32_MAX)
+                if bad.any():
+                    if not fill_non_finite:
+                        _check_float32(z, col, c, source, "feature")
+                    warnings.warn(f"{int(bad.sum())} non-finite or overflowing values in column {c!r} of {source} "
+                                  f"({_rows_of(col, bad)}) were filled with the meta-training mean {mean:.4g}",
+                                  stacklevel=2)
+                    z[bad] = 0.0
+                parts.append(z[:, None])
             else:
                 levels = self.categorical[c]
                 index = {v: i for i, v in enumerate(levels)}
@@ -229,8 +267,10 @@ class TableEncoder:
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
         return torch.as_tensor(x, dtype=torch.float32)
 
-    def transform_y(self, df: pd.DataFrame, target: str) -> Tensor:
-        """Regression: ``[rows, 1]`` standardised float32; classification: ``[rows]`` int64."""
+    def transform_y(self, df: pd.DataFrame, target: str, source: str = "the table") -> Tensor:
+        """Regression: ``[rows, 1]`` standardised float32; classification: ``[rows]`` int64. A
+        target that is not finite, or whose standardised value overflows float32, is a DataError
+        naming its row and value."""
         y = df[target]
         if self.classification:
             index = {v: i for i, v in enumerate(self.classes)}
@@ -242,7 +282,10 @@ class TableEncoder:
         v = y.to_numpy(dtype=np.float64)
         if self.residual_of:
             v = v - df[self.residual_of].to_numpy(dtype=np.float64)
-        return torch.as_tensor((v - mean) / std, dtype=torch.float32)[:, None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (v - mean) / std
+        _check_float32(z, y, target, source, "target")
+        return torch.as_tensor(z, dtype=torch.float32)[:, None]
 
     def to_target(self, pred: Tensor, df: pd.DataFrame) -> np.ndarray:
         """Model outputs for the rows ``df`` in the target's units (regression: ``[rows]`` floats)."""
@@ -267,6 +310,42 @@ class TableEncoder:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise DataError(f"the stored table encoder is not what training writes ({type(exc).__name__}: {exc}); "
                             f"train the run again") from None
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _rows_of(col: pd.Series, bad: np.ndarray, limit: int = 3) -> str:
+    """``row i: value`` of the first ``limit`` flagged entries of ``col``."""
+    idx = list(col.index[bad])
+    return ", ".join(f"row {i}: {col[i]!r}" for i in idx[:limit]) + (", ..." if len(idx) > limit else "")
+
+
+def _huge(values: np.ndarray) -> np.ndarray:
+    """The entries whose square overflows float64 (else the three largest in magnitude)."""
+    mag = np.abs(np.nan_to_num(values, nan=0.0))
+    flags = mag > 1e154
+    if not flags.any():
+        flags = np.zeros_like(flags)
+        flags[np.argsort(-mag)[:3]] = True
+    return flags
+
+
+def _refuse_infinite(values: np.ndarray, col: pd.Series, name: str, source: str, what: str = "feature") -> None:
+    bad = np.isinf(values)
+    if bad.any():
+        raise DataError(f"{what} column {name!r} of {source} holds {int(bad.sum())} infinite values "
+                        f"({_rows_of(col, bad)}); fix or drop those rows")
+
+
+def _check_float32(z: np.ndarray, col: pd.Series, name: str, source: str, what: str) -> None:
+    """A DataError naming the rows whose standardised value is not a finite float32."""
+    bad = ~np.isfinite(z) | (np.abs(np.nan_to_num(z, nan=0.0)) > F32_MAX)
+    if what == "feature":
+        bad &= ~col.isna().to_numpy()
+    if bad.any():
+        raise DataError(f"{what} column {name!r} of {source} holds values that are not finite or too large for "
+                        f"the model once standardised ({_rows_of(col, bad)}); fix or drop those rows")
 
 
 def _bad_numbers_share(col: pd.Series) -> bool:
@@ -316,7 +395,7 @@ def encode_groups(df: pd.DataFrame, spec: TableSpec, enc: TableEncoder, source: 
             rows = rows.sort_values(spec.time, kind="stable")
         time = torch.tensor(rows[spec.time].to_numpy(dtype=np.float64)) if spec.time else None
         stratum = str(rows[spec.stratify].iloc[0]) if spec.stratify else ""
-        out.append(Group(str(name), enc.transform_x(rows, source), enc.transform_y(rows, spec.target), time,
+        out.append(Group(str(name), enc.transform_x(rows, source), enc.transform_y(rows, spec.target, source), time,
                          stratum, rows.reset_index(drop=True) if keep_frame else None))
     return out
 

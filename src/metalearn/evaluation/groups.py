@@ -36,10 +36,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._util.files import atomic_write_text
+from .._util.warn_once import warn_once
 from ..algorithms import Algorithm, get_spec
 from ..config import Config
 from ..data.tables import Group
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..models import fit_ridge, predict_ridge
 from ..protocols import Metric, TaskFamily
 from ..runs import Run
@@ -66,6 +67,7 @@ class GroupedFamily(Protocol):
     all_groups: Sequence[Group]
     train_groups: Sequence[Group]
 
+    def can_evaluate(self, g: Group, shots: int) -> bool: ...
     def split_for_eval(self, g: Group, shots: int, gen: torch.Generator | None) -> tuple[Tensor, Tensor]: ...
     def task(self, g: Group, support: Tensor, query: Tensor) -> Any: ...
     def domain_baselines(self) -> dict[str, Callable[[Group, Tensor, Tensor], np.ndarray]]: ...
@@ -93,6 +95,7 @@ class GroupEvaluation:
     baselines: list[str] = field(default_factory=list)   # which methods are baselines
     chosen: dict[str, dict[str, Any]] = field(default_factory=dict)  # str(k) -> what validation chose
     note: str = ""
+    skipped: dict[str, int] = field(default_factory=dict)   # held-out groups too small to score: name -> rows
     path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,6 +121,8 @@ class GroupEvaluation:
         lines = [f"{self.family}: {self.metric} on {n} held-out groups ({better} is better), mean ± 95% CI over "
                  f"groups and SD; support rows drawn {self.repeats} times per group where drawn at random "
                  f"(seed {self.seed})", *([self.note] if self.note else [])]
+        if self.skipped:
+            lines.append(_skipped_text(self.skipped, len(self.groups) + len(self.skipped), max(self.sizes)))
         for k in self.sizes:
             best = self.best_baseline(k)
             b = self.values(best, k)
@@ -160,6 +165,26 @@ class GroupEvaluation:
                          for k in self.sizes]
                 lines.append(f"| {m} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
+
+
+def _skipped_text(skipped: dict[str, int], total: int, k: int, split: str = "held-out") -> str:
+    listed = ", ".join(f"{n!r} ({r} rows)" for n, r in list(skipped.items())[:8]) + (", ..." if len(skipped) > 8
+                                                                                    else "")
+    return (f"{len(skipped)} of {total} {split} groups have too few rows for k = {k} support rows and a query row "
+            f"and are left out, as in training: {listed}")
+
+
+def _evaluable(family: GroupedFamily, sizes: Sequence[int], split: str) -> tuple[list[Group], dict[str, int]]:
+    """The groups of ``family`` that every support size leaves a query row in, and the others
+    (name -> rows), said once; a DataError when none is left."""
+    keep = [g for g in family.all_groups if all(family.can_evaluate(g, k) for k in sizes)]
+    skipped = {g.name: len(g) for g in family.all_groups if g not in keep}
+    if skipped:
+        text = _skipped_text(skipped, len(family.all_groups), max(sizes), split)
+        if not keep:
+            raise DataError(f"{text}; none is left: use smaller eval.support_sizes (--set eval.support_sizes=[...])")
+        warn_once(text)
+    return keep, skipped
 
 
 def _seeded(seed: int, *parts: int) -> torch.Generator:
@@ -223,10 +248,13 @@ class _GroupScoring:
     the methods (the meta-learned model, the pooled and own-data MLPs, the ridges) and their scorers."""
 
     def __init__(self, cfg: Config, algo: Algorithm, pooled: Algorithm | None, reps: int,
-                 step_list: list[int]) -> None:
+                 step_list: list[int], sizes: Sequence[int]) -> None:
         self.cfg, self.algo, self.pooled, self.reps = cfg, algo, pooled, reps
         self.test = cast(GroupedFamily, build_tasks(cfg, "test"))
         self.val = cast(GroupedFamily, build_tasks(cfg, "validation"))
+        # groups too small for a support size and a query row are left out, as training leaves them
+        self.test_groups, self.skipped = _evaluable(self.test, sizes, "test")
+        self.val_groups, _ = _evaluable(self.val, sizes, "validation")
         self.step_list, self.max_steps = step_list, max(step_list, default=0)
         test, val = self.test, self.val
         self.regression = not test.encoder.classification
@@ -246,7 +274,7 @@ class _GroupScoring:
             train_y = torch.cat([g.y for g in test.train_groups])
             fits = {lam: fit_ridge(train_x, train_y, lam) for lam in LAMBDAS}
             val_err = {lam: float(np.mean([self.val_scorer.linear(w, g, torch.arange(len(g)))
-                                           for g in val.all_groups]))
+                                           for g in self.val_groups]))
                        for lam, w in fits.items()}
             self.lam_pool = _pick(val_err, self.higher)
             self.w_pool = fits[self.lam_pool]
@@ -266,8 +294,8 @@ class _GroupScoring:
     def choose(self, k: int) -> _Chosen:
         """Choices on the validation groups: ridge penalties, step counts of the own and fine-tuned MLPs."""
         val, algo = self.val, self.algo
-        vdraws = self.draws(val, val.all_groups, k, min(self.reps, 3), salt=7919)
-        vbatches = [[val.task(g, s, q) for s, q in d] for g, d in zip(val.all_groups, vdraws)]
+        vdraws = self.draws(val, self.val_groups, k, min(self.reps, 3), salt=7919)
+        vbatches = [[val.task(g, s, q) for s, q in d] for g, d in zip(self.val_groups, vdraws)]
         own_steps = self._best_steps(self.own, vbatches, OWN_MLP_STEPS)
         shown: dict[str, Any] = {"own MLP steps": own_steps}
         ft_steps = 0
@@ -279,8 +307,8 @@ class _GroupScoring:
             meta_steps = self._best_steps(algo, vbatches, self.max_steps)
             shown[f"{algo.label()} steps"] = meta_steps
         if self.regression and self.w_pool is not None:
-            lam_own = _tune_ridge(self.val_scorer, val.all_groups, vdraws, None, self.higher)
-            lam_ad = _tune_ridge(self.val_scorer, val.all_groups, vdraws, self.w_pool, self.higher)
+            lam_own = _tune_ridge(self.val_scorer, self.val_groups, vdraws, None, self.higher)
+            lam_ad = _tune_ridge(self.val_scorer, self.val_groups, vdraws, self.w_pool, self.higher)
             shown.update({"pooled ridge penalty": self.lam_pool, "own ridge penalty": lam_own,
                           "adapted ridge penalty": lam_ad})
         return _Chosen(own_steps, ft_steps, meta_steps, shown)
@@ -331,18 +359,19 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
     if reps <= 0:
         raise ConfigError(f"eval.repeats must be positive, got {reps}")
     step_list = sorted(set(steps if steps is not None else cfg.eval.steps) - {0})
-    scoring = _GroupScoring(cfg, algo, pooled, reps, step_list)
-    test = scoring.test
-    result = GroupEvaluation(test.name, test.metric.name, scoring.higher, sizes, [g.name for g in test.all_groups],
-                             [g.stratum for g in test.all_groups], reps, cfg.eval.seed, note=test.describe())
-    bar = tqdm(total=len(sizes) * len(test.all_groups), desc="groups", unit="group", leave=False,
+    scoring = _GroupScoring(cfg, algo, pooled, reps, step_list, sizes)
+    test, groups = scoring.test, scoring.test_groups
+    result = GroupEvaluation(test.name, test.metric.name, scoring.higher, sizes, [g.name for g in groups],
+                             [g.stratum for g in groups], reps, cfg.eval.seed, note=test.describe(),
+                             skipped=scoring.skipped)
+    bar = tqdm(total=len(sizes) * len(groups), desc="groups", unit="group", leave=False,
                disable=not progress)
     for k in sizes:
         key = str(k)
         chosen = scoring.choose(k)
         result.chosen[key] = chosen.shown
         per: dict[str, list[float]] = {}
-        for gi, g in enumerate(test.all_groups):
+        for gi, g in enumerate(groups):
             for name, vals in scoring.score_group(gi, g, k, chosen).items():
                 per.setdefault(name, []).append(float(np.mean(vals)))
             bar.update(1)

@@ -54,9 +54,10 @@ def plot_support_size(run: Run, plt: Any, result: GroupEvaluation) -> Path:
 
 def plot_forecasts(run: Run, plt: Any, algo: Algorithm, family: GroupedFamily, seed: int, steps: int,
                    shots: int) -> Path:
-    """The first held-out group's query rows: truth, the meta-learned model before and after
-    ``steps`` inner steps on ``shots`` support rows, and the family's reference forecasts."""
-    g = family.all_groups[0]
+    """The first held-out group's query rows (of the groups with rows left after ``shots``
+    support rows): truth, the meta-learned model before and after ``steps`` inner steps on the
+    support rows, and the family's reference forecasts."""
+    g = next((g for g in family.all_groups if family.can_evaluate(g, shots)), family.all_groups[0])
     s, q = family.split_for_eval(g, shots, generator("report", seed))
     frame = g.frame.iloc[q.numpy()]
     x = g.time[q].numpy() if g.time is not None else np.arange(len(q))

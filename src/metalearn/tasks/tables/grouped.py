@@ -176,6 +176,13 @@ class TableTasks:
         perm = torch.randperm(n, generator=gen)
         return perm[:shots].sort().values, perm[shots:shots + queries].sort().values
 
+    def can_evaluate(self, g: Group, shots: int) -> bool:
+        """Whether ``g`` has a support row and a query row left with ``shots`` support rows."""
+        pools = self._pools(g)
+        if pools is not None:
+            return len(pools[0]) >= 1 and len(pools[1]) >= 1
+        return len(g) > shots
+
     def split_for_eval(self, g: Group, shots: int, gen: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """Support rows (``shots``, or all that may be support) and *every* query row of a held-out
         group: the protocol of the ``groups`` evaluator."""
@@ -215,14 +222,14 @@ class TableTasks:
     def encode_rows(self, df: pd.DataFrame, source: str, with_target: bool) -> tuple[Tensor, Tensor | None]:
         """Inputs (and targets, when ``with_target``) of a user's rows of one new group, encoded
         with the meta-training statistics; a missing target in a support row is a DataError."""
-        x = self.encoder.transform_x(df, source)
+        x = self.encoder.transform_x(df, source, fill_non_finite=not with_target)   # rows to predict: filled
         if not with_target:
             return x, None
         if self.spec.target not in df.columns:
             raise DataError(f"{source} has no target column {self.spec.target!r}; support rows need their targets")
         if df[self.spec.target].isna().any():
             check_target(df, self.spec, source)
-        return x, self.encoder.transform_y(df, self.spec.target)
+        return x, self.encoder.transform_y(df, self.spec.target, source)
 
     def decode(self, outputs: Tensor, df: pd.DataFrame) -> dict[str, Any]:
         """Columns to add to the rows ``df`` from the model's outputs: the prediction in the
