@@ -158,3 +158,48 @@ def test_tiny_groups_are_skipped_and_counted_in_evaluation_with_each_warning_onc
     assert not set(res["skipped"]) & set(res["groups"])
     md = (tmp_path / "run" / "eval" / "groups.md").read_text()
     assert f"{len(res['skipped'])} of {len(res['skipped']) + len(res['groups'])} held-out groups" in md
+
+
+TUNE_SMALL = ["--set", "train.steps=40", "--set", "train.val_every=20", "--set", "train.val_tasks=10",
+              "--set", "train.log_every=20", "--set", "train.ckpt_every=40", "--quiet", "--pruner", "none",
+              "--space", "algo.inner_lr=log:0.001:0.1"]
+
+
+def test_tune_refuses_trial_folders_of_another_study(tmp_path, capsys):
+    """Case 5a: after a lost study.db every trial was 'pruned (diverged)' because its folder held a run."""
+    pytest.importorskip("optuna")
+    out = tmp_path / "study"
+    assert main(["tune", "sinusoid", "--out", str(out), "--trials", "1", *TUNE_SMALL]) == 0
+    (out / "study.db").unlink()
+    cli_error(capsys, ["tune", "sinusoid", "--out", str(out), "--trials", "2", *TUNE_SMALL],
+              "holds runs of 1 trials that the study's storage does not know", "0000")
+
+
+def test_a_trial_left_running_by_a_killed_process_is_retried_at_once(tmp_path):
+    """Case 5b: a re-run inside the heartbeat's grace period left a phantom RUNNING trial in trials.md."""
+    optuna = pytest.importorskip("optuna")
+    import yaml
+
+    import metalearn.tune.study as tune_mod
+    from metalearn.config import apply_overrides, load_preset
+    out = tmp_path / "study"
+    out.mkdir()
+    base = apply_overrides(load_preset("sinusoid"), ["train.steps=40", "train.val_every=20", "train.val_tasks=10",
+                                                     "train.log_every=20", "train.ckpt_every=40"])
+    storage = tune_mod._storage(out, None)
+    study = optuna.create_study(study_name="metalearn:sinusoid", storage=storage, direction="minimize")
+    study.set_user_attr("config", yaml.safe_dump(base.to_dict(), sort_keys=True))
+    trial = study.ask({"algo.inner_lr": optuna.distributions.FloatDistribution(0.001, 0.1, log=True)})
+    storage.record_heartbeat(trial._trial_id)           # a process that was training this trial just now,
+    folder = out / "trials" / "0000"                     # then was killed: its lock file is left behind
+    folder.mkdir(parents=True)
+    (folder / ".lock").write_text('{"pid": 1, "host": "x", "started": 0}')
+    trial.set_user_attr("run", str(folder))
+    lost = trial.params["algo.inner_lr"]
+    res = tune_mod.tune("sinusoid", base, out, trials=1, space=["algo.inner_lr=log:0.001:0.1"])
+    study = optuna.load_study(study_name="metalearn:sinusoid", storage=f"sqlite:///{out / 'study.db'}")
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    retried = [t for t in study.trials[1:] if t.system_attrs.get("failed_trial") == 0]
+    assert retried and retried[0].params["algo.inner_lr"] == pytest.approx(lost)
+    assert retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert "running" not in res.table.read_text()

@@ -33,8 +33,9 @@ import yaml
 from .._util.files import atomic_write_png, atomic_write_text
 from ..algorithms import get_spec
 from ..config import Config, apply_overrides, validate
-from ..errors import ConfigError, MetalearnError, one_line
+from ..errors import ConfigError, MetalearnError, RunError, one_line
 from ..protocols import declared
+from ..runs import Run, RunLock
 from ..tasks import get_task_family
 from ..training.build import build_trainer
 
@@ -254,7 +255,53 @@ def _open_study(optuna: Any, preset: str, base: Config, out: Path, dists: Sequen
                           f"{' '.join(texts)}; use another --out, or the same --space values to resume it")
     study.set_user_attr("config", fixed)
     study.set_user_attr("space", texts)
+    _check_trial_folders(study, out)
+    _retry_orphans(optuna, study)
     return study, higher
+
+
+def _check_trial_folders(study: Any, out: Path) -> None:
+    """Refuse trial folders that hold runs of trials this study does not know: its storage was
+    lost or changed, and training into them would fail every trial."""
+    known = {t.number for t in study.get_trials(deepcopy=False)}
+    trials = out / "trials"
+    foreign = sorted(f.name for f in trials.iterdir() if f.is_dir() and f.name.isdigit()
+                     and int(f.name) not in known and Run(f).has_run()) if trials.is_dir() else []
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ConfigError(f"{trials} holds runs of {len(foreign)} trials that the study's storage does not know "
+                          f"({listed}): they belong to another study, or this study's storage was lost or changed "
+                          f"(a deleted study.db, another --storage). Use another --out, or the storage that "
+                          f"made them")
+
+
+def _orphans(optuna: Any, study: Any) -> list[Any]:
+    """RUNNING trials whose training process is gone: the run folder's lock file is still there
+    (a finished training removes it) but no process holds it."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        lock = RunLock(t.user_attrs["run"]) if t.user_attrs.get("run") else None
+        if lock is None or not lock.path.is_file():
+            continue
+        try:
+            lock.check_free()
+        except MetalearnError:   # a live process trains it
+            continue
+        out.append(t)
+    return out
+
+
+def _retry_orphans(optuna: Any, study: Any) -> None:
+    """Fail the trials a killed process left RUNNING and queue them again with their values at
+    once, rather than after the heartbeat's grace period (a re-run inside it left them RUNNING)."""
+    import warnings
+
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    for t in _orphans(optuna, study):
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # "experimental" in Optuna's terms since 2.8
+            RetryHeartbeatStaleTrialCallback(max_retry=2)(study, study._storage.get_trial(t._trial_id))
 
 
 def _objective(optuna: Any, base: Config, out: Path, dists: Sequence[Dist], progress: bool) -> Any:
@@ -269,6 +316,8 @@ def _objective(optuna: Any, base: Config, out: Path, dists: Sequence[Dist], prog
             overrides.append(f"{d.key}={v!r}" if isinstance(v, str) else f"{d.key}={v}")
         cfg = validate(apply_overrides(cfg, overrides))
         folder = out / "trials" / f"{trial.number:04d}"
+        if Run(folder).has_run():   # not a divergence: the folder is another study's (see _check_trial_folders)
+            raise RunError(f"{folder} already holds a run that this study did not start; use another --out")
         trainer = build_trainer(cfg, folder, progress=progress)
         prune = _Pruning(trial, trainer.select)
         trainer.callbacks.append(prune)
