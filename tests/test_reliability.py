@@ -203,3 +203,23 @@ def test_a_trial_left_running_by_a_killed_process_is_retried_at_once(tmp_path):
     assert retried and retried[0].params["algo.inner_lr"] == pytest.approx(lost)
     assert retried[0].state == optuna.trial.TrialState.COMPLETE
     assert "running" not in res.table.read_text()
+
+
+def test_report_never_trains_the_baseline(tmp_path, capsys):
+    """Case 6: report trained the full pretrained baseline when RUN/baseline was missing, even after
+    evaluate --no-baseline (12,000 steps for a sinusoid run)."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    small = ["--set", "train.val_tasks=10", "--set", "eval.tasks=10", "--set", "train.val_every=20",
+             "--set", "train.log_every=20", "--quiet"]
+    assert main(["train", "sinusoid", "--out", str(out), "--steps", "20", *small]) == 0
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0                      # not evaluated yet: evaluated without it
+    assert not (out / "baseline").exists()
+    assert "'metalearn evaluate" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--quiet", "--no-baseline"]) == 0
+    assert main(["report", str(out)]) == 0
+    assert not (out / "baseline").exists()
+    err = capsys.readouterr().err
+    assert "without the pretrain baseline" in err and "'metalearn evaluate" in err
+    assert (out / "report" / "tasks.png").is_file()

@@ -28,14 +28,27 @@ def baseline_config(cfg: Config, name: str) -> Config:
     return base
 
 
+def _baseline_done(brun: Run, base_cfg: Config) -> bool:
+    return brun.last_checkpoint.is_file() and int(load_checkpoint(brun.last_checkpoint)["step"]) >= base_cfg.train.steps
+
+
+def baseline_is_trained(run: Run, cfg: Config, name: str) -> bool:
+    """Whether ``RUN/baseline`` holds the baseline ``name`` trained to its full steps."""
+    return _baseline_done(Run(run.path / "baseline"), baseline_config(cfg, name))
+
+
+def trained_baseline(run: Run, cfg: Config, name: str) -> Algorithm | None:
+    """The baseline ``name`` of ``RUN/baseline`` when it is fully trained, else None (never trains)."""
+    base_cfg = baseline_config(cfg, name)
+    brun = Run(run.path / "baseline")
+    return load_algorithm(brun, base_cfg) if _baseline_done(brun, base_cfg) else None
+
+
 def ensure_baseline(run: Run, cfg: Config, name: str, progress: bool = True) -> Algorithm:
     """Train (or finish training) the baseline ``name`` in ``RUN/baseline``, then load it."""
     base_cfg = baseline_config(cfg, name)
     brun = Run(run.path / "baseline")
-    done = False
-    if brun.last_checkpoint.is_file():
-        done = int(load_checkpoint(brun.last_checkpoint)["step"]) >= base_cfg.train.steps
-    if not done:
+    if not _baseline_done(brun, base_cfg):
         trainer = build_trainer(base_cfg, brun.path, progress=progress)
         trainer.run(resume=brun.last_checkpoint.is_file())
     return load_algorithm(brun, base_cfg)

@@ -30,7 +30,7 @@ from .._util.seeding import generator
 from ..algorithms import AdaptedPolicy, Algorithm
 from ..config import Config
 from ..errors import MetalearnError
-from ..evaluation.baselines import ensure_baseline, run_baseline
+from ..evaluation.baselines import baseline_is_trained, run_baseline, trained_baseline
 from ..evaluation.registry import evaluate_run, evaluator_for
 from ..integrations.mlflow import log_artifacts
 from ..integrations.wandb import log_pictures
@@ -217,9 +217,14 @@ def _functions(ctx: ReportContext) -> Path:
     family = ctx.test_family
     models = {ctx.algorithm.label().upper(): ctx.algorithm}
     base = run_baseline(ctx.cfg, family)
-    if base:
-        baseline = ensure_baseline(ctx.run, ctx.cfg, base, progress=ctx.progress)
-        models[baseline.title] = baseline
+    if base:   # drawn when evaluate trained it; report never trains
+        baseline = trained_baseline(ctx.run, ctx.cfg, base)
+        if baseline is not None:
+            models[baseline.title] = baseline
+        else:
+            print(f"metalearn report: the tasks picture shows {ctx.algorithm.label()} without the {base} baseline, "
+                  f"which was not trained (evaluate --no-baseline, or not evaluated yet); 'metalearn evaluate "
+                  f"{ctx.run.path}' trains it and adds it", file=sys.stderr)
     return plot_tasks(ctx.run, ctx.plt, models, family, ctx.cfg.eval.seed)
 
 
@@ -318,14 +323,22 @@ PICTURES: dict[str, Callable[[ReportContext], Path]] = {
 
 def make_report(path: Path | str, progress: bool = True) -> list[Path]:
     """Write the report of the run at ``path``: the training curve and the pictures its task
-    family declares; runs the evaluation first if it is missing."""
+    family declares; runs the evaluation first if it is missing, never training a baseline
+    (``metalearn evaluate`` does)."""
     plt = _pyplot()
     run = Run.open(path)
     cfg = run.load_config()
     run.check_writable("report")
     family_cls = get_task_family(cfg.task.family).cls
     evaluator = evaluator_for(cfg)
-    result = evaluator.load(run, cfg) or evaluate_run(run.path, progress=progress)
+    result = evaluator.load(run, cfg)
+    if result is None:   # evaluated now, with the baseline only if evaluate trained it: report never trains
+        base = run_baseline(cfg, family_cls)
+        with_base = base is not None and baseline_is_trained(run, cfg, base)
+        if base and not with_base:
+            print(f"metalearn report: the run is evaluated without its {base} baseline, which is not trained; "
+                  f"'metalearn evaluate {run.path}' trains it and adds it", file=sys.stderr)
+        result = evaluate_run(run.path, progress=progress, baseline=with_base)
     ctx = ReportContext(run, cfg, plt, result, progress)
     outs = [plot_training(run, plt, evaluator.curve_metric(cfg))]
     outs += [PICTURES[name](ctx) for name in declared(family_cls, "pictures", ("steps",))]
