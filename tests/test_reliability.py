@@ -223,3 +223,38 @@ def test_report_never_trains_the_baseline(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "without the pretrain baseline" in err and "'metalearn evaluate" in err
     assert (out / "report" / "tasks.png").is_file()
+
+
+def test_threads_follow_the_free_cores_unless_the_user_sets_them(tmp_path, capsys, monkeypatch):
+    """Case 7: a preset's 2 threads ran 15x slower beside a busy process, with a note but the slow
+    setting kept; evaluate took the run's thread count with no option and no word."""
+    import torch
+
+    import metalearn.cli.evaluate as cli_evaluate
+    import metalearn.cli.train as cli_train
+    from metalearn._util.threads import choose_threads
+    from metalearn.runs import Run
+    assert choose_threads(2, False, 1.0, cores=2)[0] == 1
+    assert choose_threads(2, False, 0.1, cores=2) == (2, None)
+    assert choose_threads(2, True, 1.0, cores=2)[0] == 2        # the user's own count is kept (with advice)
+    assert choose_threads(4, False, None, cores=8) == (4, None)   # unknown load: as configured
+    monkeypatch.setattr(cli_train, "busy_cores", lambda interval=0.3: 1.0)
+    monkeypatch.setattr(cli_evaluate, "busy_cores", lambda interval=0.3: 1.0)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    tiny = ["--steps", "1", "--quiet", "--set", "task.horizon=5", "--set", "task.shots=2", "--set", "train.meta_batch=2",
+            "--set", "train.val_tasks=2", "--set", "eval.tasks=2", "--set", "model.hidden=[8]"]
+    before = torch.get_num_threads()
+    try:
+        assert main(["train", "rl-nav2d", "--out", str(tmp_path / "a"), *tiny]) == 0
+        err = capsys.readouterr().err
+        assert "uses 1 thread instead of 2" in err and "--set train.threads=2 keeps 2" in err
+        assert Run(tmp_path / "a").load_config().train.threads == 1
+        assert main(["train", "rl-nav2d", "--out", str(tmp_path / "b"), *tiny, "--set", "train.threads=2"]) == 0
+        assert Run(tmp_path / "b").load_config().train.threads == 2
+        assert main(["evaluate", str(tmp_path / "b"), "--quiet", "--no-baseline", "--tasks", "2"]) == 0
+        assert "uses 1 thread instead of 2" in capsys.readouterr().err and torch.get_num_threads() == 1
+        assert main(["evaluate", str(tmp_path / "b"), "--quiet", "--no-baseline", "--tasks", "2", "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2 and "OMP_WAIT_POLICY" in capsys.readouterr().err   # advice only
+        cli_error(capsys, ["evaluate", str(tmp_path / "b"), "--threads", "0"], "--threads must be a positive")
+    finally:
+        torch.set_num_threads(before)

@@ -46,3 +46,27 @@ def thread_advice(threads: int, busy: float | None, cores: int | None = None) ->
     return (f"note: other processes keep about {busy:.1f} of the {cores} cores busy; {threads} threads that "
             f"wait for each other can run several times slower there. Use --set train.threads={free}, or "
             f"start with OMP_WAIT_POLICY=PASSIVE in the environment (README: Training on a shared machine)")
+
+
+def free_cores(busy: float | None, cores: int | None = None) -> int | None:
+    """The cores other processes leave free (at least one), or None when unknown."""
+    cores = cores or os.cpu_count() or 1
+    return None if busy is None else max(1, min(cores, round(cores - busy)))
+
+
+def choose_threads(configured: int, explicit: bool, busy: float | None, cores: int | None = None,
+                   keep: str = "--set train.threads={n}") -> tuple[int, str | None]:
+    """The thread count to run with, and a note to print (or None).
+
+    A count the user gave on the command line (``explicit``) is kept, with the shared-machine
+    advice when it would fight other processes for the cores. A preset's or a run's count is
+    lowered to the cores free now (measured as ``busy``), and the note says so and how to keep it."""
+    if explicit or configured <= 1:
+        return configured, thread_advice(configured, busy, cores) if explicit else None
+    free = free_cores(busy, cores)
+    if free is None or free >= configured:
+        return configured, None
+    cores = cores or os.cpu_count() or 1
+    return free, (f"note: other processes keep about {busy:.1f} of the {cores} cores busy, so this uses {free} "
+                  f"thread{'s' * (free > 1)} instead of {configured} (threads that wait for each other run several "
+                  f"times slower on busy cores); {keep.format(n=configured)} keeps {configured}")

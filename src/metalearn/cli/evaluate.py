@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
+from .._util.threads import busy_cores, choose_threads
 from ..config import EPISODES, check_device
 from ..errors import ConfigError
 from ..evaluation.registry import evaluate_run
@@ -40,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "within_alphabet (Omniglot: all from one alphabet, a proxy for Lake et al.'s benchmark)")
     p.add_argument("--within-alphabet", dest="episode_kind", action="store_const", const="within_alphabet",
                    help="same as --episode-kind within_alphabet")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the run's train.threads, fewer when other "
+                                              "processes keep cores busy)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -51,8 +55,16 @@ def run(args: argparse.Namespace) -> int:
     if args.queries is not None and args.queries <= 0:
         raise ConfigError(f"--queries must be a positive integer, got {args.queries}")
     check_device(args.device)
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
     run_dir = Run.open(args.run)
-    torch.set_num_threads(run_dir.load_config().train.threads)
+    wanted = args.threads if args.threads is not None else run_dir.load_config().train.threads
+    threads, note = choose_threads(wanted, args.threads is not None,
+                                   busy_cores(0.2) if wanted > 1 and args.device == "cpu" else None,
+                                   keep="--threads {n}")
+    if note:
+        print(note, file=sys.stderr)
+    torch.set_num_threads(threads)
     result = evaluate_run(args.run, shots=args.shots, tasks=args.tasks, steps=args.steps,
                           baseline=not args.no_baseline, progress=not args.quiet, dataset=args.dataset,
                           queries=args.queries, data_dir=args.data_dir, checkpoint=args.checkpoint,

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .._util.threads import busy_cores, thread_advice
+from .._util.threads import busy_cores, choose_threads
 from ..config import apply_overrides, list_presets, load_preset, validate
 from ..errors import ConfigError, RunError
 from ..runs import Run
@@ -111,12 +111,14 @@ def run(args: argparse.Namespace) -> int:
         run_dir.check_new()  # the trainer checks again under the run's lock
     if launch:
         return _launch(args, cfg.train.threads)
+    if cfg.train.threads > 1 and cfg.train.device == "cpu" and "WORLD_SIZE" not in os.environ and \
+            os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        # a preset's (or the run's) thread count, lowered to the cores free now; the user's kept
+        explicit = any(o.startswith("train.threads=") for o in args.overrides)
+        cfg.train.threads, note = choose_threads(cfg.train.threads, explicit, busy_cores(0.2))
+        if note and not (args.quiet and explicit):
+            print(note, file=sys.stderr)
     torch.set_num_threads(cfg.train.threads)
-    if not args.quiet and cfg.train.threads > 1 and cfg.train.device == "cpu" and "WORLD_SIZE" not in \
-            os.environ and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
-        advice = thread_advice(cfg.train.threads, busy_cores(0.2))
-        if advice:
-            print(advice, file=sys.stderr)
     ctx = from_environment(cfg.train.device)
     ctx.barrier()  # every rank has checked the run folder before rank 0 writes to it
     trainer = build_trainer(cfg, run_dir.path, progress=not args.quiet, dist=ctx)
