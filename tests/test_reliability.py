@@ -258,3 +258,77 @@ def test_threads_follow_the_free_cores_unless_the_user_sets_them(tmp_path, capsy
         cli_error(capsys, ["evaluate", str(tmp_path / "b"), "--threads", "0"], "--threads must be a positive")
     finally:
         torch.set_num_threads(before)
+
+
+def test_tracebacks_of_the_probe_are_one_line_errors(table_run, tmp_path, capsys):
+    """The probe's tracebacks: a text target in adapt --support, tune --space with a bracket or a
+    YAML tag, a preset file's YAML error (4 lines), adapt --out DIR (named a temporary file, after
+    adapting)."""
+    root = table_run
+    _support_query(root, tmp_path)
+    support = pd.read_csv(tmp_path / "support.csv")
+    support["y"] = support["y"].astype(object)
+    support.loc[1, "y"] = "high"
+    support.to_csv(tmp_path / "text.csv", index=False)
+    cli_error(capsys, ["adapt", str(root / "run"), "--support", str(tmp_path / "text.csv"), "--query",
+                       str(tmp_path / "query.csv")], "target 'y'", "row 1: 'high'")
+    (tmp_path / "outdir").mkdir()
+    err = cli_error(capsys, ["adapt", str(root / "run"), "--support", str(tmp_path / "support.csv"), "--query",
+                             str(tmp_path / "query.csv"), "--out", str(tmp_path / "outdir")], "is a folder")
+    assert ".tmp" not in err and not list((tmp_path / "outdir").iterdir())
+    for space, needle in (("algo.inner_lr=choice:[1,2", "without brackets"),
+                          ("train.meta_batch=choice:!!python/object/apply:os.system [echo],4", "not a plain value")):
+        cli_error(capsys, ["tune", "sinusoid", "--out", str(tmp_path / "s"), "--trials", "1", "--space", space], needle)
+    (tmp_path / "bad.yaml").write_text("task:\n  family: sinusoid\n  shots: [1,\n")
+    cli_error(capsys, ["train", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "b")], "not valid YAML", "line 4")
+
+
+def test_promp_with_a_huge_learning_rate_stops_with_one_line(tmp_path, capsys):
+    """ProMP with train.lr=1e30: a non-finite observation reached torch.linalg.lstsq before the
+    finiteness check (an internal assertion of PyTorch)."""
+    cli_error(capsys, ["train", "rl-nav2d", "--out", str(tmp_path / "p"), "--algo", "promp", "--steps", "4", "--quiet",
+                       "--set", "train.lr=1e30", "--set", "task.shots=4", "--set", "train.meta_batch=2",
+                       "--set", "train.val_tasks=2", "--set", "train.val_every=2", "--set", "train.threads=1"],
+              "non-finite observation", "resume it with a lower")
+
+
+def test_a_second_evaluate_is_not_told_to_choose_another_out(tmp_path, capsys):
+    """While one evaluate trains the run's baseline, a second one was told to 'choose another --out',
+    which evaluate does not have."""
+    from metalearn.runs import RunLock
+    out = tmp_path / "run"
+    assert main(["train", "sinusoid", "--out", str(out), "--steps", "10", "--quiet", "--set", "train.val_tasks=5",
+                 "--set", "eval.tasks=5", "--set", "train.val_every=10"]) == 0
+    capsys.readouterr()
+    with RunLock(out / "baseline"):                    # the first evaluate, training the baseline
+        err = cli_error(capsys, ["evaluate", str(out), "--quiet"], "another 'metalearn evaluate'", "then evaluate again")
+    assert "--out" not in err
+
+
+def test_tune_on_a_full_disk_says_so_in_one_line(tmp_path, capsys):
+    """tune on a full disk: sqlite's OperationalError, then Optuna's 'Should not reach'."""
+    import sqlite3
+    import subprocess
+
+    from metalearn.tune.study import _storage_failure
+    try:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as inner:
+            raise RuntimeError("An exception is raised during the commit.") from inner
+    except RuntimeError as outer:
+        try:
+            raise AssertionError("Should not reach.")
+        except AssertionError as last:
+            last.__context__ = outer
+            assert _storage_failure(last) == "database or disk is full"
+    assert _storage_failure(ValueError("x")) is None
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        cli_error(capsys, ["tune", "sinusoid", "--out", str(full / "s"), "--trials", "2", *TUNE_SMALL],
+                  "storage in", "database or disk is full", "run the same command again")
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)

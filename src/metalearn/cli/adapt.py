@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .._util.files import atomic_write_text
+from .._util.files import atomic_write_text, check_writable_file
 from ..evaluation.adapters import AdaptOptions, adapter_for
 from ..runs import Run
 
@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_dir = Run.open(args.run)
+    check_writable_file(args.out)   # before adapting, not after
     adapter = adapter_for(run_dir.load_config())
     prediction = adapter.adapt(run_dir, args.support, args.query, AdaptOptions(args.steps, args.invert, args.resize))
     atomic_write_text(args.out, prediction.csv)

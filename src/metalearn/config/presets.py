@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, yaml_problem
 from .coercion import config_from_dict
 from .schema import Config
 
@@ -32,5 +32,5 @@ def load_preset(name: str) -> Config:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {name} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config {name} is not valid YAML: {yaml_problem(exc)}") from None
     return config_from_dict(data)

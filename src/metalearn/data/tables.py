@@ -279,6 +279,12 @@ class TableEncoder:
                 raise DataError(f"target {target!r} holds classes not seen in meta-training: {unknown[:5]}")
             return torch.tensor([index[str(v)] for v in y.tolist()], dtype=torch.int64)
         mean, std = self.target_stats
+        if not _is_numeric(y):
+            bad = _bad_numbers(y)
+            if bad:
+                rows = ", ".join(f"row {i}: {v!r}" for i, v in bad)
+                raise DataError(f"the target {target!r} of {source} holds non-numbers ({rows}); the run predicts a "
+                                f"number, so give numeric targets")
         v = y.to_numpy(dtype=np.float64)
         if self.residual_of:
             v = v - df[self.residual_of].to_numpy(dtype=np.float64)

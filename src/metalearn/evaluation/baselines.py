@@ -50,5 +50,7 @@ def ensure_baseline(run: Run, cfg: Config, name: str, progress: bool = True) -> 
     brun = Run(run.path / "baseline")
     if not _baseline_done(brun, base_cfg):
         trainer = build_trainer(base_cfg, brun.path, progress=progress)
+        trainer.lock_advice = (f"another 'metalearn evaluate' of {run.path} is training its {name} baseline; wait "
+                               f"for it to finish, then evaluate again")
         trainer.run(resume=brun.last_checkpoint.is_file())
     return load_algorithm(brun, base_cfg)

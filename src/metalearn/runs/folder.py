@@ -16,7 +16,7 @@ import yaml
 
 from .._util.files import atomic_write_text
 from ..config import Config, config_from_dict, migrate_config
-from ..errors import ConfigError, RunError, one_line
+from ..errors import ConfigError, RunError, one_line, yaml_problem
 from .lock import RunLock
 
 
@@ -106,7 +106,9 @@ class Run:
         except UnicodeDecodeError:
             raise RunError(f"{self.config_path} is not a text file (it holds bytes that are not UTF-8); "
                            f"restore it from the checkpoint's copy or train again") from None
-        except (OSError, yaml.YAMLError) as exc:
+        except yaml.YAMLError as exc:
+            raise RunError(f"cannot read {self.config_path}: {yaml_problem(exc)}") from None
+        except OSError as exc:
             raise RunError(f"cannot read {self.config_path}: {one_line(exc)}") from None
         try:
             return config_from_dict(migrate_config(data or {}))
@@ -189,8 +191,9 @@ class Run:
             raise RunError(f"cannot write to {folder}: {exc.strerror or exc}; make it writable or copy "
                            f"the run folder somewhere writable") from None
 
-    def lock(self) -> RunLock:
-        return RunLock(self.path)
+    def lock(self, advice: str = "wait for it to finish (or stop it), or choose another --out") -> RunLock:
+        """The run's writer lock; ``advice`` is what a refused writer is told to do."""
+        return RunLock(self.path, advice)
 
     def find_checkpoint(self, which: str = "best") -> Path:
         """``best`` (falls back to ``last``), ``last``, or a kept ``step-N``."""

@@ -22,8 +22,9 @@ class RunLock:
 
     NAME = ".lock"
 
-    def __init__(self, folder: Path | str) -> None:
+    def __init__(self, folder: Path | str, advice: str = "wait for it to finish (or stop it)") -> None:
         self.path = Path(folder) / self.NAME
+        self.advice = advice   # what the refused writer can do (the command's own options)
         self._fd: int | None = None
 
     def holder(self) -> str:
@@ -36,7 +37,7 @@ class RunLock:
 
     def _busy(self) -> RunError:
         return RunError(f"{self.path.parent} is in use by {self.holder()}: one process writes to a run at "
-                        f"a time; wait for it to finish (or stop it), or choose another --out")
+                        f"a time; {self.advice}")
 
     def check_free(self) -> None:
         """A ``RunError`` naming the holder if another process holds the lock now."""

@@ -181,6 +181,8 @@ class Trainer:
         self.val_batch = (val_family or tasks).sample(val_tasks, generator("validation", seed)).to(self.device)
         self.metric: Metric = declared(val_family or tasks, "metric") or LOSS
         self.select = "val_loss" if self.metric.is_loss else f"val_{self.metric.short}"
+        # what a second writer of the run folder is told (the train command's; evaluate's baseline has its own)
+        self.lock_advice = "wait for it to finish (or stop it), or choose another --out"
         self.surrogate_loss = bool(declared(val_family or tasks, "surrogate_loss", False)) and not self.metric.is_loss
         self.higher_is_better = self.metric.higher_is_better and not self.metric.is_loss
         self.step = 0
@@ -298,7 +300,7 @@ class Trainer:
         The main process holds the run folder's lock (:class:`~metalearn.runs.RunLock`) throughout,
         so a second writer is refused; ``config.yaml`` is written only once the checkpoint to
         resume from has loaded and the step count is checked."""
-        lock = RunLock(self.run_dir.path).acquire() if self.dist.is_main else None
+        lock = RunLock(self.run_dir.path, self.lock_advice).acquire() if self.dist.is_main else None
         try:
             return self._run(resume)
         finally:

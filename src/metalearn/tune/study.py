@@ -33,7 +33,7 @@ import yaml
 from .._util.files import atomic_write_png, atomic_write_text
 from ..algorithms import get_spec
 from ..config import Config, apply_overrides, validate
-from ..errors import ConfigError, MetalearnError, RunError, one_line
+from ..errors import ConfigError, MetalearnError, RunError, one_line, yaml_problem
 from ..protocols import declared
 from ..runs import Run, RunLock
 from ..tasks import get_task_family
@@ -87,7 +87,7 @@ def parse_space(text: str, base: Config) -> Dist:
         raise ConfigError(f"--space {key}: unknown distribution {kind!r}; use one of log:LO:HI, float:LO:HI, "
                           f"int:LO:HI, choice:A,B,C")
     if kind == "choice":
-        choices = tuple(yaml.safe_load(c) for c in rest.split(",") if c.strip())
+        choices = tuple(_choice(key, c) for c in rest.split(",") if c.strip())
         if not choices:
             raise ConfigError(f"--space {key}: choice needs values, e.g. {key}=choice:4,8,16")
         out = Dist(key, kind, choices=choices)
@@ -112,6 +112,20 @@ def parse_space(text: str, base: Config) -> Dist:
         validate(apply_overrides(copy.deepcopy(base), [f"{key}={value!r}" if isinstance(value, str)
                                                        else f"{key}={value}"]))
     return out
+
+
+def _choice(key: str, text: str) -> Any:
+    """One value of a ``choice:`` list, read as plain YAML (no tags, no brackets)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--space {key}: the choice {text.strip()!r} is not a plain value "
+                          f"({yaml_problem(exc)}); write the values comma-separated without brackets, "
+                          f"e.g. {key}=choice:4,8,16") from None
+    if isinstance(value, (list, dict)):
+        raise ConfigError(f"--space {key}: the choice {text.strip()!r} is a {type(value).__name__}; write the values "
+                          f"comma-separated without brackets, e.g. {key}=choice:4,8,16")
+    return value
 
 
 def default_space(cfg: Config) -> list[str]:
@@ -357,6 +371,38 @@ def tune(preset: str, base: Config, out: Path | str, trials: int, space: Sequenc
     if len(set(keys)) != len(keys):
         raise ConfigError(f"--space names a key twice: {keys}")
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_study(optuna, preset, base, out, trials, dists, storage, sampler, pruner, seed, time_limit,
+                          progress)
+    except Exception as exc:
+        cause = _storage_failure(exc)
+        if cause is None:
+            raise
+        raise RunError(f"the study's storage in {out} failed ({cause}); free space there or give another --storage, "
+                       f"then run the same command again: the study resumes from its finished trials") from None
+
+
+def _storage_failure(exc: BaseException) -> str | None:
+    """The database or disk error behind ``exc`` (a full disk under SQLite ends in Optuna's own
+    assertion), as one line, the deepest cause first; None when the failure is not the storage's."""
+    import sqlite3
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for e in reversed(chain):
+        if isinstance(e, sqlite3.Error) or (isinstance(e, OSError) and e.errno in (28, 30, 122)):
+            return (e.strerror if isinstance(e, OSError) and e.strerror else one_line(e))[:200]
+    for e in reversed(chain):
+        if type(e).__name__ in ("OperationalError", "DatabaseError", "StorageInternalError"):
+            return one_line(e)[:200]
+    return None
+
+
+def _run_study(optuna: Any, preset: str, base: Config, out: Path, trials: int, dists: Sequence[Dist],
+               storage: str | None, sampler: str, pruner: str, seed: int, time_limit: float | None,
+               progress: bool) -> TuneResult:
     study, higher = _open_study(optuna, preset, base, out, dists, storage, sampler, pruner, seed)
     started = time.monotonic()
     objective = _objective(optuna, base, out, dists, progress)

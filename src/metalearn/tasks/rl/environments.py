@@ -276,15 +276,16 @@ class EnvTasks:
     def process(self, obs: Tensor, actions: Tensor, rewards: Tensor, mask: Tensor, out: Tensor,
                 extra: dict[str, Tensor]) -> list[dict[str, Tensor]]:
         """Advantages (linear baseline, GAE, standardised per task) and per-task data dicts."""
+        total = rewards.sum(-1).mean(-1)
+        # checked before the baseline's least squares, which a non-finite observation would crash
+        if not torch.isfinite(total).all() or not torch.isfinite(obs).all() or not torch.isfinite(out).all():
+            raise ConfigError(f"{type(self).__name__}: an episode gave a non-finite observation or return (the "
+                              f"policy or the simulation diverged); the run's last checkpoint is intact: resume "
+                              f"it with a lower algo.inner_lr or algo.max_kl (or train.lr)")
         returns = discounted_returns(rewards, mask, self.gamma)
         values = linear_baseline(obs, returns, mask)
         adv = normalize(gae(rewards, values, mask, self.gamma, self.gae_lambda), mask)
         logp = self.distribution.log_prob(out, actions)
-        total = rewards.sum(-1).mean(-1)
-        if not torch.isfinite(total).all() or not torch.isfinite(obs).all():
-            raise ConfigError(f"{type(self).__name__}: an episode gave a non-finite observation or return (the "
-                              f"policy or the simulation diverged); the run's last checkpoint is intact: resume "
-                              f"it with a lower algo.inner_lr or algo.max_kl (or train.lr)")
         data = []
         for t in range(obs.shape[0]):
             d = {"obs": obs[t], "actions": actions[t], "mask": mask[t], "logp_old": logp[t], "out_old": out[t],
