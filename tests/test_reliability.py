@@ -332,3 +332,42 @@ def test_tune_on_a_full_disk_says_so_in_one_line(tmp_path, capsys):
                   "storage in", "database or disk is full", "run the same command again")
     finally:
         subprocess.run(["umount", str(full)], capture_output=True)
+
+
+def test_the_time_limit_bounds_the_whole_run_final_validation_included(tmp_path, monkeypatch):
+    """Case 9: train.time_limit=2 (minutes) ran 455 s: the final validation and checkpoint came
+    after the limit. On a fake clock, a meta-step costs 1 s and a validation 10 s."""
+    import time
+
+    import metalearn as ml
+
+    class Clock:
+        now = 1000.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+
+    class Tick:
+        def on_step(self, trainer, step, loss):
+            clock.now += 1.0
+
+    algo = ml.MAML(ml.models.mlp(1, [8], 1), inner_lr=0.01)
+    trainer = ml.Trainer(algo, ml.tasks.SinusoidTasks(shots=5), tmp_path / "run", steps=1000, meta_batch=2,
+                         val_every=5, val_tasks=4, log_every=5, ckpt_every=5, progress=False, time_limit=0.5,
+                         callbacks=[Tick()])
+    validate = trainer._validate
+
+    def slow_validation():
+        clock.now += 10.0
+        return validate()
+
+    monkeypatch.setattr(trainer, "_validate", slow_validation)
+    result = trainer.run()
+    spent = clock.now - trainer.started
+    assert result.time_limited and spent <= 30.0, spent     # the final validation fits within the limit
+    assert spent >= 30.0 - 1.0 - 10.0, spent                 # and the run did not stop much earlier
+    rows = ml.runs.Run(tmp_path / "run").read_metrics()
+    assert rows[-1]["step"] == result.step and "val_loss" in rows[-1]

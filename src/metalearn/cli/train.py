@@ -5,6 +5,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ def _launch(args: argparse.Namespace, threads: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()   # train.time_limit bounds the command from here, set-up included
     if args.procs is not None and args.procs < 1:
         raise ConfigError(f"--procs must be a positive integer, got {args.procs}")
     if args.config is not None:
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(cfg.train.threads)
     ctx = from_environment(cfg.train.device)
     ctx.barrier()  # every rank has checked the run folder before rank 0 writes to it
-    trainer = build_trainer(cfg, run_dir.path, progress=not args.quiet, dist=ctx)
+    trainer = build_trainer(cfg, run_dir.path, progress=not args.quiet, dist=ctx, started=started)
     try:  # the trainer writes config.yaml once the run's lock is held (and a resumed checkpoint loaded)
         result = trainer.run(resume=args.resume is not None)
     finally:

@@ -260,7 +260,7 @@ class TrainConfig:
     optimizer: str = "adam"                     # outer optimizer: adam or sgd
     lr_schedule: str = "constant"               # constant, cosine (MAML++) or linear (Reptile)
     min_lr: float = 0.0                         # end of the cosine or linear schedule
-    time_limit: float | None = None   # minutes of meta-training, then stop (resumable)
+    time_limit: float | None = None   # minutes of wall time, final validation included, then stop (resumable)
     keep: list[int] = field(default_factory=list)  # also keep checkpoints/step-N.pt at these steps
     cuda_graph: bool = False     # CUDA only: capture the meta-step once as a CUDA graph and replay it
 

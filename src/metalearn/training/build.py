@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import time
 from typing import Any
 
 import torch
@@ -105,8 +106,11 @@ def test_ways(cfg: Config) -> int:
 
 
 def build_trainer(cfg: Config, out: Any, progress: bool = True, algo_name: str | None = None,
-                  dist: DistContext | None = None) -> Trainer:
-    """The model, algorithm, task families (train and validation) and trainer of ``cfg``."""
+                  dist: DistContext | None = None, started: float | None = None) -> Trainer:
+    """The model, algorithm, task families (train and validation) and trainer of ``cfg``;
+    ``started`` (``time.perf_counter()``, default: now) is when the command began, from which
+    ``train.time_limit`` counts."""
+    started = time.perf_counter() if started is None else started
     spec = get_spec(algo_name or cfg.algo.name)
     if not spec.cls.trainable:
         raise ConfigError(f"{spec.name} has nothing to meta-train; add it to a comparison with "
@@ -145,4 +149,4 @@ def build_trainer(cfg: Config, out: Any, progress: bool = True, algo_name: str |
                    ckpt_every=t.ckpt_every, device=t.device, progress=progress,
                    config=cfg.to_dict(), val_family=val, time_limit=t.time_limit, keep=t.keep,
                    optimizer=t.optimizer, lr_schedule=t.lr_schedule, min_lr=t.min_lr, dist=dist,
-                   cuda_graph=t.cuda_graph, callbacks=callbacks)
+                   cuda_graph=t.cuda_graph, callbacks=callbacks, started=started)

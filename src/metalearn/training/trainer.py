@@ -114,8 +114,13 @@ class Trainer:
         config: the resolved config dict, stored in checkpoints for provenance.
         val_family: where validation tasks come from (default: ``tasks``, on its own seed stream);
             for image tasks, the validation classes.
-        time_limit: minutes of meta-training (summed over resumes) after which the run validates,
-            saves and stops; ``--resume`` with a larger limit or none continues it.
+        time_limit: minutes of wall time (summed over resumes) that the run may take, set-up, final
+            validation and checkpoint included: it stops stepping early enough to validate and
+            save within the limit (their cost measured on the last validation and checkpoint, or
+            estimated from the meta-steps before the first); ``--resume`` with a larger limit or
+            none continues it.
+        started: when the command started (``time.perf_counter()``; default: now), so that the
+            time limit counts the set-up before training too.
         keep: steps at which a copy of the checkpoint is kept as ``checkpoints/step-N.pt``.
         outer_step: the outer optimizer, in place of ``optimizer`` (a ``torch.optim.Optimizer``);
             one that declares ``uses_closure = True`` gets ``step(closure)``, the closure
@@ -135,7 +140,12 @@ class Trainer:
                  time_limit: float | None = None, keep: tuple[int, ...] | list[int] = (),
                  optimizer: str = "adam", lr_schedule: str = "constant", min_lr: float = 0.0,
                  dist: DistContext | None = None, cuda_graph: bool = False,
-                 outer_step: torch.optim.Optimizer | None = None, callbacks: Sequence[Callback] = ()) -> None:
+                 outer_step: torch.optim.Optimizer | None = None, callbacks: Sequence[Callback] = (),
+                 started: float | None = None) -> None:
+        # when the command started (time.perf_counter): the time limit bounds its whole wall time
+        self.started = time.perf_counter() if started is None else started
+        self._val_cost: float | None = None   # seconds of the last validation
+        self._write_cost = 0.0                # seconds of the last checkpoint write
         for name, value in (("steps", steps), ("meta_batch", meta_batch), ("log_every", log_every),
                             ("val_every", val_every), ("val_tasks", val_tasks), ("ckpt_every", ckpt_every)):
             if not isinstance(value, int) or value <= 0:
@@ -230,7 +240,9 @@ class Trainer:
         """An atomic checkpoint write; an OS error (a full disk, a read-only folder) stops the run
         with a message saying that the previous checkpoint is intact."""
         try:
+            began = time.perf_counter()
             save_checkpoint(path, state)
+            self._write_cost = time.perf_counter() - began
         except OSError as exc:
             kept = (f"{self.run_dir.last_checkpoint} still holds the last good checkpoint (step "
                     f"{self._saved_step()})" if self.run_dir.last_checkpoint.is_file()
@@ -269,6 +281,13 @@ class Trainer:
         """Mean query loss (and the family's metric, when it is not the loss; only the metric when
         the loss is a surrogate) on the fixed validation tasks after the training number of inner
         steps."""
+        began = time.perf_counter()
+        try:
+            return self._validate()
+        finally:
+            self._val_cost = time.perf_counter() - began
+
+    def _validate(self) -> dict[str, float]:
         steps = self.algorithm.inner_steps
         batch = self.val_batch[self.dist.shard(self.val_batch.num_tasks)] if self.dist.active else self.val_batch
         n = self.val_batch.num_tasks
@@ -315,6 +334,7 @@ class Trainer:
         self._log, self._bar = log, bar
         ended = ""   # why the loop stopped before ``steps``: time_limit, stopped or interrupted
         self._t0 = time.perf_counter()
+        prior, first_step, loop_start = self.seconds, self.step, self._t0
         try:
             with _StopFlag() as stop, self._backend_flags():
                 while self.step < self.steps and not ended:
@@ -322,7 +342,7 @@ class Trainer:
                     stop_asked = self._call("on_step", self.step, value)
                     bar.update(1)
                     out_of_time = self.time_limit is not None and self.step < self.steps and self.dist.any(
-                        self.seconds + time.perf_counter() - self._t0 >= self.time_limit)
+                        self._out_of_time(prior, first_step, loop_start))
                     stop_asked = self._after_step(out_of_time) or stop_asked
                     ended = self._why_stop(out_of_time, stop_asked, stop.set)
         finally:
@@ -416,6 +436,18 @@ class Trainer:
         shown = {k[6:] if k.startswith("train_") else k: f"{v:.4g}" for k, v in row.items()
                  if k in self.algorithm.progress_metrics}
         self._bar.set_postfix(loss=f"{self.last_loss:.4f}", best_val=f"{self.best_val:.4f}", **shown, refresh=False)
+
+    def _out_of_time(self, prior: float, first_step: int, loop_start: float) -> bool:
+        """Whether the next meta-step would leave too little of the time limit for the final
+        validation and checkpoint: the command's wall time so far (beside ``prior`` seconds of
+        earlier sessions), one more meta-step, a validation (the last one's cost, or before the
+        first, the meta-steps' cost for as many tasks) and two checkpoint writes."""
+        assert self.time_limit is not None
+        now = time.perf_counter()
+        step_cost = (now - loop_start) / max(1, self.step - first_step)
+        tasks = self.val_batch.num_tasks
+        val_cost = self._val_cost if self._val_cost is not None else step_cost * max(1.0, tasks / self.meta_batch)
+        return prior + (now - self.started) + step_cost + val_cost + 2 * self._write_cost >= self.time_limit
 
     def _tick(self) -> None:
         """Add the wall time since the last tick to ``seconds``."""
