@@ -62,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
     threads, note = choose_threads(wanted, args.threads is not None,
                                    busy_cores(0.2) if wanted > 1 and args.device == "cpu" else None,
                                    keep="--threads {n}")
-    if note:
-        print(note, file=sys.stderr)
     torch.set_num_threads(threads)
     result = evaluate_run(args.run, shots=args.shots, tasks=args.tasks, steps=args.steps,
                           baseline=not args.no_baseline, progress=not args.quiet, dataset=args.dataset,
                           queries=args.queries, data_dir=args.data_dir, checkpoint=args.checkpoint,
                           device=args.device, episodes=args.episode_kind)
+    if note:   # said with the result, so that an error of the evaluation stays one line
+        print(note, file=sys.stderr)
     print(result.table())
     print(f"\nsaved {result.path} (and .md)")
     return 0

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-from .._util.threads import busy_cores, choose_threads
 from ..config import apply_overrides, load_preset, validate
 from ..errors import ConfigError
 from ..federated.deploy import deploy
@@ -65,13 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--nodes and --root-certificates go with --superlink HOST:PORT (a deployed run)")
     cfg = validate(apply_overrides(load_preset(args.preset), overrides))
     other = FedEvaluation.load(Run.open(args.compare)) if args.compare else None
-    # the config's thread count, lowered to the cores free now unless given with --set (the stored
-    # config keeps its value)
-    threads, note = choose_threads(cfg.train.threads, any(o.startswith("train.threads=") for o in overrides),
-                                   busy_cores(0.2) if cfg.train.threads > 1 else None)
-    if note:
-        print(note, file=sys.stderr)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(cfg.train.threads)
     if args.superlink is not None:
         deployed = deploy(cfg, args.out, args.superlink, args.root_certificates)
         if deployed is None:

@@ -118,12 +118,15 @@ def run(args: argparse.Namespace) -> int:
         # a preset's (or the run's) thread count, lowered to the cores free now; the user's kept
         explicit = any(o.startswith("train.threads=") for o in args.overrides)
         cfg.train.threads, note = choose_threads(cfg.train.threads, explicit, busy_cores(0.2))
-        if note and not (args.quiet and explicit):
-            print(note, file=sys.stderr)
+        thread_note = note if note and not (args.quiet and explicit) else None
+    else:
+        thread_note = None
     torch.set_num_threads(cfg.train.threads)
     ctx = from_environment(cfg.train.device)
     ctx.barrier()  # every rank has checked the run folder before rank 0 writes to it
     trainer = build_trainer(cfg, run_dir.path, progress=not args.quiet, dist=ctx, started=started)
+    if thread_note:   # said once the run is built (a bad config or data gets its one-line error alone)
+        print(thread_note, file=sys.stderr)
     try:  # the trainer writes config.yaml once the run's lock is held (and a resumed checkpoint loaded)
         result = trainer.run(resume=args.resume is not None)
     finally:

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-from .._util.threads import busy_cores, choose_threads
 from ..config import apply_overrides, load_preset, validate
 from ..tune.study import default_space, tune
 
@@ -37,13 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if args.show_space:
         print("\n".join(default_space(base)))
         return 0
-    # the config's thread count, lowered to the cores free now unless given with --set (the stored
-    # config keeps its value)
-    threads, note = choose_threads(base.train.threads, any(o.startswith("train.threads=") for o in args.overrides),
-                                   busy_cores(0.2) if base.train.threads > 1 else None)
-    if note:
-        print(note, file=sys.stderr)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(base.train.threads)
     res = tune(args.preset, base, args.out, args.trials, args.space, args.storage, args.sampler, args.pruner,
                args.seed, args.time_limit, progress=not args.quiet)
     print(f"{res.trials} trials ({res.pruned} pruned) in {res.seconds / 60:.1f} trial-minutes; best trial "
