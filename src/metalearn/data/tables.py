@@ -177,12 +177,8 @@ class TableEncoder:
             if finite.size == 0:
                 raise DataError(f"column {c!r} of {source} has no values in the meta-training groups; drop it "
                                 f"from task.features")
-            with np.errstate(over="ignore", invalid="ignore"):
-                mean, std = float(finite.mean()), float(finite.std())
-            if not (math.isfinite(mean) and math.isfinite(std)):
-                raise DataError(f"column {c!r} of {source} has values too large to standardise ("
-                                f"{_rows_of(col, _huge(values))}: their mean or spread overflows); rescale the column "
-                                f"or drop those rows")
+            mean, std = _standard_stats(finite, values, col, f"column {c!r} of {source}",
+                                        "rescale the column or drop those rows")
             numeric[c] = (mean, std if std > 0 else 1.0)
         classification = spec.is_classification(df)
         enc = cls(numeric, categorical, classification, order=cols, residual_of=spec.residual_of)
@@ -197,12 +193,8 @@ class TableEncoder:
                 raise DataError(f"the target {spec.target!r} is not numeric; set task.target_type=classification")
             v = spec.target_values(df)
             _refuse_infinite(v, y, spec.target, source, what="target")
-            with np.errstate(over="ignore", invalid="ignore"):
-                mean, std = float(v.mean()), float(v.std())
-            if not (math.isfinite(mean) and math.isfinite(std)):
-                raise DataError(f"the target {spec.target!r} of {source} has values too large to standardise ("
-                                f"{_rows_of(y, _huge(v))}: their mean or spread overflows); rescale it (e.g. other "
-                                f"units) or drop those rows")
+            mean, std = _standard_stats(v, v, y, f"the target {spec.target!r} of {source}",
+                                        "rescale it (e.g. other units) or drop those rows")
             enc.target_stats = (mean, std or 1.0)
             enc.transform_y(df, spec.target, source)   # refuses a target that overflows float32 once standardised
         return enc
@@ -325,6 +317,18 @@ def _rows_of(col: pd.Series, bad: np.ndarray, limit: int = 3) -> str:
     """``row i: value`` of the first ``limit`` flagged entries of ``col``."""
     idx = list(col.index[bad])
     return ", ".join(f"row {i}: {col[i]!r}" for i in idx[:limit]) + (", ..." if len(idx) > limit else "")
+
+
+def _standard_stats(finite: np.ndarray, values: np.ndarray, col: pd.Series, what: str,
+                    fix: str) -> tuple[float, float]:
+    """Mean and standard deviation of ``finite``; a DataError naming the largest entries of
+    ``col`` when they overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(finite.mean()), float(finite.std())
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise DataError(f"{what} has values too large to standardise ({_rows_of(col, _huge(values))}: their mean "
+                        f"or spread overflows); {fix}")
+    return mean, std
 
 
 def _huge(values: np.ndarray) -> np.ndarray:
