@@ -266,7 +266,7 @@ def test_evaluate_names_the_small_test_class(capsys, image_run, tmp_path):
     from metalearn.tasks.few_shot.image_families import folder_split
     data = tmp_path / "data"
     shutil.copytree(image_run.data, data)
-    victim = folder_split("test", data, 28, 1).class_names[0]
+    victim = folder_split("test", data, 28, 1)[0].class_names[0]
     for f in sorted((data / victim).iterdir())[1:]:
         f.unlink()
     run = tmp_path / "run"

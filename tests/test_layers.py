@@ -16,18 +16,8 @@ from metalearn.tasks import get_task_family
 SRC = Path(ml.__file__).resolve().parent
 
 # lowest first; a module may import its own layer and the ones below, never one above
-LAYERS = [
-    ["errors", "protocols", "batch", "_util"],
-    ["functional"],
-    ["models", "data"],
-    ["tasks"],
-    ["algorithms"],
-    ["config", "runs"],
-    ["integrations", "training"],
-    ["evaluation"],
-    ["report", "tune", "federated", "learned_optim"],
-    ["cli", "__init__", "__main__"],
-]
+from metalearn._util.layers import LAYERS  # noqa: E402
+
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 # module paths below metalearn (a package name covers its modules)
 DISPATCHERS = ("training.build", "training.loading", "evaluation.registry", "evaluation.adapters",

@@ -371,3 +371,99 @@ def test_the_time_limit_bounds_the_whole_run_final_validation_included(tmp_path,
     assert spent >= 30.0 - 1.0 - 10.0, spent                 # and the run did not stop much earlier
     rows = ml.runs.Run(tmp_path / "run").read_metrics()
     assert rows[-1]["step"] == result.step and "val_loss" in rows[-1]
+
+
+class _Bar:
+    """A stand-in for a tqdm bar that records its updates."""
+
+    def __init__(self):
+        self.n, self.updates = 0.0, []
+
+    def update(self, k):
+        self.n += k
+        self.updates.append(k)
+
+
+@pytest.mark.parametrize("engine", ["vmap", "loop"])
+def test_scoring_shows_progress_by_inner_step_and_computes_the_same_curve(engine):
+    """Case 8: evaluate and the final validation scored for minutes with nothing shown. The bar
+    moves as the curve's inner steps are done (not only when a call ends) and what is scored is
+    the same curve, value for value, as without a bar."""
+    import torch
+
+    import metalearn as ml
+    from metalearn._util.progress import counted
+    torch.manual_seed(0)
+    algo = ml.MAML(ml.models.mlp(1, [8], 1), inner_lr=0.01, engine=engine)
+    batch = ml.tasks.SinusoidTasks(shots=5).sample(6, torch.Generator().manual_seed(1))
+    bar = _Bar()
+    with_bar = counted(lambda: algo.adaptation_curve(batch, 3), batch.num_tasks, bar)
+    assert torch.equal(with_bar, algo.adaptation_curve(batch, 3))
+    assert bar.n == pytest.approx(6) and len(bar.updates) >= 4     # a point of the curve at a time
+    assert all(u > 0 for u in bar.updates)
+
+
+def test_environment_curves_report_each_step_of_collection():
+    """An RL evaluation collects episodes at every inner step: its bar moves each step."""
+    import torch
+
+    import metalearn as ml
+    from metalearn._util.progress import counted
+    from metalearn.config import apply_overrides, load_preset
+    from metalearn.training.build import build_algorithm, build_tasks
+    cfg = apply_overrides(load_preset("rl-nav2d"), ["task.horizon=5", "task.shots=2", "model.hidden=[8]"])
+    family = build_tasks(cfg, "test")
+    algo = build_algorithm(cfg, family)
+    batch = family.sample(3, torch.Generator().manual_seed(2))
+    bar = _Bar()
+    counted(lambda: algo.adaptation_curve(batch, 2, metric="return"), batch.num_tasks, bar)
+    assert bar.n == pytest.approx(3) and len(bar.updates) == 3
+    assert isinstance(algo, ml.algorithms.Algorithm)
+
+
+def test_evaluate_and_validation_draw_their_bars(tmp_path, capsys):
+    """The bars are drawn (names and task counts) unless --quiet, and --quiet draws nothing."""
+    sets = ["--set", "train.val_tasks=6", "--set", "train.meta_batch=2", "--set", "model.hidden=[8]",
+            "--set", "train.val_every=2"]
+    assert main(["train", "sinusoid", "--out", str(tmp_path / "r"), "--steps", "2", *sets]) == 0
+    assert "validation" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "r"), "--tasks", "7", "--no-baseline"]) == 0
+    err = capsys.readouterr().err
+    assert "scoring maml" in err and "0/7 [" in err
+    assert main(["evaluate", str(tmp_path / "r"), "--tasks", "7", "--no-baseline", "--quiet"]) == 0
+    assert "scoring" not in capsys.readouterr().err
+
+
+def test_an_image_folder_run_keeps_its_class_split(tmp_path, capsys, monkeypatch):
+    """Case 1's rule for every family that fits something to its data: an image folder without
+    train/ and test/ subfolders is split 70/10/20 over its classes. Adding class folders after
+    training re-drew that split over the grown list (test classes moved into meta-training), and a
+    relative task.data_dir read whatever folder was there. The run keeps the folder and the split."""
+    from test_bad_input_data import image_folder
+
+    from metalearn.runs import Run
+    from metalearn.training.build import build_tasks
+    data = image_folder(tmp_path / "data", [f"c{i:02d}" for i in range(20)], 3)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "omniglot-5w1s", "--out", "run", "--steps", "1", "--quiet",
+                 "--set", "task.family=image_folder", "--set", "task.data_dir=data", "--set", "task.ways=2",
+                 "--set", "task.shots=1", "--set", "task.queries=1", "--set", "model.width=8",
+                 "--set", "train.val_tasks=2", "--set", "train.meta_batch=1"]) == 0
+    fitted = json.loads((tmp_path / "run" / "fitted.json").read_text())
+    assert fitted["root"] == str(data.resolve()) and fitted["layout"] == "derived split"
+    split = fitted["split"]
+    assert sorted(split["train"] + split["validation"] + split["test"]) == [f"c{i:02d}" for i in range(20)]
+    assert len(split["test"]) == 4 and not set(split["test"]) & set(split["train"])
+    image_folder(data, [f"c{i:02d}" for i in range(20, 32)], 3, seed=1)      # 12 classes added
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)                                            # no data/ here
+    cfg = Run(tmp_path / "run").load_config()
+    for name in ("train", "test"):
+        assert build_tasks(cfg, name).dataset.class_names == split[name]
+    assert main(["evaluate", str(tmp_path / "run"), "--tasks", "2", "--no-baseline", "--quiet"]) == 0
+    capsys.readouterr()
+    shutil.rmtree(data / split["test"][0])
+    cli_error(capsys, ["evaluate", str(tmp_path / "run"), "--tasks", "2", "--no-baseline", "--quiet"],
+              f"1 of the 4 test classes this run was trained with are missing from {data.resolve()}",
+              f"'{split['test'][0]}'")

@@ -132,12 +132,10 @@ def _is_numeric(col: pd.Series) -> bool:
     return bool(pd.api.types.is_numeric_dtype(col.dtype)) and col.dtype != bool
 
 
-def _bad_numbers(col: pd.Series) -> list[tuple[int, Any]]:
-    """(row, value) of the entries of an object column that are not numbers (None/NaN excepted)."""
+def _non_numbers(col: pd.Series) -> np.ndarray:
+    """Which entries of an object column are not numbers (None/NaN excepted), as a boolean mask."""
     pd = require_pandas()
-    parsed = pd.to_numeric(col, errors="coerce")
-    bad = parsed.isna() & col.notna()
-    return [(int(i), col[i]) for i in list(col.index[bad])[:3]]
+    return np.asarray(pd.to_numeric(col, errors="coerce").isna() & col.notna(), dtype=bool)
 
 
 @dataclass
@@ -167,8 +165,7 @@ class TableEncoder:
                 categorical[c] = sorted({str(v) for v in col.dropna().tolist()})
                 continue
             if not _is_numeric(col):
-                bad = _bad_numbers(col)
-                rows = ", ".join(f"row {i}: {v!r}" for i, v in bad)
+                rows = _rows_of(col, _non_numbers(col))
                 raise DataError(f"column {c!r} of {source} is a numeric feature but holds non-numbers ({rows}); "
                                 f"fix those values, or list it in task.categorical")
             values = col.to_numpy(dtype=np.float64)
@@ -229,10 +226,10 @@ class TableEncoder:
             if c in self.numeric:
                 mean, std = self.numeric[c]
                 if not _is_numeric(col):
-                    bad = _bad_numbers(col)
-                    if bad:
-                        rows = ", ".join(f"row {i}: {v!r}" for i, v in bad)
-                        raise DataError(f"column {c!r} of {source} holds non-numbers ({rows}); fix those values")
+                    bad = _non_numbers(col)
+                    if bad.any():
+                        raise DataError(f"column {c!r} of {source} holds non-numbers ({_rows_of(col, bad)}); "
+                                        f"fix those values")
                 values = np.asarray(col.to_numpy(dtype=np.float64), dtype=np.float64).copy()
                 missing = np.isnan(values)
                 if missing.any():
@@ -272,11 +269,10 @@ class TableEncoder:
             return torch.tensor([index[str(v)] for v in y.tolist()], dtype=torch.int64)
         mean, std = self.target_stats
         if not _is_numeric(y):
-            bad = _bad_numbers(y)
-            if bad:
-                rows = ", ".join(f"row {i}: {v!r}" for i, v in bad)
-                raise DataError(f"the target {target!r} of {source} holds non-numbers ({rows}); the run predicts a "
-                                f"number, so give numeric targets")
+            bad = _non_numbers(y)
+            if bad.any():
+                raise DataError(f"the target {target!r} of {source} holds non-numbers ({_rows_of(y, bad)}); the run "
+                                f"predicts a number, so give numeric targets")
         v = y.to_numpy(dtype=np.float64)
         if self.residual_of:
             v = v - df[self.residual_of].to_numpy(dtype=np.float64)

@@ -8,6 +8,7 @@ run and every algorithm is scored on exactly the same tasks.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -17,8 +18,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .._util.files import atomic_write_text
+from .._util.progress import counted
 from .._util.seeding import generator
 from ..algorithms import Algorithm
 from ..config import Config
@@ -178,15 +181,18 @@ def _paired_cell(d: dict[str, list[Any]], s: int) -> str:
 
 def curve_values(algorithm: Algorithm, family: TaskFamily, num_tasks: int, gen: torch.Generator,
                  max_steps: int, metric: Callable[[Tensor, Tensor], Tensor] | str | None = None,
-                 chunk: int = 100) -> Tensor:
+                 chunk: int = 100, progress: bool = False, name: str = "") -> Tensor:
     """Query ``metric`` (default: the loss) of ``algorithm`` after 0..``max_steps`` inner steps on
-    ``num_tasks`` tasks of ``family`` drawn from ``gen``, ``chunk`` tasks at a time:
-    ``[num_tasks, max_steps + 1]``."""
+    ``num_tasks`` tasks of ``family`` drawn from ``gen``, ``chunk`` tasks at a time (with a bar of
+    the tasks scored when ``progress``): ``[num_tasks, max_steps + 1]``."""
     device = next(algorithm.parameters()).device
     parts = []
-    for start in range(0, num_tasks, chunk):
-        batch = family.sample(min(chunk, num_tasks - start), gen).to(device)
-        parts.append(algorithm.adaptation_curve(batch, max_steps, metric=metric).cpu())
+    with tqdm(total=num_tasks, disable=not progress, unit="task", leave=False, mininterval=0.5,
+              dynamic_ncols=True, desc=f"scoring {name or algorithm.name}") as bar:
+        for start in range(0, num_tasks, chunk):
+            batch = family.sample(min(chunk, num_tasks - start), gen).to(device)
+            parts.append(counted(functools.partial(algorithm.adaptation_curve, batch, max_steps, metric=metric),
+                                 batch.num_tasks, bar).cpu())
     return torch.cat(parts)
 
 
@@ -265,7 +271,8 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
     result = EvalResult(k, n, cfg.eval.seed, metric.name, step_list, dataset=family_name,
                         higher_is_better=metric.higher_is_better,
                         note=family.describe() if grouped and hasattr(family, "describe") else "")
-    ours = curve_values(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
+    ours = curve_values(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn,
+                        progress=progress, name=algo.label())
     result.add(algo.label(), ours, metric.is_loss)
     base_name = run_baseline(cfg, family)
     others: list[Algorithm] = []
@@ -275,7 +282,8 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
         # the same policy (network) at its random initialisation, adapted with the same steps
         others.append(build_algorithm(cfg, family).to(device).eval().retitled("random-init baseline"))
     for base in others:
-        theirs = curve_values(base, family, n, generator("test", cfg.eval.seed), max(step_list), fn)
+        theirs = curve_values(base, family, n, generator("test", cfg.eval.seed), max(step_list), fn,
+                              progress=progress, name=base.title)
         result.add(base.title, theirs, metric.is_loss)
         result.paired[f"{algo.label()} - {base.title}"] = paired_curves(ours, theirs, result.higher_is_better)
     label = family_name if family_name != cfg.task.family or grouped else None

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
+from .._util.progress import advance
 from ..batch import TaskBatch
 from .params import ParamDict, detached, has_batchnorm
 from .rules import InnerRule
@@ -217,6 +218,8 @@ def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch
     """
     metric = metric or loss_fn
     params = detached(params)
+    # the share of the work one curve point is, for a progress bar (vmap runs ``one_task`` once)
+    share = 1.0 / ((steps + 1) * (1 if engine == "vmap" else batch.num_tasks))
 
     def one_task(p: ParamDict, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
         if step_params is not None:  # a per-step hook (MAML++): no safeguard
@@ -224,6 +227,7 @@ def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch
             return torch.stack([metric(forward(q, xq), yq) for q in path])
         state = rule.init(_split(p, fast_keys)[0])
         out = [metric(forward(p, xq), yq)]
+        advance(share)
         if safeguard:
             scale, current = torch.ones((), dtype=xs.dtype, device=xs.device), loss_fn(forward(p, xs), ys)
         for _ in range(steps):
@@ -233,6 +237,7 @@ def adaptation_curve(forward: Forward, loss_fn: LossFn, params: ParamDict, batch
             else:
                 p, state = inner_step(forward, loss_fn, p, state, xs, ys, rule, "first_order", fast_keys)
             out.append(metric(forward(p, xq), yq))
+            advance(share)
         return torch.stack(out)
 
     if engine == "vmap":

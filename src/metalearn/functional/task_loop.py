@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._util.progress import advance
 from ..batch import TaskTree
 from ..protocols import BatchedCollection
 from .inner_loop import _split, check_mode, loss_step
@@ -240,6 +241,7 @@ def _on_policy_curve(forward: Forward, tree: TaskTree, params: ParamDict, rule: 
         else:
             data = [loss_of.support(forward, current[t], tree.task(t), gens[t]) for t in range(n)]
         rows.append(torch.stack([_score(forward, loss_of, current[t], data[t], metric) for t in range(n)]))
+        advance(1.0 / (steps + 1))
         if s < steps:
             for t in range(n):
                 current[t], states[t] = first_order_step(forward, loss_of, current[t], data[t], states[t], rule,
@@ -267,5 +269,6 @@ def adaptation_curve_tasks(forward: Forward, tree: TaskTree, params: ParamDict, 
             with torch.no_grad():
                 query = tree.task_loss.query(forward, p, task, gen)
             out.append(_score(forward, tree.task_loss, p, query, metric))
+            advance(1.0 / ((steps + 1) * tree.num_tasks))
         rows.append(torch.stack(out))
     return torch.stack(rows)

@@ -9,6 +9,7 @@ weights, the optimizer state and the state of the task sampler's random generato
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import threading
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._util.progress import counted
 from .._util.seeding import generator
 from ..algorithms import Algorithm
 from ..config import flatten
@@ -292,13 +294,22 @@ class Trainer:
         batch = self.val_batch[self.dist.shard(self.val_batch.num_tasks)] if self.dist.active else self.val_batch
         n = self.val_batch.num_tasks
 
-        def mean_final(metric: Any = None) -> float:
-            return float(self.dist.sum(self.algorithm.adaptation_curve(batch, steps, metric=metric)[:, -1].sum()) / n)
-
-        out: dict[str, float] = {} if self.surrogate_loss else {"val_loss": mean_final()}
+        metrics: list[Any] = [] if self.surrogate_loss else [None]
         if not self.metric.is_loss:
-            out[self.select] = mean_final(self.metric.fn if self.metric.fn is not None else self.metric.key)
-        return out
+            metrics.append(self.metric.fn if self.metric.fn is not None else self.metric.key)
+        # a bar under the training bar while the tasks are scored, gone when they are
+        bar = tqdm(total=batch.num_tasks * len(metrics), disable=not self.progress, unit="task", leave=False,
+                   mininterval=0.5, dynamic_ncols=True, desc="validation")
+        try:
+            finals = []
+            for metric in metrics:
+                curve = counted(functools.partial(self.algorithm.adaptation_curve, batch, steps, metric=metric),
+                                batch.num_tasks, bar)
+                finals.append(float(self.dist.sum(curve[:, -1].sum()) / n))
+        finally:
+            bar.close()
+        names = ([] if self.surrogate_loss else ["val_loss"]) + ([] if self.metric.is_loss else [self.select])
+        return dict(zip(names, finals, strict=True))
 
     def _better(self, value: float) -> bool:
         return value > self.best_val if self.higher_is_better else value < self.best_val
@@ -371,8 +382,9 @@ class Trainer:
             if self.config is not None:
                 self.run_dir.save_config(self.config)
             fitted = getattr(self.tasks, "fitted_state", None)
-            if callable(fitted):   # what the family fitted to its data: the run folder holds it
-                self.run_dir.save_fitted(fitted())
+            state = fitted() if callable(fitted) else None
+            if state is not None:   # what the family fitted to its data: the run folder holds it
+                self.run_dir.save_fitted(state)
             if resume:
                 self.run_dir.truncate_metrics(self.step)
 

@@ -8,6 +8,7 @@ set, the rest the query set. Everything is tensor indexing on one uint8 tensor.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +82,12 @@ class FewShotTasks:
         self.groups: list[str] = []          # within_groups: the groups (alphabets) episodes come from
         if within_groups:
             self._group_classes(label)
+        self.fitted: dict[str, Any] | None = None   # what a run keeps of the data (an image folder's split)
+
+    def fitted_state(self) -> dict[str, Any] | None:
+        """What the run folder keeps (``fitted.json``) to build these tasks again: an image folder's
+        resolved path and class split; None for a fixed dataset (Omniglot, MNIST)."""
+        return self.fitted
 
     def _group_classes(self, label: str) -> None:
         """Episodes within one group: classes named ``GROUP/CLASS`` (Omniglot's ``Alphabet/characterNN``,

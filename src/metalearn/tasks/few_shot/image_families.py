@@ -29,7 +29,7 @@ from ...data.image_folder import load_image_folder
 from ...data.images import ImageDataset
 from ...data.mnist import load_mnist
 from ...data.omniglot import load_omniglot
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 from .episodes import FewShotTasks
 
 SPLIT_SEED = 1
@@ -70,25 +70,62 @@ def mnist_split(split: str, classes: Sequence[int], data_dir: str | Path | None 
     return load_mnist(data_dir, "train" if split == "validation" else "test").subset(others)
 
 
-def folder_split(split: str, root: str | Path | None, image_size: int, channels: int) -> ImageDataset:
-    if root is None:
-        raise ConfigError("the image_folder task family needs task.data_dir (a folder of class subfolders)")
+def folder_split(split: str, root: str | Path | None, image_size: int, channels: int,
+                 fitted: dict[str, Any] | None = None) -> tuple[ImageDataset, dict[str, Any]]:
+    """The classes of ``split`` of an image folder, and what a run stores of it (``fitted.json``):
+    the folder's resolved path, its layout and each split's class names. From a run's ``fitted``,
+    the same folder and the same classes are used again, wherever the command runs and whatever
+    class folders were added since (a derived 70/10/20 split is never drawn again over a grown
+    class list, which would move test classes into meta-training). An absolute ``root`` other
+    than the stored one is where the folder moved to: the stored classes are looked up there."""
     if channels not in (1, 3):
         raise ConfigError(f"task.channels must be 1 (grey) or 3 (RGB), got {channels}; "
                           f"use --set task.channels=1 or --set task.channels=3")
-    root = Path(root)
+    if fitted is not None:
+        if root is not None and Path(root).is_absolute() and Path(root).resolve() != Path(str(fitted.get("root"))):
+            fitted = {**fitted, "root": str(Path(root).resolve())}   # the folder moved, and the config says where
+        return _stored_folder_split(split, fitted, image_size, channels), fitted
+    if root is None:
+        raise ConfigError("the image_folder task family needs task.data_dir (a folder of class subfolders)")
+    root = Path(root).resolve()
     named = {"train": root / "train", "validation": root / "val", "test": root / "test"}
     if named["train"].is_dir() and named["test"].is_dir():
         # no val/ folder: validation episodes come from the training classes
         use_train = split == "validation" and not named["validation"].is_dir()
         split_root = named["train"] if use_train else named[split]
-        return load_image_folder(split_root, image_size, channels)
+        state: dict[str, Any] = {"family": "image folder", "root": str(root), "layout": "split folders"}
+        return load_image_folder(split_root, image_size, channels), state
     ds = load_image_folder(root, image_size, channels)
     perm = _permutation(ds.num_classes)
     n_train, n_val = int(0.7 * len(perm)), max(1, int(0.1 * len(perm)))
     parts = {"train": perm[:n_train], "validation": perm[n_train:n_train + n_val],
              "test": perm[n_train + n_val:]}
-    return ds.subset(sorted(parts[split]))
+    state = {"family": "image folder", "root": str(root), "layout": "derived split",
+             "split": {name: [ds.class_names[c] for c in sorted(idx)] for name, idx in parts.items()}}
+    return ds.subset(sorted(parts[split])), state
+
+
+def _stored_folder_split(split: str, fitted: dict[str, Any], image_size: int, channels: int) -> ImageDataset:
+    root = Path(str(fitted.get("root", "")))
+    named = {"train": root / "train", "validation": root / "val", "test": root / "test"}
+    if fitted.get("layout") == "split folders":
+        use_train = split == "validation" and not named["validation"].is_dir()
+        split_root = named["train"] if use_train else named[split]
+        if not split_root.is_dir():
+            raise DataError(f"the image folder {split_root} this run was trained on is gone; restore it (the "
+                            f"run's fitted.json names it) or train a new run")
+        return load_image_folder(split_root, image_size, channels)
+    names = list((fitted.get("split") or {}).get(split) or [])
+    if not root.is_dir() or not names:
+        raise DataError(f"the image folder {root} this run was trained on is gone; restore it (the run's "
+                        f"fitted.json names it and its {split} classes) or train a new run")
+    missing = [n for n in names if not (root / n).is_dir()]
+    if missing:
+        raise DataError(f"{len(missing)} of the {len(names)} {split} classes this run was trained with are "
+                        f"missing from {root} (e.g. {missing[0]!r}); restore them or train a new run")
+    ds = load_image_folder(root, image_size, channels)
+    index = {n: i for i, n in enumerate(ds.class_names)}
+    return ds.subset([index[n] for n in names])
 
 
 def _mnist_28(split: str, classes: Sequence[int], data_dir: str | Path | None, image_size: int) -> ImageDataset:
@@ -112,7 +149,7 @@ def _check_split(split: str) -> None:
 _SPLIT_LOADERS: dict[str, Callable[..., ImageDataset]] = {
     "omniglot": lambda split, o: omniglot_split(split, o["protocol"], o["image_size"], o["data_dir"], o["rotations"]),
     "mnist": lambda split, o: _mnist_28(split, o["classes"], o["data_dir"], o["image_size"]),
-    "image_folder": lambda split, o: folder_split(split, o["data_dir"], o["image_size"], o["channels"]),
+    "image_folder": lambda split, o: folder_split(split, o["data_dir"], o["image_size"], o["channels"])[0],
 }
 
 
@@ -150,7 +187,11 @@ def mnist_from_config(t: Any, split: str, shots: int, queries: int, horizon: int
 
 
 def folder_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
-                       cross_domain: bool = False) -> FewShotTasks:
+                       cross_domain: bool = False, fitted: dict[str, Any] | None = None,
+                       needs_rows: bool = True) -> FewShotTasks:
     _check_split(split)
-    ds = folder_split(split, t.data_dir, t.image_size, t.channels)
-    return _episodes("image_folder", ds, split, t.ways, shots, queries, t.episodes == "within_alphabet", t.augment)
+    ds, state = folder_split(split, t.data_dir, t.image_size, t.channels, fitted)
+    family = _episodes("image_folder", ds, split, t.ways, shots, queries, t.episodes == "within_alphabet",
+                       t.augment)
+    family.fitted = state
+    return family
