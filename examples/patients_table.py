@@ -6,8 +6,8 @@ follows their own sensitivity and baseline, with age, a sex column and a visit n
 
     python examples/patients_table.py                    # 2,000 meta-steps, about 30 s on one thread
     python examples/patients_table.py --short            # a few hundred steps (what CI runs)
-    python examples/patients_table.py --csv patients.csv # only write the table, for the CLI:
-    metalearn train table --out runs/table --set task.data=patients.csv --set task.group=patient \\
+    python examples/patients_table.py --csv runs/patients.csv # only write the table, for the CLI:
+    metalearn train table --out runs/table --set task.data=runs/patients.csv --set task.group=patient \\
         --set task.target=response --set task.time=visit
 """
 import argparse
@@ -41,6 +41,10 @@ parser.add_argument("--csv", help="only write the table to this file")
 args = parser.parse_args()
 df = patients_table()
 if args.csv:
+    from pathlib import Path
+    if Path(args.csv).exists():
+        raise SystemExit(f"{args.csv} exists; choose another --csv (this script never overwrites a file)")
+    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.csv, index=False)
     print(f"wrote {len(df)} rows of {df.patient.nunique()} patients to {args.csv}")
     raise SystemExit

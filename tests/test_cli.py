@@ -154,3 +154,44 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     steps = [json.loads(line)["step"] for line in (tmp_path / "killed/metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 600
+
+
+def test_version_and_info_say_what_a_run_is(trained_run, capsys):
+    import metalearn
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"metalearn {metalearn.__version__}"
+    assert main(["info", str(trained_run)]) == 0
+    out = capsys.readouterr().out
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    best = min(r["val_loss"] for r in rows if "val_loss" in r)
+    assert "family:      sinusoid" in out and "algorithm:   maml" in out and "meta-steps:  40 of 40" in out
+    assert f"best val:    loss {best:.4g}" in out
+    n = sum(p.numel() for p in load_checkpoint(trained_run / "checkpoints/last.pt")["model"].values())
+    assert f"parameters:  {n:,} learned" in out
+    error_line(capsys, ["info", str(trained_run / "nope")], "does not exist")
+
+
+def test_train_prints_the_best_validation_in_the_units_evaluate_uses(tmp_path, capsys):
+    pytest.importorskip("pandas")
+    out = tmp_path / "g"
+    assert main(["train", "glucose-30min", "--steps", "2", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    raw = min(json.loads(line)["val_rmse"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if "val_rmse" in line)
+    std = json.loads((out / "fitted.json").read_text())["encoder"]["target_stats"][1]
+    assert f"best validation RMSE (mg/dL) {raw * std:.4g} at step" in printed   # not the standardised {raw}
+    assert main(["info", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert f"RMSE (mg/dL) {raw * std:.4g}" in shown and "sha256 " in shown and "split:       test " in shown
+
+
+def test_federate_names_every_strategy_and_evaluates_a_run_with_its_own_config(capsys, tmp_path):
+    from metalearn.federated.fedmeta import STRATEGIES
+    with pytest.raises(SystemExit):
+        main(["federate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(s in text for s in STRATEGIES)
+    error_line(capsys, ["federate", "fed-remifentanil", "--evaluate", str(tmp_path)], "drop fed-remifentanil")
+    error_line(capsys, ["federate", "--evaluate", str(tmp_path / "none")], "does not exist")
+    error_line(capsys, ["federate", "--out", str(tmp_path / "x")], "name a federated preset")

@@ -24,7 +24,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            env={**os.environ, "PIP_NO_INDEX": "1"})
     if build.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1:]}")
-    return next(out.glob("metalearn-*.whl"))
+    return next(out.glob("metalearn_torch-*.whl"))
 
 
 def test_the_wheel_holds_the_presets_and_the_glucose_data(wheel: Path) -> None:

@@ -6,6 +6,7 @@ The five steps of the workflow, each importable from here: task distributions
 (:func:`evaluate_run`, :func:`mean_ci`).
 """
 from . import functional, models
+from ._version import __version__ as __version__
 from .algorithms import (
     ANIL,
     L2L,
@@ -64,8 +65,6 @@ from .tasks import (
 )
 from .training.loading import load_algorithm
 from .training.trainer import Trainer, TrainResult, meta_train
-
-__version__ = "0.1.0"
 
 # every registered algorithm and task family class is exported (tests/test_api.py checks it against the registries)
 __all__ = [

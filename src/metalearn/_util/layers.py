@@ -4,7 +4,7 @@ of the documentation is generated from it."""
 from __future__ import annotations
 
 LAYERS: list[list[str]] = [
-    ["errors", "protocols", "batch", "_util"],
+    ["errors", "protocols", "batch", "_util", "_version"],
     ["functional"],
     ["models", "data"],
     ["tasks"],

@@ -77,6 +77,17 @@ class OuterPart(Protocol):
 
 
 def get_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The loss function registered as ``name`` (``"mse"`` or ``"cross_entropy"``).
+
+    Args:
+        name: a key of :data:`LOSSES`.
+
+    Returns:
+        ``loss(outputs, targets)``, a scalar tensor.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
     try:
         return LOSSES[name]
     except KeyError:

@@ -36,6 +36,9 @@ OBJECTIVES = ("loss", "log_loss")
 
 @dataclass
 class L2LSettings:
+    """The ``algo.*`` keys of ``l2l``: ``mode`` (``first_order``, the paper's, or ``second_order``) and
+    ``objective`` (``loss``: the mean loss along the run, or ``log_loss``).
+    """
     mode: str = "first_order"        # second_order keeps the optimizee's second derivatives
     objective: str = "loss"          # loss (the paper: mean f along the run) or log_loss (mean log f)
 

@@ -47,6 +47,13 @@ _ALGORITHMS: Registry[AlgorithmSpec] = Registry("algorithm")
 
 
 def register_algorithm(name: str, cls: type[Algorithm], settings: type = InnerLoopSettings) -> None:
+    """Register an algorithm under ``name`` for the CLI, the configs and :func:`get_algorithm`.
+
+    Args:
+        name: the ``algo.name`` that selects it.
+        cls: the :class:`~metalearn.algorithms.base.Algorithm` subclass.
+        settings: the dataclass of its ``algo.*`` keys (validated when a config is read).
+    """
     _ALGORITHMS.add(name, AlgorithmSpec(name, cls, settings))
 
 
@@ -71,6 +78,11 @@ COMMON_KEYS = ("name", "inner_lr", "inner_steps", "mode", "engine", "safeguard")
 
 
 def list_algorithms() -> list[str]:
+    """The registered algorithm names, sorted (what ``metalearn list`` prints).
+
+    Returns:
+        ``["anil", "l2l", "maml", ...]``.
+    """
     return _ALGORITHMS.names()
 
 

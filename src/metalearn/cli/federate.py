@@ -10,7 +10,7 @@ import torch
 from ..config import apply_overrides, load_preset, validate
 from ..errors import ConfigError
 from ..federated.deploy import deploy
-from ..federated.fedmeta import FedEvaluation, compare_with, rounds_to_reach, validation_rows
+from ..federated.fedmeta import STRATEGIES, FedEvaluation, compare_with, rounds_to_reach, validation_rows
 from ..federated.flower_apps import evaluate_again, federate, plot_rounds
 from ..runs import Run
 
@@ -18,17 +18,19 @@ from ..runs import Run
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("federate", help="federated meta-learning on Flower: clients are Omniglot alphabets or "
                                         "the groups of a table")
-    p.add_argument("preset", help="preset name or YAML config file (e.g. fed-omniglot-5w1s)")
+    p.add_argument("preset", nargs="?", help="preset name or YAML config file (e.g. fed-omniglot-5w1s); not with "
+                                             "--evaluate")
     p.add_argument("--out", type=Path, help="run folder (required unless --evaluate)")
     p.add_argument("--rounds", type=int, help="communication rounds (fed.rounds)")
-    p.add_argument("--strategy", help="fedmeta, perfedavg or fedavg_ft (fed.strategy)")
+    p.add_argument("--strategy", choices=STRATEGIES, metavar="STRATEGY",
+                   help=f"fed.strategy: {', '.join(STRATEGIES[:-1])} or {STRATEGIES[-1]}")
     p.add_argument("--compare", type=Path, metavar="RUN",
                    help="another federated run (same held-out clients): add the paired difference to it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set fed.fraction=0.3 (repeatable)")
     p.add_argument("--evaluate", type=Path, metavar="RUN",
                    help="score a finished run's best checkpoint on its held-out clients again after eval.steps "
-                        "(--set eval.steps=[1,10,100]); PRESET is ignored")
+                        "(--set eval.steps=[1,10,100]); the run's own config otherwise")
     p.add_argument("--superlink", metavar="HOST:PORT",
                    help="deploy with `flwr run` on this running SuperLink and its SuperNodes (one per training client, "
                         "--node-config 'partition-id=N') instead of simulating them; the run folder is written on "
@@ -42,7 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.evaluate is not None:
-        steps = validate(apply_overrides(load_preset(args.preset), args.overrides)).eval.steps
+        if args.preset:
+            raise ConfigError(f"--evaluate {args.evaluate} scores that run with its own config; drop {args.preset}")
+        steps = validate(apply_overrides(Run.open(args.evaluate).load_config(), args.overrides)).eval.steps
         again = evaluate_again(args.evaluate, steps)
         if args.compare:
             base = FedEvaluation.load(Run.open(args.compare))
@@ -50,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             again.save(Run(args.evaluate))
         print(again.table())
         return 0
+    if not args.preset:
+        raise ConfigError("name a federated preset (fed-omniglot-5w1s, fed-remifentanil, ...) or a YAML config file")
     if args.out is None:
         raise ConfigError("metalearn federate needs --out DIR, the run folder to write")
     overrides = list(args.overrides)

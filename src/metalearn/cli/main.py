@@ -5,15 +5,17 @@ import argparse
 import sys
 import warnings
 
+from .._version import __version__
 from ..errors import MetalearnError
-from . import adapt, compare, evaluate, federate, info, report, train, tune
+from . import adapt, compare, evaluate, federate, info, listing, report, train, tune
 
-COMMANDS = {"train": train, "evaluate": evaluate, "adapt": adapt, "compare": compare, "report": report, "list": info,
-            "tune": tune, "federate": federate}
+COMMANDS = {"train": train, "evaluate": evaluate, "adapt": adapt, "compare": compare, "report": report, "list": listing,
+            "info": info, "tune": tune, "federate": federate}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalearn", description="Meta-learning: train, adapt, evaluate, report.")
+    parser.add_argument("--version", action="version", version=f"metalearn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS.values():
         module.add_parser(sub)

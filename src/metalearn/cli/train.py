@@ -151,7 +151,8 @@ def _report(result: Any, run_dir: Run, cfg: Any, trainer: Any) -> int:
     if result.time_limited:
         print(f"stopped at the time limit ({cfg.train.time_limit:g} min) after {result.step} meta-steps; "
               f"continue with: metalearn train --resume {run_dir.path} --set train.time_limit=null")
-    print(f"trained {result.step} meta-steps in {result.seconds:.0f} s; best {trainer.select.replace('_', ' ')} "
-          f"{result.best_val:.4f} at step {result.best_step}; run folder {run_dir.path}\n"
+    sel = trainer.selected()
+    print(f"trained {result.step} meta-steps in {result.seconds:.0f} s; best validation {sel['name']} "
+          f"{result.best_val * sel['scale']:.4g} at step {result.best_step}; run folder {run_dir.path}\n"
           f"next: metalearn evaluate {run_dir.path}")
     return 0

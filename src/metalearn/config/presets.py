@@ -12,6 +12,11 @@ from .schema import Config
 
 
 def list_presets() -> list[str]:
+    """The names of the presets shipped in the package (``config/presets/*.yaml``), sorted.
+
+    Returns:
+        ``["fed-omniglot-5w1s", ..., "sinusoid", ...]``, each loadable with :func:`load_preset`.
+    """
     files = resources.files("metalearn.config") / "presets"
     return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
 

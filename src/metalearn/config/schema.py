@@ -247,6 +247,9 @@ class AlgoConfig:
 
 @dataclass
 class TrainConfig:
+    """The ``train.*`` keys: meta-steps, meta-batch, the outer optimizer and its schedule, validation,
+    checkpoints, threads, device and time limit.
+    """
     steps: int = 70000
     meta_batch: int = 25
     lr: float = 0.001
@@ -267,6 +270,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """The ``eval.*`` keys: held-out tasks, inner-step counts scored, the seed of the test stream and
+    the test-time shape of the tasks (queries, ways).
+    """
     tasks: int = 1000
     steps: list[int] = field(default_factory=lambda: [1, 2, 5, 10])
     seed: int = 12345
@@ -278,6 +284,7 @@ class EvalConfig:
 
 @dataclass
 class LogConfig:
+    """The ``log.*`` keys: optional Weights & Biases and MLflow logging."""
     wandb: bool = False                      # also log to Weights & Biases (WANDB_MODE=offline works)
     wandb_project: str = "metalearn"
     mlflow: bool = False                     # also log to MLflow
@@ -304,6 +311,10 @@ class FedConfig:
 
 @dataclass
 class Config:
+    """A whole run's configuration: ``task``, ``model``, ``algo``, ``train``, ``eval``, ``log`` and, for
+    federated runs, ``fed``. Read with :func:`~metalearn.config.load_preset` and changed with
+    ``--set section.key=value``; a run folder keeps it as ``config.yaml``.
+    """
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)

@@ -32,6 +32,7 @@ def default_data_dir() -> Path:
 
 
 def file_digest(path: Path | str, algorithm: str = "md5") -> str:
+    """The hex digest of a file's bytes (``md5`` by default, any ``hashlib`` name), read in 1 MiB chunks."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

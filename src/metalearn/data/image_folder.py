@@ -13,6 +13,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix, case-insensitive), sorted by name."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 

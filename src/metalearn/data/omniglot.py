@@ -33,6 +33,7 @@ CACHE_VERSION = 1
 
 @dataclass(frozen=True)
 class OmniglotPart:
+    """One archive of Omniglot (background or evaluation): its name, checksum and number of alphabets."""
     name: str
     md5: str
     alphabets: int
@@ -45,6 +46,7 @@ DRAWINGS = 20
 
 
 def cache_dir() -> Path:
+    """Where downloads are kept: ``$METALEARN_CACHE_DIR``, else ``~/.cache/metalearn``."""
     env = os.environ.get("METALEARN_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "metalearn"
 

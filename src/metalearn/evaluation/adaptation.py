@@ -298,5 +298,14 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
 
 
 def load_eval(run: Run, shots: int) -> EvalResult | None:
+    """The adaptation evaluation that ``evaluate`` wrote for ``shots`` support examples, if any.
+
+    Args:
+        run: the run folder.
+        shots: the support size of the evaluation (``eval/eval_k{shots}.json``).
+
+    Returns:
+        The :class:`EvalResult`, or None when the run has not been evaluated with that many shots.
+    """
     p = eval_path(run, shots)
     return EvalResult.from_dict(json.loads(p.read_text())) if p.is_file() else None

@@ -110,14 +110,17 @@ register_adapter(TableRows())
 
 
 def unregister_adapter(name: str) -> None:
+    """Remove the input adapter registered as ``name``."""
     _ADAPTERS.remove(name)
 
 
 def list_adapters() -> list[str]:
+    """The registered input adapters of ``metalearn adapt``, sorted."""
     return _ADAPTERS.names()
 
 
 def get_adapter(name: str) -> Adapter:
+    """The input adapter registered as ``name``; an unknown name lists the valid ones."""
     return _ADAPTERS.get(name)
 
 

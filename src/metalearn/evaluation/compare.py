@@ -31,6 +31,8 @@ from .stats import Paired, paired
 
 @dataclass
 class Row:
+    """One line of ``metalearn compare``'s table: a run, its inner steps, the score before and after
+    (mean, CI half-width)."""
     name: str
     steps: int
     before: tuple[float, float]

@@ -388,6 +388,14 @@ def evaluate_groups(run: Run, cfg: Config, algo: Algorithm, pooled: Algorithm | 
 
 
 def load_groups_eval(run: Run) -> GroupEvaluation | None:
+    """The grouped-table evaluation that ``evaluate`` wrote (``eval/groups.json``), or None.
+
+    Args:
+        run: the run folder.
+
+    Returns:
+        The :class:`GroupEvaluation`, or None before the run is evaluated.
+    """
     p = run.path / "eval" / "groups.json"
     return GroupEvaluation.from_dict(json.loads(p.read_text())) if p.is_file() else None
 

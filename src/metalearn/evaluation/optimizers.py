@@ -147,11 +147,13 @@ def evaluate_optimizers(run: Run, cfg: Config, algo: Any, problems: int | None =
 
 
 def load_comparison(run: Run) -> OptimizerComparison | None:
+    """The learned-optimizer evaluation that ``evaluate`` wrote (``eval/l2l.json``), or None before it ran."""
     path = run.path / "eval" / "l2l.json"
     return OptimizerComparison(json.loads(path.read_text()), path) if path.is_file() else None
 
 
 def l2l_table(report: dict[str, Any]) -> str:
+    """The Markdown table of a learned-optimizer evaluation: final loss per setting and optimizer, mean and 95% CI."""
     lines = [f"Final loss on {report['problems']} held-out problems (mean ± 95% CI, seed {report['seed']}); "
              f"hand-designed optimizers with learning rates tuned on separate problems", "",
              "| setting | steps | " + " | ".join(next(iter(report["variants"].values()))["results"]) + " |",

@@ -29,10 +29,12 @@ register_evaluator(OptimizersEvaluator())
 
 
 def unregister_evaluator(name: str) -> None:
+    """Remove the evaluator registered as ``name`` (tests and plug-ins that registered one)."""
     _EVALUATORS.remove(name)
 
 
 def list_evaluators() -> list[str]:
+    """The registered evaluator names, sorted (``adaptation``, ``groups``, ``optimizers``, ...)."""
     return _EVALUATORS.names()
 
 

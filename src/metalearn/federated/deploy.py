@@ -67,6 +67,7 @@ def write_app(cfg: Config, out: Path, folder: Path, min_nodes: int) -> Path:
 
 
 def parse_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` of a SuperLink as ``(host, port)``; a ConfigError for anything else."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"--superlink takes HOST:PORT (the SuperLink's --port, 8000 by default), got {address!r}")

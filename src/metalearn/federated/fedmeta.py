@@ -56,6 +56,8 @@ FEDERATED = ("fedmeta", "perfedavg", "fedavg_ft")   # the others are references,
 
 
 def check_settings(cfg: Config) -> None:
+    """Refuse ``fed.*`` settings that cannot run (an unknown strategy, a count that is not positive, a
+    fraction outside (0, 1]), naming the fix."""
     f = cfg.fed
     if f.strategy not in STRATEGIES:
         raise ConfigError(f"unknown fed.strategy {f.strategy!r}; choose one of: {', '.join(STRATEGIES)}")

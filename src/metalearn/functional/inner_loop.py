@@ -37,6 +37,14 @@ StepParams = Callable[[int, ParamDict], ParamDict]
 
 
 def check_mode(mode: str) -> None:
+    """Refuse an unknown differentiation mode.
+
+    Args:
+        mode: one of :data:`MODES` (``"second_order"``, ``"first_order"``).
+
+    Raises:
+        ValueError: naming the valid modes.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown differentiation mode {mode!r}; choose one of {', '.join(MODES)}")
 
@@ -98,10 +106,42 @@ def loss_step(loss_of: Callable[[ParamDict], Tensor], params: ParamDict, state: 
 def adapt(forward: Forward, loss_fn: LossFn, params: ParamDict, x: Tensor, y: Tensor,
           rule: InnerRule, steps: int, mode: str = "second_order",
           fast_keys: Sequence[str] | None = None, safeguard: bool = False) -> ParamDict:
-    """Adapt ``params`` to one task's support set ``(x, y)`` with ``steps`` updates of ``rule``
-    (only ``fast_keys`` change when given, as in ANIL). Runs under ``vmap``; in
-    ``"second_order"`` mode the result stays differentiable with respect to ``params``.
-    ``safeguard`` takes :func:`safeguarded_step` s (first order, for adaptation at test time)."""
+    """Adapt ``params`` to one task's support set ``(x, y)`` with ``steps`` updates of ``rule``: the
+    inner loop of MAML (Finn, Abbeel and Levine 2017).
+
+    Runs under ``vmap``; in ``"second_order"`` mode the result stays differentiable with respect to
+    ``params``, so a query loss of the adapted parameters back-propagates into the initialisation.
+
+    Args:
+        forward: ``forward(params, x)``, e.g. :func:`make_forward` of a module.
+        loss_fn: ``loss_fn(outputs, targets)``, a scalar.
+        params: the initial parameters (a name -> tensor dict).
+        x: the support inputs.
+        y: the support targets.
+        rule: the update rule (:func:`sgd`, :func:`chain` of transforms, ...).
+        steps: inner updates.
+        mode: ``"second_order"`` or ``"first_order"`` (the gradients are detached).
+        fast_keys: only these parameters change (ANIL's head); None: all of them.
+        safeguard: take :func:`safeguarded_step` s (first order, for adaptation at test time).
+
+    Returns:
+        The adapted parameters; ``params`` is not modified.
+
+    Example:
+        Two SGD steps of a one-weight linear model toward ``y = 2x``:
+
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from metalearn.functional import adapt, make_forward, named_params, sgd
+        >>> model = torch.nn.Linear(1, 1, bias=False)
+        >>> _ = torch.nn.init.zeros_(model.weight)
+        >>> x, y = torch.tensor([[1.0], [2.0]]), torch.tensor([[2.0], [4.0]])
+        >>> adapted = adapt(make_forward(model), F.mse_loss, named_params(model), x, y, sgd(0.1), steps=2)
+        >>> adapted["weight"].detach()   # 0 -> 1.0 -> 1.5; the model keeps its own weight
+        tensor([[1.5000]])
+        >>> model.weight.item()
+        0.0
+    """
     state = rule.init(_split(params, fast_keys)[0])
     if safeguard:
         scale, current = torch.ones((), dtype=x.dtype, device=x.device), loss_fn(forward(params, x), y)

@@ -54,7 +54,34 @@ class Transform:
 
 def chain(*transforms: Transform, name: str | None = None) -> InnerRule:
     """The rule that applies ``transforms`` in order to the gradients and adds the result to the
-    parameters."""
+    parameters (the composition of optax and TorchOpt, on parameter dicts).
+
+    Args:
+        *transforms: gradient transforms, applied first to last (e.g. :func:`trace`, then :func:`scale`).
+        name: the rule's label in logs (default: the transforms' names joined by arrows).
+
+    Returns:
+        An :class:`InnerRule`: ``init(params)`` gives its state, ``update(grads, state, params)`` the
+        new parameters and state. It is differentiable, so it can run inside a second-order inner loop.
+
+    Raises:
+        ValueError: without transforms.
+
+    Example:
+        SGD with heavy-ball momentum, two steps on a constant gradient:
+
+        >>> import torch
+        >>> from metalearn.functional import chain, scale, trace
+        >>> rule = chain(trace(0.9), scale(-0.1))
+        >>> params = {"w": torch.tensor([1.0])}
+        >>> state = rule.init(params)
+        >>> params, state = rule.update({"w": torch.tensor([2.0])}, state, params)
+        >>> params["w"]
+        tensor([0.8000])
+        >>> params, state = rule.update({"w": torch.tensor([2.0])}, state, params)
+        >>> params["w"]   # the trace is now 0.9 * 2 + 2 = 3.8
+        tensor([0.4200])
+    """
     if not transforms:
         raise ValueError("chain needs at least one transform")
 

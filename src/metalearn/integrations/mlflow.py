@@ -34,6 +34,7 @@ def _mlflow() -> Any:
 
 
 def tracking_uri(run_dir: Path, uri: str | None) -> str:
+    """The MLflow store: ``log.mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` beside the run folder."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run_dir.resolve().parent / 'mlflow.db'}"
 
 

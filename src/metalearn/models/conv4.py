@@ -23,6 +23,20 @@ from .cpu_layout import channels_last, conv2d_nhwc
 
 
 class Conv4(nn.Module):
+    """The Conv4 of Vinyals et al. (2016) as used by MAML (Finn et al. 2017): ``blocks`` blocks of 3x3
+    convolution, BatchNorm (batch statistics), ReLU and 2x2 max-pooling, then a linear head.
+
+    Args:
+        in_channels: image channels (1 for Omniglot).
+        ways: classes of the head.
+        width: channels of every convolution (64 in the paper).
+        image_size: input height and width.
+        blocks: convolutional blocks.
+
+    References:
+        Finn, Abbeel and Levine (2017), "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
+        Networks", ICML.
+    """
     def __init__(self, in_channels: int = 1, ways: int = 5, width: int = 64, image_size: int = 28,
                  blocks: int = 4) -> None:
         super().__init__()

@@ -60,6 +60,7 @@ class PolicySettings:
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model: its builder, the task kinds it serves, a config check and its ``model.*`` keys."""
     name: str
     build: Builder
     kinds: tuple[str, ...]
@@ -80,6 +81,7 @@ _MODELS: Registry[ModelEntry] = Registry("model")
 
 def register_model(name: str, build: Builder, kinds: tuple[str, ...],
                    check: Callable[[Any], None] | None = None, settings: type | None = None) -> None:
+    """Register a model builder under ``name`` for the task ``kinds`` it serves (``model.name`` selects it)."""
     _MODELS.add(name, ModelEntry(name, build, kinds, check, settings))
 
 
@@ -89,14 +91,17 @@ def model_options() -> dict[str, Option]:
 
 
 def models_with_key(key: str) -> list[str]:
+    """The models that declare the ``model.KEY`` setting ``key`` (for messages naming its owners)."""
     return [e.name for e in _MODELS.values() if key in e.model_keys()]
 
 
 def list_models() -> list[str]:
+    """The registered model names, sorted."""
     return _MODELS.names()
 
 
 def get_model(name: str) -> ModelEntry:
+    """The registry entry of model ``name``; an unknown name lists the valid ones."""
     return _MODELS.get(name)
 
 

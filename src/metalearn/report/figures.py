@@ -356,6 +356,17 @@ def make_report(path: Path | str, progress: bool = True) -> list[Path]:
 
 
 def plot_l2l(run: Run, plt: Any, report: dict[str, Any]) -> Path:
+    """Draw a learned optimizer's loss curves beside the tuned hand-designed optimizers, one panel per
+    evaluation variant, into the run's report folder.
+
+    Args:
+        run: the run folder.
+        plt: ``matplotlib.pyplot``.
+        report: the learned-optimizer evaluation (``eval/l2l.json``'s content).
+
+    Returns:
+        The path of the written picture.
+    """
     variants = report["variants"]
     fig, axes = plt.subplots(1, len(variants), figsize=(4.3 * len(variants), 3.6), squeeze=False)
     for ax, (label, v) in zip(axes[0], variants.items()):

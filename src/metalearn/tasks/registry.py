@@ -92,6 +92,7 @@ def unregister_task_family(name: str) -> None:
 
 
 def list_task_families() -> list[str]:
+    """The registered task-family names, sorted (what ``metalearn list`` prints)."""
     return _FAMILIES.names()
 
 

@@ -23,6 +23,7 @@ class StepEnd:
 
 
 class StepEndCallback(Protocol):
+    """Called after every meta-step with what it did; may ask the trainer to stop."""
     def on_step_end(self, trainer: Any, end: StepEnd) -> None: ...
 
 

@@ -27,6 +27,8 @@ from ..errors import MetalearnError
 
 @dataclass
 class DistContext:
+    """This process's place in a ``torchrun`` job (rank, world size, device), and the collectives the
+    trainer uses; one process: rank 0 of 1."""
     rank: int = 0
     world: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))

@@ -111,7 +111,9 @@ class Trainer:
         lr: the outer learning rate (of ``optimizer``, or of ``outer_step``'s parameter groups),
             following ``lr_schedule``.
         seed: seeds the task stream; the validation tasks come from a separate fixed stream.
-        log_every, val_every, ckpt_every: intervals in meta-steps.
+        log_every: meta-steps between logged training losses.
+        val_every: meta-steps between validations.
+        ckpt_every: meta-steps between periodic checkpoints.
         val_tasks: size of the fixed validation set.
         config: the resolved config dict, stored in checkpoints for provenance.
         val_family: where validation tasks come from (default: ``tasks``, on its own seed stream);
@@ -232,7 +234,14 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(), "best_val": self.best_val,
                 "best_step": self.best_step, "seconds": self.seconds, "algorithm": self.algorithm.name,
                 "window": list(self.window),
-                "config": self.config}
+                "config": self.config, "selected": self.selected()}
+
+    def selected(self) -> dict[str, Any]:
+        """What validation selects on, and how ``evaluate`` prints it: ``{"key": "val_acc", "name":
+        "accuracy (%)", "scale": 100.0}`` (a value times ``scale`` is in the units of ``name``; a table
+        regression's scale is its target's standard deviation, so the RMSE is in the target's units)."""
+        name = "loss" if self.metric.is_loss else self.metric.name
+        return {"key": self.select, "name": name, "scale": 1.0 if self.metric.is_loss else float(self.metric.scale)}
 
     def save(self) -> None:
         if self.dist.is_main:

@@ -224,6 +224,7 @@ def _pruner(name: str, first: int, last: int) -> Any:
 
 @dataclass
 class TuneResult:
+    """What ``metalearn tune`` found: the best value, its parameters and trial, and where the study is stored."""
     best_value: float
     best_params: dict[str, Any]
     best_trial: int

@@ -28,6 +28,9 @@ from ..base import Algorithm, InnerLoopSettings, check_choice
 
 @dataclass
 class TransferSettings(InnerLoopSettings):
+    """The ``algo.*`` keys of ``transfer``: the inner-loop keys and ``classifier`` (``cosine``, Baseline++,
+    or ``linear``, Baseline; Chen et al. 2019).
+    """
     classifier: str = "cosine"       # cosine (Baseline++) or linear (Baseline)
 
     def __post_init__(self) -> None:
@@ -56,12 +59,27 @@ class PooledBatches:
 
 
 def head_logits(features: Tensor, weight: Tensor, bias: Tensor | None, cosine: bool, scale: float = 10.0) -> Tensor:
+    """Logits of a classification head on encoder ``features``.
+
+    Args:
+        features: ``[n, d]`` encoder outputs.
+        weight: ``[classes, d]`` head weights.
+        bias: ``[classes]`` (the linear head) or None (the cosine head has none).
+        cosine: True for Baseline++'s cosine classifier, ``scale`` times the cosine similarity.
+        scale: the cosine classifier's temperature.
+
+    Returns:
+        ``[n, classes]`` logits.
+    """
     if cosine:
         return scale * F.normalize(features, dim=-1) @ F.normalize(weight, dim=-1).T
     return features @ weight.T + cast(Tensor, bias)  # the linear head has a bias
 
 
 class HeadLearner:
+    """A frozen encoder with a head fitted on one task's support set: what ``Transfer.adapt`` returns.
+    Calling it on inputs gives the head's logits (no gradients).
+    """
     def __init__(self, encoder: nn.Module, weight: Tensor, bias: Tensor | None, cosine: bool) -> None:
         self.encoder, self.weight, self.bias, self.cosine = encoder, weight, bias, cosine
 
@@ -71,6 +89,15 @@ class HeadLearner:
 
 
 class Transfer(Algorithm):
+    """The transfer baseline (Baseline and Baseline++): pretrain the encoder with a classifier over all
+    meta-training classes, then at test fit a new head on the support set with the encoder frozen.
+
+    Build it with :meth:`from_settings` (the classifier's size comes from the family), or through
+    ``metalearn train omniglot-5w1s-transfer``.
+
+    References:
+        Chen, Liu, Kira, Wang and Huang (2019), "A Closer Look at Few-shot Classification", ICLR.
+    """
     name = "transfer"
     supports_safeguard = False  # fits a new head with its own loop
     task_kinds = ("classification",)

@@ -14,6 +14,9 @@ from .maml import MAML
 
 @dataclass
 class ANILSettings(ModeSettings):
+    """The ``algo.*`` keys of ``anil``: MAML's and ``head``, the parameter-name prefix of the adapted head
+    (default: the last layer).
+    """
     head: str | None = None   # parameter-name prefix of the head (default: the last layer)
 
 

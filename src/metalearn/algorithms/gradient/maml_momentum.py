@@ -17,6 +17,7 @@ from .maml import MAML
 
 @dataclass
 class MAMLMomentumSettings(ModeSettings):
+    """The ``algo.*`` keys of ``mamlmom``: MAML's and ``inner_momentum``, the heavy-ball beta in [0, 1)."""
     inner_momentum: float = 0.9      # beta of the inner loop's heavy-ball momentum
 
     def __post_init__(self) -> None:

@@ -34,6 +34,9 @@ from ..base import Algorithm, Learner, ModeSettings
 
 @dataclass
 class MAMLppSettings(ModeSettings):
+    """The ``algo.*`` keys of ``mamlpp``: each of the paper's fixes as a switch, and the number of
+    meta-steps over which the multi-step loss anneals (``msl_steps``).
+    """
     msl_steps: int = 5000            # meta-steps over which the multi-step loss anneals
     first_order_steps: int = 0       # derivative-order annealing: first order before this step
     multi_step_loss: bool = True
@@ -42,6 +45,15 @@ class MAMLppSettings(ModeSettings):
 
 
 def batchnorm_parameter_names(model: nn.Module) -> list[str]:
+    """Names of the affine parameters of every BatchNorm layer of ``model``, which MAML++ keeps one copy of
+    per inner step (BNWB) instead of adapting them.
+
+    Args:
+        model: any module.
+
+    Returns:
+        ``["features.1.weight", "features.1.bias", ...]`` in module order.
+    """
     names = []
     for mname, m in model.named_modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
@@ -50,6 +62,28 @@ def batchnorm_parameter_names(model: nn.Module) -> list[str]:
 
 
 class MAMLpp(Algorithm):
+    """MAML++: MAML with the multi-step loss, learned per-layer per-step inner rates, per-step BatchNorm
+    weights and derivative-order annealing, each a switch (see the module's docstring).
+
+    Args:
+        model: any ``nn.Module`` whose forward is a function of its parameters.
+        inner_lr: the initial inner-loop step size of every layer and step.
+        inner_steps: inner gradient steps during meta-training (at least one).
+        loss: ``"mse"`` or ``"cross_entropy"``.
+        engine: ``"auto"``, ``"loop"`` or ``"vmap"``.
+        msl_steps: meta-steps over which the multi-step loss weights anneal to the last step alone.
+        first_order_steps: first-order meta-gradients before this meta-step (derivative-order annealing).
+        multi_step_loss: use the multi-step loss (MSL).
+        learn_lrs: learn per-layer per-step inner rates (LSLR).
+        per_step_bn: one copy of the BatchNorm weights and biases per inner step (BNWB).
+        mode: ``"second_order"`` or ``"first_order"`` after the annealing.
+
+    Raises:
+        ValueError: for fewer than one inner step.
+
+    References:
+        Antoniou, Edwards and Storkey (2019), "How to train your MAML", ICLR.
+    """
     name = "mamlpp"
     supports_safeguard = False  # its own inner loop (per-step rates and BatchNorm weights)
 

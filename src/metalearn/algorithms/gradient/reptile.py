@@ -24,6 +24,7 @@ from ..base import Algorithm, InnerLoopSettings, check_choice
 
 @dataclass
 class ReptileSettings(InnerLoopSettings):
+    """The ``algo.*`` keys of ``reptile``: the inner-loop keys and ``inner_optimizer`` (``sgd`` or ``adam``)."""
     inner_optimizer: str = "adam"    # sgd or adam
 
     def __post_init__(self) -> None:
@@ -32,6 +33,20 @@ class ReptileSettings(InnerLoopSettings):
 
 
 class Reptile(Algorithm):
+    """Reptile: adapt to each task with a few SGD or Adam steps, then move the initialisation toward the
+    mean of the adapted weights (the outer optimizer receives ``theta - mean(phi)`` as the gradient).
+
+    Args:
+        model: any ``nn.Module``.
+        inner_lr: the inner optimizer's learning rate.
+        inner_steps: inner steps per task.
+        loss: ``"mse"`` or ``"cross_entropy"``.
+        engine: ``"auto"``, ``"loop"`` or ``"vmap"``.
+        inner_optimizer: ``"adam"`` or ``"sgd"``.
+
+    References:
+        Nichol, Achiam and Schulman (2018), "On First-Order Meta-Learning Algorithms", arXiv:1803.02999.
+    """
     name = "reptile"
     meta_loss_is_objective = False  # the surrogate's gradient is theta - mean(phi), its value the loss
 

@@ -65,6 +65,15 @@ class ProtoLearner:
 
 
 class ProtoNet(Algorithm):
+    """Prototypical Networks: classify a query by a softmax over negative squared Euclidean distances to
+    the mean embedding of each class's support examples. No inner loop.
+
+    Args:
+        model: the encoder, from inputs to embeddings.
+
+    References:
+        Snell, Swersky and Zemel (2017), "Prototypical Networks for Few-shot Learning", NeurIPS.
+    """
     name = "protonet"
     supports_safeguard = False  # no inner loop
     task_kinds = ("classification",)

@@ -45,6 +45,9 @@ ESTIMATORS = ("lvc", "naive")
 
 @dataclass
 class MAMLTRPOSettings(ModeSettings):
+    """The ``algo.*`` keys of ``maml_trpo``: MAML's and the TRPO outer step's (trust-region radius,
+    conjugate-gradient iterations and damping, line search).
+    """
     max_kl: float = 0.01           # TRPO: the trust region's radius (mean KL of the post-update policies; the KL of
                                    # the joint action distribution, summed over action dimensions)
     cg_iters: int = 10             # TRPO: conjugate-gradient iterations
@@ -88,7 +91,11 @@ class MAMLTRPO(MAML):
         inner_lr: the policy-gradient step size of adaptation (0.1 in MAML's experiments).
         inner_steps: policy-gradient steps during meta-training (and the default for adaptation).
         mode: ``"second_order"`` or ``"first_order"``.
-        max_kl, cg_iters, cg_damping, ls_steps, ls_backtrack: the TRPO step (:class:`~.trpo.TRPOStep`).
+        max_kl: the trust region's radius (mean KL of the post-update policies).
+        cg_iters: conjugate-gradient iterations of the TRPO step (:class:`~.trpo.TRPOStep`).
+        cg_damping: damping of the Fisher-vector product.
+        ls_steps: line-search tries.
+        ls_backtrack: the line search's step shrink factor.
         estimator: ``"lvc"`` or ``"naive"`` (see the module docstring).
         outer: the outer step as a part (:mod:`.outer`): default a :class:`~.outer.TrustRegion` of
             the TRPO arguments; ProMP is this algorithm configured with a :class:`~.outer.Proximal` one.

@@ -21,6 +21,9 @@ from .outer import Proximal
 
 @dataclass
 class ProMPSettings(MAMLTRPOSettings):
+    """The ``algo.*`` keys of ``promp``: MAML-TRPO's and ProMP's clipped outer objective (clipping,
+    KL penalty, Adam steps per meta-iteration).
+    """
     clip_eps: float = 0.3         # ProMP: clipping of the outer likelihood ratio
     kl_penalty: float = 5e-4      # ProMP: weight of KL(pre-update policy that sampled || pre-update policy)
     outer_steps: int = 5          # ProMP: Adam steps per meta-iteration on the same episodes

@@ -60,6 +60,8 @@ def omniglot_split(split: str, protocol: str = "maml", image_size: int = 28,
 
 
 def mnist_split(split: str, classes: Sequence[int], data_dir: str | Path | None = None) -> ImageDataset:
+    """The MNIST images of one split: ``train`` holds the digits ``classes`` (from MNIST's training
+    set); ``validation`` and ``test`` hold the other digits, from MNIST's training and test sets."""
     if any(c not in range(10) for c in classes) or len(set(classes)) != len(classes):
         raise ConfigError(f"task.classes must be distinct digits 0-9, got {list(classes)}")
     if split == "train":
@@ -171,6 +173,7 @@ def image_tasks(family: str, split: str, ways: int, shots: int, queries: int, *,
 # builders from a config's ``task`` section, for the task registry
 def omniglot_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
                          cross_domain: bool = False) -> FewShotTasks:
+    """The Omniglot few-shot family of one split, from the ``task.*`` settings ``t``."""
     _check_split(split)
     ds = omniglot_split(split, t.protocol, t.image_size, t.data_dir, t.rotations)
     return _episodes("omniglot", ds, split, t.ways, shots, queries, t.episodes == "within_alphabet",
@@ -189,6 +192,8 @@ def mnist_from_config(t: Any, split: str, shots: int, queries: int, horizon: int
 def folder_from_config(t: Any, split: str, shots: int, queries: int, horizon: int | None = None,
                        cross_domain: bool = False, fitted: dict[str, Any] | None = None,
                        needs_rows: bool = True) -> FewShotTasks:
+    """The few-shot family of one split of a user's image folder, from the ``task.*`` settings ``t``
+    (with a run's stored class split, ``fitted``, when given)."""
     _check_split(split)
     ds, state = folder_split(split, t.data_dir, t.image_size, t.channels, fitted)
     family = _episodes("image_folder", ds, split, t.ways, shots, queries, t.episodes == "within_alphabet",

@@ -86,6 +86,16 @@ class OptimizeeProblems:
 
 
 class QuadraticProblems(OptimizeeProblems):
+    """Random quadratics ``f(theta) = ||W theta - y||^2`` of Andrychowicz et al. (2016, section 3.1): the
+    optimizees a learned optimizer is meta-trained on.
+
+    Args:
+        dim: the number of parameters of each problem (10 in the paper).
+        horizon: optimizer steps per problem.
+
+    References:
+        Andrychowicz et al. (2016), "Learning to learn by gradient descent by gradient descent", NeurIPS.
+    """
     settings = QuadraticSettings
 
     def __init__(self, dim: int = 10, horizon: int = 100) -> None:
@@ -126,6 +136,12 @@ def _mnist_flat(data_dir: str | None) -> tuple[Tensor, Tensor]:
 
 
 class MLPProblems(OptimizeeProblems):
+    """A small MLP on MNIST as the optimizee (Andrychowicz et al. 2016, section 3.2), with the paper's
+    generalisation tests (more hidden units, two layers, ReLU) as evaluation variants.
+
+    References:
+        Andrychowicz et al. (2016), "Learning to learn by gradient descent by gradient descent", NeurIPS.
+    """
     settings = MLPProblemSettings
     # the paper's generalisation tests (section 3.2): the evaluation also runs these task settings
     variants = (("40 hidden units", {"mlp_hidden": [40]}), ("2 hidden layers", {"mlp_hidden": [20, 20]}),

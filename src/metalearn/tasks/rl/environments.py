@@ -151,7 +151,8 @@ class EnvTasks:
         episodes: episodes per task collected before adaptation (K, the support set).
         queries: episodes per task after adaptation (None: as many).
         horizon: steps per episode.
-        gamma, gae_lambda: discount and GAE parameter of the advantages.
+        gamma: the discount of the returns.
+        gae_lambda: the GAE parameter of the advantages (1: Monte-Carlo returns minus the baseline).
         estimator: ``"lvc"`` or ``"naive"`` (see :class:`PolicyGradientLoss`).
     """
 

@@ -26,6 +26,11 @@ LAYOUTS = 1_000_000
 
 
 def minigrid() -> Any:
+    """The gymnasium module with MiniGrid's environments registered, and MiniGrid's image wrapper.
+
+    Raises:
+        ConfigError: naming the ``minigrid`` extra when MiniGrid is not installed.
+    """
     try:
         import gymnasium as gym
         import minigrid  # noqa: F401  (registers the MiniGrid environments)
@@ -114,4 +119,10 @@ class MiniGridTasks(EnvTasks):
 
 
 class FourRoomsTasks(MiniGridTasks):
+    """MiniGrid FourRooms: each task is one seeded layout of the four rooms (walls, doors, goal); the
+    policy adapts to a new layout from a few episodes.
+
+    References:
+        Chevalier-Boisvert et al. (2023), "Minigrid & Miniworld", NeurIPS Datasets and Benchmarks.
+    """
     env_id = "MiniGrid-FourRooms-v0"

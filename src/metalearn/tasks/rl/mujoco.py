@@ -286,8 +286,20 @@ class PhysicsTasks(MujocoTasks):
 
 
 class HopperParams(PhysicsTasks):
+    """Hopper (MuJoCo, gymnasium v5) whose body masses, inertias, damping and friction are scaled per task
+    (log-uniform, see :class:`PhysicsTasks`), as in ProMP's "rand params" benchmarks.
+
+    References:
+        Rothfuss, Lee, Clavera, Asfour and Abbeel (2019), "ProMP: Proximal Meta-Policy Search", ICLR.
+    """
     env_id = "Hopper-v5"
 
 
 class HalfCheetahParams(PhysicsTasks):
+    """HalfCheetah (MuJoCo, gymnasium v5) with per-task scaled physical parameters (masses, inertias,
+    damping, friction), as for :class:`HopperParams`.
+
+    References:
+        Rothfuss, Lee, Clavera, Asfour and Abbeel (2019), "ProMP: Proximal Meta-Policy Search", ICLR.
+    """
     env_id = "HalfCheetah-v5"
