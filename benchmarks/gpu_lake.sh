@@ -1,12 +1,11 @@
 #!/bin/bash
-# One lent-GPU session for the within-alphabet one-shot path (issue 16): what image size, width and
-# augmentation buy on Lake's within-alphabet 20-way 1-shot proxy when compute is not the limit.
+# Within-alphabet one-shot on a GPU: what image size, width and augmentation buy on Lake's within-alphabet 20-way 1-shot proxy when compute is not the limit.
 # ProtoNets (omniglot-20w1s-protonet: 60-way training episodes) on the Lake protocol, trained on
 # within-alphabet episodes, RUNS configurations side by side on one GPU for TRAIN_MIN minutes each,
 # then each best checkpoint scored on the same 600 within-alphabet 20-way 1-shot test episodes
 # (`metalearn compare`, paired against the first configuration) and on 600 random 20-way episodes.
-# Run in the repo root; data in .gpu/data/omniglot (git-ignored, carried). Everything it keeps
-# comes back in one file, $OUT/lake.tar.gz (runs' metrics, configs, logs and best checkpoints).
+# Run in the repo root on any machine with a CUDA GPU; Omniglot's zips in $DATA/omniglot (default
+# .gpu/data, git-ignored). Everything it keeps is packed into one file, $OUT/lake.tar.gz (runs' metrics, configs, logs and best checkpoints).
 # Dry run without a GPU: DEV=cpu TRAIN_MIN=0.2 EPISODES=20 bash benchmarks/gpu_lake.sh
 set -u
 OUT=${OUT:-/tmp/gpu_lake}; mkdir -p "$OUT"

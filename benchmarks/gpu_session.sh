@@ -1,13 +1,15 @@
 #!/bin/bash
-# One GPU session (issues 3 and 5), run once on a lent H100/H200 (the `device` tool), in the repo root:
-#   2. `metalearn train omniglot-5w1s` on CUDA with that engine for MAML_MIN minutes, then
+# MAML on a GPU, in one script: run it in the repo root of a checkout on any machine with a CUDA GPU
+# (the figures in docs/speed/maml-gpu.md come from one H200). It runs, within DEADLINE seconds:
+#   1. the machine's description (GPU, driver, Python, torch) into $OUT/env.log;
+#   2. `metalearn train omniglot-5w1s` on CUDA on the default engine for MAML_MIN minutes, then
 #      `metalearn evaluate` on the 600 test episodes: steps/s, so the time of the paper's 60,000 steps;
-#   3. benchmarks/maml_peers.py on CUDA against higher, learn2learn and TorchOpt: the issue's work
+#   3. benchmarks/maml_peers.py on CUDA against higher, learn2learn and TorchOpt: the benchmark's work
 #      unit (15 queries per class) and the paper's setting (1 query), second order;
 #   4. `metalearn train l2l-mnist` on CUDA for L2L_MIN minutes; its best checkpoint comes back
 #      without the optimizee state in flight, to be evaluated on a CPU;
 #   5. first order, while time is left.
-# Optional inputs carried beside the tree in .gpu/ (git-ignored): whl/ (peer wheels), src/
+# Optional inputs placed beside the tree in .gpu/ (git-ignored): whl/ (peer wheels), src/
 # (learn2learn's source tree: only its MAML module is imported), data/{omniglot,mnist}, cache/.
 # Each part has its own time limit and is skipped when it would not end before DEADLINE seconds;
 # what it prints goes to $OUT/*.log.

@@ -1,6 +1,6 @@
 """MAML meta-step speed and memory: metalearn against learn2learn, higher and TorchOpt, side by side.
 
-Work unit (issue 3): a MAML meta-step on Omniglot-shaped tasks (1x28x28 inputs), Conv4 with 64
+Work unit: a MAML meta-step on Omniglot-shaped tasks (1x28x28 inputs), Conv4 with 64
 filters and batch-statistics BatchNorm, one inner SGD step with lr 0.4, Adam outer; second and
 first order. Settings: ``5w1s-q15`` (5-way 1-shot, 15 queries per class, meta-batch 32), ``5w1s``
 (the paper's 1 query per class, meta-batch 32) and ``20w1s`` (20-way 1-shot, 1 query, meta-batch
