@@ -11,7 +11,7 @@ same initial weights and the same batches; before any timing counts, each one's 
 checked against a float64 per-task reference (relative error under 1e-4). Runs alternate between
 implementations, and the table shows the median of ``--repeats``: meta-steps/s, tasks/s, peak
 resident memory, and each row's speed relative to metalearn. Libraries that are not installed are
-skipped (``pip install 'metalearn[bench]'`` installs them where they build).
+skipped (``pip install 'metalearn-torch[bench]'`` installs them where they build).
 
 ``--model plain`` (default) gives every implementation an ``nn.Sequential`` Conv4 in the paper's
 order; ``--model metalearn`` gives every one ``metalearn.models.Conv4`` (the same function and

@@ -47,7 +47,7 @@ def wait_for(port: int, procs: list[subprocess.Popen], seconds: float = 60.0) ->
 def flower_command(name: str) -> str:
     exe = shutil.which(name) or str(Path(sys.executable).with_name(name))
     if not Path(exe).exists():
-        pytest.skip(f"{name} is not installed (pip install 'metalearn[federated]')")
+        pytest.skip(f"{name} is not installed (pip install 'metalearn-torch[federated]')")
     return exe
 
 

@@ -121,7 +121,7 @@ def test_bad_rl_input_gets_one_line(capsys, tmp_path, argv, message):
                                                    ("rl-minigrid", "minigrid", "minigrid")])
 def test_a_missing_optional_dependency_names_the_extra(capsys, tmp_path, monkeypatch, preset, module, extra):
     monkeypatch.setitem(sys.modules, module, None)
-    cli_error(capsys, ["train", preset, "--out", str(tmp_path / "r"), "--quiet"], f"pip install 'metalearn[{extra}]'")
+    cli_error(capsys, ["train", preset, "--out", str(tmp_path / "r"), "--quiet"], f"pip install 'metalearn-torch[{extra}]'")
 
 
 def test_minigrid_tasks_are_seeded_layouts_disjoint_between_splits():

@@ -40,7 +40,8 @@ class Metric:
     ``fn(outputs, targets)`` gives one task's value from the model's query outputs (None: the task
     loss itself); ``key`` names an entry of :meth:`TaskLoss.metrics` instead, for families whose
     score is not a function of outputs and targets (an episode's return). Reports print the value
-    times ``scale`` under ``name``; logs keep the unscaled value as ``val_<short>``.
+    times ``scale`` under ``name``; logs keep the unscaled value as ``val_<short>``. ``bounds``, when
+    known, are the values a task's score can take (a confidence band is drawn within them).
     """
 
     name: str
@@ -49,6 +50,7 @@ class Metric:
     key: str | None = None
     short: str = "loss"
     scale: float = 1.0
+    bounds: tuple[float, float] | None = None   # the values it can take (before ``scale``), e.g. (0, 1)
 
     @property
     def is_loss(self) -> bool:

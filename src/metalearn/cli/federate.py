@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                              "--evaluate")
     p.add_argument("--out", type=Path, help="run folder (required unless --evaluate)")
     p.add_argument("--rounds", type=int, help="communication rounds (fed.rounds)")
-    p.add_argument("--strategy", choices=STRATEGIES, metavar="STRATEGY",
+    p.add_argument("--strategy", metavar="STRATEGY",
                    help=f"fed.strategy: {', '.join(STRATEGIES[:-1])} or {STRATEGIES[-1]}")
     p.add_argument("--compare", type=Path, metavar="RUN",
                    help="another federated run (same held-out clients): add the paired difference to it")

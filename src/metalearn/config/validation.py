@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..models.registry import get_model, model_options
 from ..tasks.registry import task_options
 from .schema import Config, ModelConfig, TaskConfig
+from .short_mode import shorten
 
 
 def _is_float_type(tp: Any) -> bool:
@@ -100,7 +101,7 @@ def validate(cfg: Config) -> Config:
     if cfg.eval.tasks <= 0 or any(s < 0 for s in cfg.eval.steps):
         raise ConfigError("eval.tasks must be positive and eval.steps non-negative")
     check_device(t.device, "train.device")
-    return cfg
+    return shorten(cfg)   # METALEARN_SHORT=1: capped for a quick run of a documented command
 
 
 def check_device(text: str, what: str = "--device") -> str:

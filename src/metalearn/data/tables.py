@@ -35,7 +35,7 @@ def require_pandas() -> Any:
     try:
         import pandas
     except ImportError:
-        raise DataError("grouped tables need pandas: pip install 'metalearn[tables]'") from None
+        raise DataError("grouped tables need pandas: pip install 'metalearn-torch[tables]'") from None
     return pandas
 
 
@@ -53,7 +53,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             try:
                 return pd.read_parquet(p)
             except ImportError:
-                raise DataError("reading Parquet needs pyarrow: pip install 'metalearn[tables]'") from None
+                raise DataError("reading Parquet needs pyarrow: pip install 'metalearn-torch[tables]'") from None
         if name.endswith((".csv", ".csv.gz", ".txt", ".tsv", ".tsv.gz")):
             sep = "\t" if name.endswith((".tsv", ".tsv.gz")) else ","
             _refuse_duplicate_columns(list(pd.read_csv(p, sep=sep, nrows=1, header=None).iloc[0]) if

@@ -103,6 +103,7 @@ class EvalResult:
     path: Path | None = None      # where it was saved
     note: str = ""                # how the tasks were drawn, when that is not the family's default
     higher_is_better: bool = False  # a score (accuracy, return, success rate), not a loss
+    bounds: list[float] | None = None  # the values a task's score can take, in the reported units
     # paired differences on the same tasks, e.g. {"maml - pretrained baseline": paired_curves(...)}
     paired: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     # each method's gain from adaptation on the same tasks: after s steps minus before (paired_curves)
@@ -111,7 +112,7 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return {"shots": self.shots, "tasks": self.tasks, "seed": self.seed, "metric": self.metric,
                 "steps": self.steps, "dataset": self.dataset, "paired": self.paired, "gain": self.gain,
-                "note": self.note, "higher_is_better": self.higher_is_better,
+                "note": self.note, "higher_is_better": self.higher_is_better, "bounds": self.bounds,
                 "methods": {k: vars(v) for k, v in self.methods.items()}}
 
     @classmethod
@@ -119,7 +120,7 @@ class EvalResult:
         return cls(d["shots"], d["tasks"], d["seed"], d["metric"], d["steps"],
                    {k: CurveStats(**v) for k, v in d["methods"].items()}, d.get("dataset", ""),
                    paired=d.get("paired", {}), gain=d.get("gain", {}), note=d.get("note", ""),
-                   higher_is_better=d.get("higher_is_better", _score_name(d["metric"])))
+                   higher_is_better=d.get("higher_is_better", _score_name(d["metric"])), bounds=d.get("bounds"))
 
     def add(self, name: str, curve: Tensor, loss: bool) -> None:
         """Record a method's per-task curve ``[tasks, steps + 1]``: its statistics and its paired gain
@@ -270,6 +271,7 @@ def _evaluate_adaptation(run: Run, cfg: Config, shots: int | None, tasks: int | 
     grouped = test_cfg.task.episodes != "random"
     result = EvalResult(k, n, cfg.eval.seed, metric.name, step_list, dataset=family_name,
                         higher_is_better=metric.higher_is_better,
+                        bounds=[b * metric.scale for b in metric.bounds] if metric.bounds else None,
                         note=family.describe() if grouped and hasattr(family, "describe") else "")
     ours = curve_values(algo, family, n, generator("test", cfg.eval.seed), max(step_list), fn,
                         progress=progress, name=algo.label())

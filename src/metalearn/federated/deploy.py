@@ -90,7 +90,7 @@ def _flwr() -> str:
     exe = shutil.which("flwr") or str(Path(sys.executable).with_name("flwr"))
     if not Path(exe).exists():
         raise ConfigError("federated deployment needs Flower's `flwr` command; install it with "
-                          "pip install 'metalearn[federated]'")
+                          "pip install 'metalearn-torch[federated]'")
     return exe
 
 

@@ -1,4 +1,4 @@
-"""The federated run on Flower 1.x's Message API (extra ``metalearn[federated]``): a ``ClientApp``
+"""The federated run on Flower 1.x's Message API (extra ``metalearn-torch[federated]``): a ``ClientApp``
 whose train handler runs one client's local update (:func:`metalearn.federated.fedmeta.local_update`), a
 ``ServerApp`` whose main loop is Flower's message-based ``FedAvg`` strategy (sampling
 ``fed.fraction`` of the training clients per round, averaging what they send, weighted by their
@@ -42,6 +42,7 @@ from .fedmeta import (
     train_central,
     validation_rows,
 )
+from .flower_log import to_log_file
 
 
 def flower() -> Any:
@@ -52,7 +53,7 @@ def flower() -> Any:
         from flwr.simulation import run_simulation  # noqa: F401
     except ImportError:
         raise ConfigError("federated runs need Flower with its simulation engine; install it with "
-                          "pip install 'metalearn[federated]'") from None
+                          "pip install 'metalearn-torch[federated]'") from None
     return flwr
 
 
@@ -359,17 +360,19 @@ def federate(cfg: Config, out: Path | str, progress: bool = True) -> FedRun:
     # Ray and Flower install their own SIGINT/SIGTERM handlers: give the process its own back after
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        run_simulation(server_app=app, client_app=client_app(cfg, train_clients), num_supernodes=len(train_clients),
-                       backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                       "init_args": {"num_cpus": max(1, cfg.train.threads), "log_to_driver": False,
-                                                     "include_dashboard": False}},
-                       verbose_logging=False)
+        with to_log_file(run.path / "flower.log"):   # the terminal keeps metalearn's round lines
+            run_simulation(server_app=app, client_app=client_app(cfg, train_clients),
+                           num_supernodes=len(train_clients),
+                           backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                           "init_args": {"num_cpus": max(1, cfg.train.threads), "log_to_driver": False,
+                                                         "include_dashboard": False}},
+                           verbose_logging=False)
     finally:
         lock.release()
         if threading.current_thread() is threading.main_thread():
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
     if not result:
-        raise RunError(f"the federated run in {run.path} did not finish (Flower's log above says why); check that "
-                       f"the simulation engine runs here")
+        raise RunError(f"the federated run in {run.path} did not finish ({run.path / 'flower.log'} says why); "
+                       f"check that the simulation engine runs here")
     return result[0]

@@ -26,7 +26,7 @@ def _mlflow() -> Any:
     try:
         import mlflow
     except ImportError:
-        raise ConfigError("log.mlflow=true needs MLflow: pip install 'metalearn[mlflow]'") from None
+        raise ConfigError("log.mlflow=true needs MLflow: pip install 'metalearn-torch[mlflow]'") from None
     import logging
     for name in ("mlflow", "alembic"):   # its database set-up talks at INFO
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -21,7 +21,7 @@ def _wandb() -> Any:
     try:
         import wandb
     except ImportError:
-        raise ConfigError("log.wandb=true needs Weights & Biases: pip install 'metalearn[wandb]' "
+        raise ConfigError("log.wandb=true needs Weights & Biases: pip install 'metalearn-torch[wandb]' "
                           "(WANDB_MODE=offline to log without an account)") from None
     return wandb
 

@@ -49,7 +49,7 @@ def _pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MetalearnError("metalearn report needs matplotlib; install it with "
-                             "pip install 'metalearn[plot]'") from None
+                             "pip install 'metalearn-torch[plot]'") from None
     return plt
 
 
@@ -74,6 +74,7 @@ def plot_training(run: Run, plt: Any, metric: Metric | None = None) -> Path:
         if pts:
             ax.plot(*zip(*pts), label=label, marker="." if key_ == "val_loss" else None)
     ax.set_xlabel("meta-step")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))   # a short run gets whole steps too
     ax.set_ylabel(metric.name if own and metric else "loss")
     if not own:
         ax.set_yscale("log")
@@ -84,6 +85,7 @@ def plot_training(run: Run, plt: Any, metric: Metric | None = None) -> Path:
         pts = [(r["step"], metric.scale * r[key]) for r in rows if key in r]
         axes[0][1].plot(*zip(*pts), marker=".", color="tab:green")
         axes[0][1].set_xlabel("meta-step")
+        axes[0][1].xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         axes[0][1].set_ylabel(f"validation {metric.name} after adaptation")
         axes[0][1].grid(alpha=0.3)
     out = run.report_dir / "training.png"
@@ -175,9 +177,14 @@ def plot_steps(run: Run, plt: Any, result: Any) -> Path:
             m, c = torch.tensor(st.mean), torch.tensor(st.ci)
             label = name
         line, = ax.plot(st.steps, m, marker="o", label=label)
-        # on a log scale a band reaching zero or below is cut at a tenth of the curve's lowest point
-        ax.fill_between(st.steps, (m - c).clamp(min=float(m.min()) / 10) if log else m - c, m + c, alpha=0.25,
-                        color=line.get_color())
+        # on a log scale a band reaching zero or below is cut at a tenth of the curve's lowest point;
+        # a bounded score's band (a success rate, an accuracy) stays within the values it can take
+        low, high = m - c, m + c
+        if log:
+            low = low.clamp(min=float(m.min()) / 10)
+        elif getattr(result, "bounds", None):
+            low, high = low.clamp(min=result.bounds[0]), high.clamp(max=result.bounds[1])
+        ax.fill_between(st.steps, low, high, alpha=0.25, color=line.get_color())
         if st.any_diverged and st.median:
             ax.plot(st.steps, st.median, ":", color=line.get_color(), label=f"{name}: median")
     if log:
@@ -187,7 +194,8 @@ def plot_steps(run: Run, plt: Any, result: Any) -> Path:
     ax.set_ylabel(f"query {result.metric}")
     ax.set_title(f"K={result.shots}, {result.tasks} held-out tasks (95% CI)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    # beside the axes, never over a curve (the picture is saved with a tight box)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     out = run.report_dir / "steps.png"
     atomic_write_png(fig, out)
     plt.close(fig)
@@ -258,7 +266,8 @@ def plot_paths(run: Run, plt: Any, algo: Any, family: EnvironmentFamily, seed: i
     """Paths of a point-navigation policy before and after one adaptation step on ``num`` held-out
     goals (the first two observation coordinates are the position), like Figure 4 of Finn et al."""
     tasks = family.sample_tasks(num, generator("report", seed))
-    fig, axes = plt.subplots(1, num, figsize=(3.6 * num, 3.7), squeeze=False)
+    # shared axes: with equal aspect, panels of different extents would come out in different sizes
+    fig, axes = plt.subplots(1, num, figsize=(3.6 * num, 3.7), squeeze=False, sharex=True, sharey=True)
     for i, ax in enumerate(axes[0]):
         episodes, adapted = algo.adaptation_episodes(family, tasks[i], steps=1, seed=seed + i)
         for data, params, color, label in ((episodes[0], algo.params(), "tab:blue", "before adaptation"),
@@ -273,7 +282,7 @@ def plot_paths(run: Run, plt: Any, algo: Any, family: EnvironmentFamily, seed: i
         ax.scatter([0.0], [0.0], marker="o", s=25, color="gray", zorder=5)
         ax.set_title(f"{family.describe_task(tasks[i])}: return {float(episodes[0]['return']):.1f} -> "
                      f"{float(episodes[1]['return']):.1f}", fontsize=8)
-        ax.set_aspect("equal")
+        ax.set_aspect("equal")   # with shared limits every panel gets the same box
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"{run.path.name}: the path of the most likely actions (bold) and {shown} sampled paths (thin) "

@@ -74,14 +74,14 @@ register_task_family("glucose", GlucoseTasks, clients=group_clients_from_config)
 register_task_family("remifentanil", RemifentanilTasks, clients=group_clients_from_config)
 # reinforcement learning: environments whose goal or physics vary
 register_task_family("nav2d", Nav2dTasks)
-# MuJoCo robots (extra metalearn[rl]; gymnasium is imported when a family is built)
+# MuJoCo robots (extra metalearn-torch[rl]; gymnasium is imported when a family is built)
 register_task_family("halfcheetah-vel", HalfCheetahVel)
 register_task_family("halfcheetah-dir", HalfCheetahDir)
 register_task_family("ant-dir", AntDir)
 register_task_family("ant-goal", AntGoal)
 register_task_family("hopper-params", HopperParams)
 register_task_family("halfcheetah-params", HalfCheetahParams)
-# game levels (extra metalearn[minigrid]): one task per seeded layout
+# game levels (extra metalearn-torch[minigrid]): one task per seeded layout
 register_task_family("minigrid-doorkey", MiniGridTasks)
 register_task_family("minigrid-fourrooms", FourRoomsTasks)
 

@@ -27,6 +27,7 @@ from .._util.progress import counted
 from .._util.seeding import generator
 from ..algorithms import Algorithm
 from ..config import flatten
+from ..config.short_mode import STEPS, capped, short_mode
 from ..errors import MetalearnError, RunError, one_line
 from ..protocols import Metric, TaskFamily, declared
 from ..runs import Run, RunLock, load_checkpoint, load_weights, save_checkpoint
@@ -538,5 +539,12 @@ class Trainer:
 
 def meta_train(algorithm: Algorithm, tasks: Any, out: Path | str, *, steps: int,
                resume: bool = False, **kwargs: Any) -> TrainResult:
-    """Meta-train ``algorithm`` on ``tasks`` into the run folder ``out``; see :class:`Trainer`."""
+    """Meta-train ``algorithm`` on ``tasks`` into the run folder ``out``; see :class:`Trainer`.
+
+    With ``METALEARN_SHORT=1`` (:mod:`metalearn.config.short_mode`) the steps and validation tasks
+    are capped, as for the command line.
+    """
+    if short_mode():
+        steps = capped(steps, STEPS)
+        kwargs["val_tasks"] = capped(int(kwargs.get("val_tasks", 300)), 4)
     return Trainer(algorithm, tasks, out, steps=steps, **kwargs).run(resume=resume)

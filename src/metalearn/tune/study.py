@@ -49,7 +49,7 @@ def _optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise ConfigError("metalearn tune needs Optuna: pip install 'metalearn[tune]'") from None
+        raise ConfigError("metalearn tune needs Optuna: pip install 'metalearn-torch[tune]'") from None
     return optuna
 
 
@@ -475,8 +475,15 @@ def _plots(study: Any, out: Path, complete: list[Any], higher: bool) -> None:
     xs = [t.number for t in complete]
     ys = [t.value for t in complete]
     ax.plot(xs, ys, "o", label="trial (complete)")
-    best = [max(ys[: i + 1]) if higher else min(ys[: i + 1]) for i in range(len(ys))]
-    ax.step(xs, best, where="post", color="tab:red", label="best so far")
+    # a pruned trial at the last value it reported before it was stopped
+    pruned = [(t.number, t.intermediate_values[max(t.intermediate_values)]) for t in study.trials
+              if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values]
+    if pruned:
+        ax.plot(*zip(*pruned), "x", color="tab:gray", label="trial (pruned: its last value)")
+    if ys:
+        best = [max(ys[: i + 1]) if higher else min(ys[: i + 1]) for i in range(len(ys))]
+        ax.step(xs, best, where="post", color="tab:red", label="best so far")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel("best validation value of the trial")
     ax.set_title(study.study_name)

@@ -49,7 +49,8 @@ class FewShotTasks:
     loss = "cross_entropy"
     # declarations (metalearn.protocols.TaskFamily)
     kind = "classification"
-    metric = Metric("accuracy (%)", higher_is_better=True, fn=accuracy, short="acc", scale=100.0)
+    metric = Metric("accuracy (%)", higher_is_better=True, fn=accuracy, short="acc", scale=100.0,
+                        bounds=(0.0, 1.0))
     evaluator = "adaptation"
     pictures = ("episode", "steps")
     adapt_input = "image_folders"

@@ -1,5 +1,5 @@
 """Game levels as tasks: MiniGrid (Chevalier-Boisvert et al. 2023, "Minigrid & Miniworld"), extra
-``metalearn[minigrid]``.
+``metalearn-torch[minigrid]``.
 
 A task is one seeded layout of a MiniGrid environment (``MiniGrid-DoorKey-6x6-v0``: where the
 wall, door, key and goal are; ``MiniGrid-FourRooms-v0``: the gaps between rooms, the start and the
@@ -37,7 +37,7 @@ def minigrid() -> Any:
         from minigrid.wrappers import ImgObsWrapper
     except ImportError:
         raise ConfigError("the MiniGrid task families need minigrid; install it with "
-                          "pip install 'metalearn[minigrid]'") from None
+                          "pip install 'metalearn-torch[minigrid]'") from None
     return gym, ImgObsWrapper
 
 
@@ -85,7 +85,8 @@ class MiniGridTasks(EnvTasks):
     """Seeded layouts of one MiniGrid environment (see the module docstring)."""
 
     env_id = "MiniGrid-DoorKey-6x6-v0"
-    metric = Metric("success rate", higher_is_better=True, key="success", short="success")
+    metric = Metric("success rate", higher_is_better=True, key="success", short="success",
+                    bounds=(0.0, 1.0))
     metric_keys = ("return", "success")
     action_space = "discrete"
     task_dim = 1

@@ -1,4 +1,4 @@
-"""Robot-control task families on gymnasium's MuJoCo environments (extra ``metalearn[rl]``).
+"""Robot-control task families on gymnasium's MuJoCo environments (extra ``metalearn-torch[rl]``).
 
 Goals vary (Finn, Abbeel & Levine 2017, section 5.3; the reward is computed here from the
 environment's ``info``, with a control cost of 0.05 |a|^2 for the cheetah):

@@ -23,7 +23,7 @@ def gymnasium() -> Any:
         import mujoco
     except ImportError:
         raise ConfigError("the MuJoCo task families need gymnasium and mujoco; install them with "
-                          "pip install 'metalearn[rl]'") from None
+                          "pip install 'metalearn-torch[rl]'") from None
     if mujoco.get_mju_user_warning() is None:
         mujoco.set_mju_user_warning(log_mujoco_warning)
     return gym

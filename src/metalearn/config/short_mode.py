@@ -1,0 +1,68 @@
+"""Short mode: ``METALEARN_SHORT=1`` caps every run's steps, tasks, episodes, rounds and trials, so
+that a documented command (a 30-minute training, a 100-round federation) runs in seconds with the
+same code path. CI runs the code blocks of the README and the guides this way; the numbers it
+prints mean nothing, and it says so on stderr once per process.
+
+The caps apply where a config is validated (:func:`~metalearn.config.validate`), so a run's
+``config.yaml`` records the values it actually used, and to the few command-line counts that are
+not config keys (``evaluate --tasks``, ``compare --episodes``, ``tune --trials``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+ENV = "METALEARN_SHORT"
+STEPS, TASKS, EPISODES, ROUNDS, TRIALS, HORIZON = 3, 10, 2, 2, 2, 20
+_said: list[bool] = []
+
+
+def short_mode() -> bool:
+    """Whether ``METALEARN_SHORT`` is set to something other than empty or ``0``."""
+    return os.environ.get(ENV, "") not in ("", "0")
+
+
+def _say() -> None:
+    if not _said:
+        _said.append(True)
+        print(f"metalearn: {ENV} is set: steps, tasks, episodes, rounds and trials are capped; the numbers "
+              f"printed are not results", file=sys.stderr)
+
+
+def capped(value: int, cap: int) -> int:
+    """``min(value, cap)`` in short mode, else ``value``."""
+    if not short_mode():
+        return value
+    _say()
+    return min(value, cap)
+
+
+def shorten(cfg: Any) -> Any:
+    """The config with short mode's caps applied (in place); unchanged outside short mode."""
+    if not short_mode():
+        return cfg
+    _say()
+    t = cfg.train
+    t.steps = min(t.steps, STEPS)
+    t.meta_batch = min(t.meta_batch, 4)
+    t.log_every, t.val_every, t.ckpt_every = 1, min(t.val_every, t.steps), min(t.ckpt_every, t.steps)
+    t.val_tasks = min(t.val_tasks, 4)
+    t.time_limit = None
+    t.keep = [k for k in t.keep if k <= t.steps]
+    cfg.eval.tasks = min(cfg.eval.tasks, TASKS)
+    cfg.eval.repeats = min(cfg.eval.repeats, 2)
+    f = cfg.fed
+    f.rounds, f.eval_every = min(f.rounds, ROUNDS), 1
+    f.eval_episodes, f.local_steps = min(f.eval_episodes, EPISODES), min(f.local_steps, 2)
+    task = cfg.task
+    keys = task.owner_keys(task.family)
+    if "horizon" in keys:      # environments (episodes per task in task.shots) and optimizees
+        task.horizon = min(task.horizon, HORIZON)
+        if "unroll" in keys:
+            task.unroll = min(task.unroll, 5)
+        elif "gamma" in keys:
+            task.shots = min(task.shots, EPISODES)
+            if task.queries is not None:
+                task.queries = min(task.queries, EPISODES)
+    return cfg
