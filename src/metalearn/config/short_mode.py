@@ -15,6 +15,7 @@ from typing import Any
 
 ENV = "METALEARN_SHORT"
 STEPS, TASKS, EPISODES, ROUNDS, TRIALS, HORIZON = 3, 10, 2, 2, 2, 20
+INNER = 2   # inner steps scored at test, and the most any baseline's own loop takes
 _said: list[bool] = []
 
 
@@ -49,9 +50,12 @@ def shorten(cfg: Any) -> Any:
     t.log_every, t.val_every, t.ckpt_every = 1, min(t.val_every, t.steps), min(t.ckpt_every, t.steps)
     t.val_tasks = min(t.val_tasks, 4)
     t.time_limit = None
+    t.threads = 1   # two short runs side by side on a 2-core machine each get a core
     t.keep = [k for k in t.keep if k <= t.steps]
     cfg.eval.tasks = min(cfg.eval.tasks, TASKS)
     cfg.eval.repeats = min(cfg.eval.repeats, 2)
+    cfg.eval.steps = sorted(s for s in cfg.eval.steps if s <= INNER) or [1]
+    cfg.eval.support_sizes = cfg.eval.support_sizes[:2]
     f = cfg.fed
     f.rounds, f.eval_every = min(f.rounds, ROUNDS), 1
     f.eval_episodes, f.local_steps = min(f.eval_episodes, EPISODES), min(f.local_steps, 2)

@@ -39,6 +39,7 @@ from .._util.files import atomic_write_text
 from .._util.warn_once import warn_once
 from ..algorithms import Algorithm, get_spec
 from ..config import Config
+from ..config.short_mode import INNER, capped
 from ..data.tables import Group
 from ..errors import ConfigError, DataError
 from ..models import fit_ridge, predict_ridge
@@ -296,7 +297,7 @@ class _GroupScoring:
         val, algo = self.val, self.algo
         vdraws = self.draws(val, self.val_groups, k, min(self.reps, 3), salt=7919)
         vbatches = [[val.task(g, s, q) for s, q in d] for g, d in zip(self.val_groups, vdraws)]
-        own_steps = self._best_steps(self.own, vbatches, OWN_MLP_STEPS)
+        own_steps = self._best_steps(self.own, vbatches, capped(OWN_MLP_STEPS, INNER))   # METALEARN_SHORT=1: 2
         shown: dict[str, Any] = {"own MLP steps": own_steps}
         ft_steps = 0
         if self.pooled is not None:
