@@ -52,3 +52,18 @@ def test_yaml_file_config(tmp_path):
         load_preset(str(p))
     with pytest.raises(ConfigError, match="a config must be a mapping"):
         config_from_dict([1, 2])
+
+
+def test_short_mode_caps_a_run_by_its_family_kind(monkeypatch):
+    from metalearn.config import apply_overrides, load_preset, validate
+    rl, l2l = load_preset("rl-nav2d"), load_preset("l2l-quadratic")
+    monkeypatch.delenv("METALEARN_SHORT", raising=False)
+    assert validate(apply_overrides(load_preset("rl-nav2d"), [])).train.steps == rl.train.steps == 100
+    monkeypatch.setenv("METALEARN_SHORT", "1")
+    short_rl = validate(apply_overrides(load_preset("rl-nav2d"), []))
+    assert (short_rl.train.steps, short_rl.task.shots, short_rl.task.horizon, short_rl.eval.steps) == (3, 2, 20, [1, 2])
+    short_l2l = validate(apply_overrides(load_preset("l2l-quadratic"), []))
+    assert short_l2l.task.horizon == min(l2l.task.horizon, 20) and short_l2l.task.unroll == min(l2l.task.unroll, 5)
+    assert short_l2l.task.shots == l2l.task.shots          # an optimizee's shots are not episodes
+    monkeypatch.setenv("METALEARN_SHORT", "0")
+    assert validate(apply_overrides(load_preset("rl-nav2d"), [])).train.steps == 100

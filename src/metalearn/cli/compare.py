@@ -5,8 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..config import check_device
-from ..config import short_mode as short_mode_caps
-from ..config.short_mode import capped
+from ..config.short_mode import TASKS, capped
 from ..errors import ConfigError
 from ..evaluation.compare import compare_runs
 
@@ -24,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
     check_device(args.device)
-    args.episodes = capped(args.episodes, short_mode_caps.TASKS)   # METALEARN_SHORT=1
+    args.episodes = capped(args.episodes, TASKS)   # METALEARN_SHORT=1
     table, written = compare_runs(args.runs, args.episodes, args.scratch, out=args.out, device=args.device)
     print(table)
     print("\nwrote " + ", ".join(str(p) for p in written))

@@ -9,8 +9,7 @@ import torch
 
 from .._util.threads import busy_cores, choose_threads
 from ..config import EPISODES, check_device
-from ..config import short_mode as short_mode_caps
-from ..config.short_mode import capped
+from ..config.short_mode import TASKS, capped
 from ..errors import ConfigError
 from ..evaluation.registry import evaluate_run
 from ..runs import Run
@@ -60,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
     if args.tasks is not None:
-        args.tasks = capped(args.tasks, short_mode_caps.TASKS)   # METALEARN_SHORT=1
+        args.tasks = capped(args.tasks, TASKS)   # METALEARN_SHORT=1
     run_dir = Run.open(args.run)
     wanted = args.threads if args.threads is not None else run_dir.load_config().train.threads
     threads, note = choose_threads(wanted, args.threads is not None,

@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 
 from ..config import apply_overrides, load_preset, validate
-from ..config import short_mode as short_mode_caps
-from ..config.short_mode import capped
+from ..config.short_mode import TRIALS, capped
 from ..tune.study import default_space, tune
 
 
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(default_space(base)))
         return 0
     torch.set_num_threads(base.train.threads)
-    trials = capped(args.trials, short_mode_caps.TRIALS)   # METALEARN_SHORT=1
+    trials = capped(args.trials, TRIALS)   # METALEARN_SHORT=1
     res = tune(args.preset, base, args.out, trials, args.space, args.storage, args.sampler, args.pruner,
                args.seed, args.time_limit, progress=not args.quiet)
     print(f"{res.trials} trials ({res.pruned} pruned) in {res.seconds / 60:.1f} trial-minutes; best trial "

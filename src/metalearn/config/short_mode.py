@@ -13,9 +13,12 @@ import os
 import sys
 from typing import Any
 
+from ..protocols import declared
+
 ENV = "METALEARN_SHORT"
 STEPS, TASKS, EPISODES, ROUNDS, TRIALS, HORIZON = 3, 10, 2, 2, 2, 20
 INNER = 2   # inner steps scored at test, and the most any baseline's own loop takes
+META_BATCH, VAL_TASKS = 4, 4
 _said: list[bool] = []
 
 
@@ -46,9 +49,9 @@ def shorten(cfg: Any) -> Any:
     _say()
     t = cfg.train
     t.steps = min(t.steps, STEPS)
-    t.meta_batch = min(t.meta_batch, 4)
+    t.meta_batch = min(t.meta_batch, META_BATCH)
     t.log_every, t.val_every, t.ckpt_every = 1, min(t.val_every, t.steps), min(t.ckpt_every, t.steps)
-    t.val_tasks = min(t.val_tasks, 4)
+    t.val_tasks = min(t.val_tasks, VAL_TASKS)
     t.time_limit = None
     t.threads = 1   # two short runs side by side on a 2-core machine each get a core
     t.keep = [k for k in t.keep if k <= t.steps]
@@ -60,13 +63,13 @@ def shorten(cfg: Any) -> Any:
     f.rounds, f.eval_every = min(f.rounds, ROUNDS), 1
     f.eval_episodes, f.local_steps = min(f.eval_episodes, EPISODES), min(f.local_steps, 2)
     task = cfg.task
-    keys = task.owner_keys(task.family)
-    if "horizon" in keys:      # environments (episodes per task in task.shots) and optimizees
+    kind = declared(task.registered(task.family).cls, "kind")
+    if kind in ("reinforcement", "optimizer"):   # episodes or optimisation runs of task.horizon steps
         task.horizon = min(task.horizon, HORIZON)
-        if "unroll" in keys:
-            task.unroll = min(task.unroll, 5)
-        elif "gamma" in keys:
-            task.shots = min(task.shots, EPISODES)
-            if task.queries is not None:
-                task.queries = min(task.queries, EPISODES)
+    if kind == "optimizer":
+        task.unroll = min(task.unroll, 5)
+    if kind == "reinforcement":                 # task.shots counts episodes per task
+        task.shots = min(task.shots, EPISODES)
+        if task.queries is not None:
+            task.queries = min(task.queries, EPISODES)
     return cfg

@@ -182,7 +182,7 @@ def plot_steps(run: Run, plt: Any, result: Any) -> Path:
         low, high = m - c, m + c
         if log:
             low = low.clamp(min=float(m.min()) / 10)
-        elif getattr(result, "bounds", None):
+        elif result.bounds:
             low, high = low.clamp(min=result.bounds[0]), high.clamp(max=result.bounds[1])
         ax.fill_between(st.steps, low, high, alpha=0.25, color=line.get_color())
         if st.any_diverged and st.median:

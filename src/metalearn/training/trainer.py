@@ -27,7 +27,7 @@ from .._util.progress import counted
 from .._util.seeding import generator
 from ..algorithms import Algorithm
 from ..config import flatten
-from ..config.short_mode import STEPS, capped, short_mode
+from ..config.short_mode import STEPS, VAL_TASKS, capped
 from ..errors import MetalearnError, RunError, one_line
 from ..protocols import Metric, TaskFamily, declared
 from ..runs import Run, RunLock, load_checkpoint, load_weights, save_checkpoint
@@ -155,6 +155,7 @@ class Trainer:
                             ("val_every", val_every), ("val_tasks", val_tasks), ("ckpt_every", ckpt_every)):
             if not isinstance(value, int) or value <= 0:
                 raise MetalearnError(f"{name} must be a positive integer, got {value!r}")
+        steps, val_tasks = capped(steps, STEPS), capped(val_tasks, VAL_TASKS)   # METALEARN_SHORT=1
         self.dist = dist or DistContext(device=torch.device(device))
         if self.dist.active:
             device = self.dist.device
@@ -541,10 +542,7 @@ def meta_train(algorithm: Algorithm, tasks: Any, out: Path | str, *, steps: int,
                resume: bool = False, **kwargs: Any) -> TrainResult:
     """Meta-train ``algorithm`` on ``tasks`` into the run folder ``out``; see :class:`Trainer`.
 
-    With ``METALEARN_SHORT=1`` (:mod:`metalearn.config.short_mode`) the steps and validation tasks
-    are capped, as for the command line.
+    With ``METALEARN_SHORT=1`` (:mod:`metalearn.config.short_mode`) the trainer caps the steps and
+    validation tasks, as for the command line.
     """
-    if short_mode():
-        steps = capped(steps, STEPS)
-        kwargs["val_tasks"] = capped(int(kwargs.get("val_tasks", 300)), 4)
     return Trainer(algorithm, tasks, out, steps=steps, **kwargs).run(resume=resume)

@@ -50,7 +50,7 @@ class FewShotTasks:
     # declarations (metalearn.protocols.TaskFamily)
     kind = "classification"
     metric = Metric("accuracy (%)", higher_is_better=True, fn=accuracy, short="acc", scale=100.0,
-                        bounds=(0.0, 1.0))
+                    bounds=(0.0, 1.0))
     evaluator = "adaptation"
     pictures = ("episode", "steps")
     adapt_input = "image_folders"

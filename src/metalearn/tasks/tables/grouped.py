@@ -123,7 +123,7 @@ class TableTasks:
         if encoder.classification:
             self.kind, self.loss = "classification", "cross_entropy"
             self.metric = Metric("accuracy (%)", higher_is_better=True, fn=accuracy, short="acc", scale=100.0,
-                        bounds=(0.0, 1.0))
+                                 bounds=(0.0, 1.0))
         else:
             std = encoder.target_stats[1]
             self.metric = Metric(f"RMSE{f' ({units})' if units else ''}", higher_is_better=False, fn=rmse,
